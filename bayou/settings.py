@@ -1,0 +1,46 @@
+"""All configuration in one place: environment variables with the BAYOU_ prefix, or a .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MODEL_ALIASES = {"h2ovl-800m": "model_800m", "h2ovl-2b": "model_2b"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BAYOU_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./bayou-data")
+    database_url: str = ""  # empty: SQLite inside data_dir
+    broker_url: str = ""  # empty: the embedded broker inside data_dir
+    model_800m: str = "h2oai/h2ovl-mississippi-800m"
+    model_2b: str = "h2oai/h2ovl-mississippi-2b"
+    device: str = "auto"
+    dtype: str = "auto"
+    max_upload_mb: int = 25
+    max_pages: int = 20
+    max_pixels: int = 89_478_485
+    # which model serves a document type when the upload names none
+    default_models: dict[str, str] = Field(
+        default_factory=lambda: {"receipt": "h2ovl-800m", "drivers_license": "h2ovl-2b", "check": "h2ovl-2b"}
+    )
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'bayou.db'}"
+        return self
+
+    def model_source(self, name: str) -> str:
+        """A model alias (`h2ovl-800m`, `h2ovl-2b`) to its hub id or directory; anything else is a source."""
+        attr = MODEL_ALIASES.get(name)
+        return getattr(self, attr) if attr else name
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
