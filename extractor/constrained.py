@@ -1,0 +1,145 @@
+"""Schema-constrained decoding with xgrammar (the grammar engine vLLM uses).
+
+Three jobs: compile a JSON Schema into a token-level grammar (cached per schema), find the tokens the
+grammar forces next (jump-forward: appended without a sampling step of their own), and, when the token
+budget is nearly spent, steer towards closing the JSON so that even a random model ends with output that
+parses and validates.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import xgrammar as xgr
+from transformers import PreTrainedTokenizerBase
+
+from extractor.decoding_schema import decoding_schema
+
+_BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+# near the end of the token budget: the first of these the grammar allows is taken, which closes what is open
+# soonest (a string, then a number, an array, an object) and gives remaining values their shortest form
+_CLOSERS_INSIDE_STRING = (b'"', b".", b"0", b"-", b"a")
+_CLOSERS_OUTSIDE_STRING = (b"null", b"]", b"}", b",", b"0", b"false", b'"', b"[", b"{")
+
+
+@dataclass
+class Vocabulary:
+    """The tokenizer as the grammar engine sees it: each id's exact bytes."""
+
+    info: xgr.TokenizerInfo
+    special_ids: frozenset[int]
+    byte_fallback_ids: frozenset[int]  # Llama-style <0xNN> tokens
+
+    @cached_property
+    def token_bytes(self) -> list[bytes]:
+        return list(self.info.decoded_vocab)
+
+    @cached_property
+    def ids_by_bytes(self) -> dict[bytes, int]:
+        table: dict[bytes, int] = {}
+        # <0xNN> tokens first, so a merged token that decodes to the same bytes takes precedence
+        order = sorted(range(len(self.token_bytes)), key=lambda i: i not in self.byte_fallback_ids)
+        for token_id in order:
+            raw = self.token_bytes[token_id]
+            if raw and token_id not in self.special_ids:
+                table[raw] = token_id
+        return table
+
+    @cached_property
+    def longest_token(self) -> int:
+        return max(len(raw) for raw in self.ids_by_bytes)
+
+    def tokenize_forced(self, text: bytes) -> list[int]:
+        """Greedy longest-match tokens spelling `text` exactly (the grammar, not the tokenizer, chose it)."""
+        ids: list[int] = []
+        position = 0
+        while position < len(text):
+            for length in range(min(self.longest_token, len(text) - position), 0, -1):
+                token_id = self.ids_by_bytes.get(text[position : position + length])
+                if token_id is not None:
+                    ids.append(token_id)
+                    position += length
+                    break
+            else:  # no token spells this byte: stop forcing here and let the model go on
+                break
+        return ids
+
+    def closer_ids(self, inside_string: bool) -> list[int]:
+        wanted = _CLOSERS_INSIDE_STRING if inside_string else _CLOSERS_OUTSIDE_STRING
+        return [self.ids_by_bytes[raw] for raw in wanted if raw in self.ids_by_bytes]
+
+
+def build_vocabulary(
+    tokenizer: PreTrainedTokenizerBase, vocab_size: int, stop_ids: Sequence[int]
+) -> Vocabulary:
+    info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=list(stop_ids))
+    special = frozenset(tokenizer.all_special_ids) | frozenset(tokenizer.get_added_vocab().values())
+    byte_fallback = frozenset(
+        token_id for token, token_id in tokenizer.get_vocab().items() if _BYTE_TOKEN.fullmatch(token)
+    )
+    return Vocabulary(info=info, special_ids=special, byte_fallback_ids=byte_fallback)
+
+
+class GrammarCache:
+    """Compiled grammars per schema; compiling is the slow part (milliseconds to a second), matching is cheap."""
+
+    def __init__(self, vocabulary: Vocabulary) -> None:
+        self.vocabulary = vocabulary
+        self._compiler = xgr.GrammarCompiler(
+            vocabulary.info, cache_enabled=False
+        )  # its cache crashes on some nested schemas (0.2.8); ours suffices
+        self._compiled: dict[str, xgr.CompiledGrammar] = {}
+
+    def compiled(self, schema: dict[str, Any]) -> xgr.CompiledGrammar:
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._compiled:
+            # compact JSON (no whitespace) in the schema's property order: fewer tokens, more of them forced
+            self._compiled[key] = self._compiler.compile_json_schema(
+                json.dumps(decoding_schema(schema)),
+                any_whitespace=False,
+                separators=(",", ":"),
+                strict_mode=True,
+            )
+        return self._compiled[key]
+
+    def matcher(self, schema: dict[str, Any]) -> xgr.GrammarMatcher:
+        return xgr.GrammarMatcher(self.compiled(schema), terminate_without_stop_token=True)
+
+
+def closing_reserve(schema: dict[str, Any]) -> int:
+    """Tokens to keep in hand for closing the JSON: generous per property the schema can hold."""
+    return 16 * _count_properties(schema) + 32
+
+
+def _count_properties(node: Any) -> int:
+    if isinstance(node, dict):
+        own = len(node.get("properties", {})) if isinstance(node.get("properties"), dict) else 0
+        return own + sum(_count_properties(v) for v in node.values())
+    if isinstance(node, list):
+        return sum(_count_properties(v) for v in node)
+    return 0
+
+
+@dataclass
+class JsonStringTracker:
+    """Whether the bytes emitted so far end inside a JSON string (for the closing strategy)."""
+
+    inside: bool = False
+    escaped: bool = False
+
+    def feed(self, raw: bytes) -> None:
+        for byte in raw:
+            if self.inside:
+                if self.escaped:
+                    self.escaped = False
+                elif byte == 0x5C:  # backslash
+                    self.escaped = True
+                elif byte == 0x22:
+                    self.inside = False
+            elif byte == 0x22:
+                self.inside = True

@@ -1,0 +1,274 @@
+"""Batched greedy decoding over transformers' InternVL model, with grammar constraints and jump-forward.
+
+One call runs several documents together: the vision tower sees all their tiles at once, prompts are left
+padded into one prefill, and each decode step is one forward pass for the whole batch. With a schema, an
+xgrammar matcher per document masks the logits so only conforming JSON can come out, and the bytes the
+grammar forces (keys, quotes, braces) ride along in the next forward pass instead of costing a step each.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import xgrammar as xgr
+
+from extractor.confidence import field_confidence
+from extractor.constrained import (
+    GrammarCache,
+    JsonStringTracker,
+    Vocabulary,
+    build_vocabulary,
+    closing_reserve,
+)
+from extractor.model import LoadedModel
+
+VISION_CHUNK_TILES = 32  # bounds the vision tower's activation memory on large batches
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str  # the full model input (template applied, image tokens expanded)
+    pixel_values: torch.Tensor | None  # [tiles, 3, H, W], tiles in prompt order
+    schema: dict[str, Any] | None = None  # constrain the answer to this JSON Schema
+    max_new_tokens: int = 1024
+
+
+@dataclass
+class GenerationOutput:
+    text: str
+    token_ids: list[int]
+    token_probs: list[float]  # probability of each token; 1.0 for tokens the grammar forced
+    forced: list[bool]
+    confidence: dict[str, float]  # JSON pointer → 0..1, when the output is one JSON value
+    prompt_tokens: int
+    finish_reason: str  # "stop", "grammar" (the JSON is complete) or "length"
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    forward_steps: int = 0  # decode forward passes spent on this document
+    batch_size: int = 1
+
+    @property
+    def generated_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class _Sequence:
+    request: GenerationRequest
+    matcher: xgr.GrammarMatcher | None
+    reserve: int
+    strings: JsonStringTracker = field(default_factory=JsonStringTracker)
+    token_ids: list[int] = field(default_factory=list)
+    probs: list[float] = field(default_factory=list)
+    forced: list[bool] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)  # to feed in the next forward pass
+    finish_reason: str | None = None
+    steps: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+
+class Generator:
+    def __init__(self, loaded: LoadedModel, *, jump_forward: bool = True) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.jump_forward = jump_forward
+        self.stop_ids = set(loaded.stop_token_ids)
+        self.vocab_size = self.model.lm_head.out_features
+        self.pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
+        self._vocabulary: Vocabulary | None = None
+        self._grammars: GrammarCache | None = None
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        if self._vocabulary is None:
+            self._vocabulary = build_vocabulary(self.loaded.tokenizer, self.vocab_size, sorted(self.stop_ids))
+        return self._vocabulary
+
+    @property
+    def grammars(self) -> GrammarCache:
+        if self._grammars is None:
+            self._grammars = GrammarCache(self.vocabulary)
+        return self._grammars
+
+    @torch.inference_mode()
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationOutput]:
+        if not requests:
+            return []
+        device = self.loaded.device
+        sequences = [self._start(r) for r in requests]
+
+        started = time.perf_counter()
+        image_features = self._image_features(requests)
+        vision_ms = _elapsed_ms(started, device)
+
+        started = time.perf_counter()
+        encoded = self.loaded.tokenizer(
+            [r.prompt for r in requests], add_special_tokens=False, padding=True, return_tensors="pt"
+        )
+        input_ids = encoded.input_ids.to(device)
+        mask = encoded.attention_mask.to(device)
+        embeds = self.model.get_input_embeddings()(input_ids)
+        if image_features is not None:
+            slots = (input_ids == self.loaded.image_token_id).unsqueeze(-1)
+            embeds = embeds.masked_scatter(slots, image_features.to(embeds.dtype))
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        hidden, cache = self._forward(embeds, mask, positions, None)
+        logits = self.model.lm_head(hidden[:, -1, :]).float()
+        prefill_ms = _elapsed_ms(started, device)
+        next_position = mask.sum(-1)
+
+        started = time.perf_counter()
+        steps = 0
+        while True:
+            for index, seq in enumerate(sequences):
+                if not seq.done:
+                    self._choose(seq, logits[index])
+            if all(s.done for s in sequences):
+                break
+            step_len = max(len(s.pending) for s in sequences if not s.done)
+            step_ids = torch.full((len(sequences), step_len), self.pad_id, dtype=torch.long)
+            step_mask = torch.zeros((len(sequences), step_len), dtype=mask.dtype)
+            for index, seq in enumerate(sequences):
+                if not seq.done:
+                    step_ids[index, : len(seq.pending)] = torch.tensor(seq.pending)
+                    step_mask[index, : len(seq.pending)] = 1
+            step_ids, step_mask = step_ids.to(device), step_mask.to(device)
+            step_positions = next_position.unsqueeze(-1) + torch.arange(step_len, device=device)
+            mask = torch.cat([mask, step_mask], dim=-1)
+            hidden, cache = self._forward(
+                self.model.get_input_embeddings()(step_ids), mask, step_positions, cache
+            )
+            last = (step_mask.sum(-1) - 1).clamp(min=0)
+            logits = self.model.lm_head(hidden[torch.arange(len(sequences), device=device), last]).float()
+            next_position = next_position + step_mask.sum(-1)
+            steps += 1
+            for seq in sequences:
+                if not seq.done:
+                    seq.steps += 1
+                    seq.pending = []
+        decode_ms = _elapsed_ms(started, device)
+
+        timings = {"vision": vision_ms, "prefill": prefill_ms, "decode": decode_ms}
+        prompt_lengths = encoded.attention_mask.sum(-1).tolist()
+        return [
+            self._output(seq, int(n), timings, len(sequences))
+            for seq, n in zip(sequences, prompt_lengths, strict=True)
+        ]
+
+    def _start(self, request: GenerationRequest) -> _Sequence:
+        matcher = self.grammars.matcher(request.schema) if request.schema is not None else None
+        reserve = closing_reserve(request.schema) if request.schema is not None else 0
+        return _Sequence(request=request, matcher=matcher, reserve=min(reserve, request.max_new_tokens // 2))
+
+    def _image_features(self, requests: list[GenerationRequest]) -> torch.Tensor | None:
+        tiles = [r.pixel_values for r in requests if r.pixel_values is not None and len(r.pixel_values)]
+        if not tiles:
+            return None
+        pixels = torch.cat(tiles).to(self.loaded.device, self.loaded.dtype)
+        chunks = [
+            self.model.model.get_image_features(pixel_values=chunk, return_dict=True).pooler_output
+            for chunk in pixels.split(VISION_CHUNK_TILES)
+        ]
+        return torch.cat(chunks)
+
+    def _forward(self, embeds, mask, positions, cache):
+        out = self.model.model.language_model(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        return out.last_hidden_state, out.past_key_values
+
+    def _choose(self, seq: _Sequence, logits: torch.Tensor) -> None:
+        """Pick the next token for one sequence, then queue whatever the grammar forces after it."""
+        budget_left = seq.request.max_new_tokens - len(seq.token_ids)
+        if budget_left <= 0:
+            seq.finish_reason = "length"
+            return
+        if seq.matcher is None:
+            token = int(torch.argmax(logits))
+            prob = float(torch.softmax(logits, -1)[token])
+            if token in self.stop_ids:
+                seq.finish_reason = "stop"
+                return
+            self._append(seq, token, prob, forced=False)
+            return
+
+        bitmask = xgr.allocate_token_bitmask(1, self.vocab_size)
+        seq.matcher.fill_next_token_bitmask(bitmask, 0)
+        masked = logits.unsqueeze(0).clone()
+        xgr.apply_token_bitmask_inplace(masked, bitmask)
+        masked = masked[0]
+        token = int(torch.argmax(masked))
+        if budget_left <= seq.reserve:
+            token = self._closing_token(seq, masked, token)
+        prob = float(torch.softmax(masked, -1)[token])
+        if token in self.stop_ids or not seq.matcher.accept_token(token):
+            seq.finish_reason = "grammar" if seq.matcher.is_completed() else "stop"
+            return
+        self._append(seq, token, prob, forced=False)
+        if self._finished_by_grammar(seq):
+            return
+        if self.jump_forward:
+            self._queue_forced(seq, budget_left - 1)
+
+    def _closing_token(self, seq: _Sequence, masked: torch.Tensor, default: int) -> int:
+        # near the end of the budget, prefer whatever closes strings, arrays and objects soonest
+        for candidate in self.vocabulary.closer_ids(seq.strings.inside):
+            if masked[candidate] > float("-inf"):
+                return candidate
+        return default
+
+    def _queue_forced(self, seq: _Sequence, budget_left: int) -> None:
+        forced = seq.matcher.find_jump_forward_string()
+        if not forced:
+            return
+        for token in self.vocabulary.tokenize_forced(forced.encode())[:budget_left]:
+            if not seq.matcher.accept_token(token):
+                break
+            self._append(seq, token, 1.0, forced=True)
+            if self._finished_by_grammar(seq):
+                return
+
+    def _finished_by_grammar(self, seq: _Sequence) -> bool:
+        if seq.matcher is not None and seq.matcher.is_terminated():
+            seq.finish_reason = "grammar"
+            return True
+        return False
+
+    def _append(self, seq: _Sequence, token: int, prob: float, *, forced: bool) -> None:
+        seq.token_ids.append(token)
+        seq.probs.append(prob)
+        seq.forced.append(forced)
+        seq.pending.append(token)
+        seq.strings.feed(self.vocabulary.token_bytes[token])
+
+    def _output(
+        self, seq: _Sequence, prompt_tokens: int, timings: dict[str, float], batch: int
+    ) -> GenerationOutput:
+        pieces = [self.vocabulary.token_bytes[t] for t in seq.token_ids]
+        return GenerationOutput(
+            text=b"".join(pieces).decode("utf-8", errors="replace"),
+            token_ids=seq.token_ids,
+            token_probs=seq.probs,
+            forced=seq.forced,
+            confidence=field_confidence(pieces, seq.probs),
+            prompt_tokens=prompt_tokens,
+            finish_reason=seq.finish_reason or "length",
+            timings_ms=dict(timings),
+            forward_steps=seq.steps,
+            batch_size=batch,
+        )
+
+
+def _elapsed_ms(started: float, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return round((time.perf_counter() - started) * 1000, 2)

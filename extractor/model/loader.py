@@ -1,0 +1,214 @@
+"""Load a published (or tiny) H2OVL-Mississippi checkpoint into transformers' InternVL model.
+
+No `trust_remote_code`: the code that ships beside the published weights never runs. We read the config
+and the safetensors ourselves, rename the tensors (weights.py) and build transformers' own classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from transformers import AutoTokenizer, InternVLForConditionalGeneration, PreTrainedTokenizerBase
+
+from extractor.errors import CheckpointError
+from extractor.model.config import ModelSettings, model_settings, to_internvl_config
+from extractor.model.weights import to_hf_state_dict
+
+log = logging.getLogger(__name__)
+
+REQUIRED_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>", "<|prompt|>", "<|answer|>", "<|end|>")
+_HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"]
+
+
+@dataclass
+class LoadedModel:
+    model: InternVLForConditionalGeneration
+    tokenizer: PreTrainedTokenizerBase
+    image_token_id: int
+    settings: ModelSettings
+    source: str
+    revision: str
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        ids = {self.tokenizer.convert_tokens_to_ids("<|end|>")}
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return sorted(ids)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise CheckpointError(
+            f"device {device} asked for, but CUDA is not available", code="configuration_error"
+        )
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        # bfloat16 halves memory and is native on GPUs; on CPUs float32 is the faster, exact choice
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in names:
+        raise CheckpointError(
+            f"unknown dtype {dtype!r}; use one of {sorted(names)}", code="configuration_error"
+        )
+    return names[dtype]
+
+
+def resolve_source(source: str | Path) -> Path:
+    """A local checkpoint directory, or a hub id looked up in (then fetched into) huggingface_hub's cache."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or str(source).startswith((".", "/")) or str(source).count("/") != 1:
+        raise CheckpointError(f"{source}: no such checkpoint directory (and not a hub id like org/name)")
+    from huggingface_hub import snapshot_download
+
+    try:  # the cache first: a downloaded model works offline
+        return Path(snapshot_download(str(source), allow_patterns=_HUB_PATTERNS, local_files_only=True))
+    except Exception:  # noqa: BLE001 - any cache miss falls through to a download attempt
+        pass
+    try:
+        return Path(snapshot_download(str(source), allow_patterns=_HUB_PATTERNS))
+    except Exception as exc:  # noqa: BLE001 - network, auth, missing repo: all mean "not available here"
+        raise CheckpointError(
+            f"{source} is not in the huggingface_hub cache and could not be downloaded ({type(exc).__name__}); "
+            "download it once on a connected machine or pass a local checkpoint directory"
+        ) from exc
+
+
+def _read_tensors(directory: Path) -> dict[str, torch.Tensor]:
+    index = directory / "model.safetensors.index.json"
+    if index.exists():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        files = ["model.safetensors"]
+    tensors: dict[str, torch.Tensor] = {}
+    for name in files:
+        file = directory / name
+        if not file.exists():
+            raise CheckpointError(f"checkpoint file {name} is missing from {directory}")
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
+                tensors[key] = handle.get_tensor(key)
+    return tensors
+
+
+def _check_against(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    expected = model.state_dict()
+    # lm_head may be tied to the embeddings in some configs; then the checkpoint need not carry it
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    missing = sorted(set(expected) - set(state) - tied)
+    extra = sorted(set(state) - set(expected))
+    if missing:
+        raise CheckpointError(f"checkpoint lacks tensor(s): {', '.join(missing[:10])}")
+    if extra:
+        raise CheckpointError(f"unexpected tensor(s) in checkpoint: {', '.join(extra[:10])}")
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise CheckpointError(
+                f"tensor {name} has shape {tuple(tensor.shape)}, the config implies {tuple(expected[name].shape)}"
+            )
+
+
+def _load_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
+    from transformers.utils import logging as hf_logging
+
+    # AutoTokenizer peeks at config.json and warns that h2ovl_chat is not a transformers model type: true,
+    # and irrelevant, since only the tokenizer files are used
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def _image_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in REQUIRED_TOKENS if t not in vocab]
+    if missing:
+        raise CheckpointError(f"tokenizer lacks special token(s): {', '.join(missing)}")
+    return vocab["<IMG_CONTEXT>"]
+
+
+def _revision(directory: Path, raw: dict[str, Any]) -> str:
+    # a hub snapshot directory is named by its commit; a local one gets a digest of what defines it
+    if directory.parent.name == "snapshots":
+        return directory.name
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True).encode())
+    for file in sorted(directory.glob("*.safetensors")):
+        digest.update(f"{file.name}:{file.stat().st_size}".encode())
+    return "local-" + digest.hexdigest()[:12]
+
+
+def _attention_implementation(device: torch.device) -> str:
+    if device.type == "cuda":
+        try:
+            import flash_attn  # noqa: F401
+
+            return "flash_attention_2"
+        except ImportError:
+            pass
+    return "sdpa"
+
+
+def load_model(
+    source: str | Path, *, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None
+) -> LoadedModel:
+    """Build transformers' InternVLForConditionalGeneration from an H2OVL checkpoint, in eval mode."""
+    directory = resolve_source(source)
+    config_file = directory / "config.json"
+    if not config_file.exists():
+        raise CheckpointError(f"{directory} has no config.json")
+    raw = json.loads(config_file.read_text())
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+
+    tokenizer = _load_tokenizer(directory)
+    image_token_id = _image_token_id(tokenizer)
+    config = to_internvl_config(raw, image_token_id=image_token_id)
+    state = to_hf_state_dict(_read_tensors(directory))
+
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():  # every tensor is overwritten below: random init would be wasted time
+        model = InternVLForConditionalGeneration._from_config(
+            config, dtype=torch_dtype, attn_implementation=_attention_implementation(torch_device)
+        )
+    _check_against(model, state)
+    model.load_state_dict(state, strict=False, assign=False)
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    model.to(device=torch_device, dtype=torch_dtype)
+    model.eval()
+    model.requires_grad_(False)
+    log.info("loaded %s (%s) on %s as %s", source, _revision(directory, raw), torch_device, torch_dtype)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        image_token_id=image_token_id,
+        settings=model_settings(raw),
+        source=str(source),
+        revision=_revision(directory, raw),
+        device=torch_device,
+        dtype=torch_dtype,
+    )
