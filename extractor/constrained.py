@@ -90,10 +90,10 @@ class GrammarCache:
 
     def __init__(self, vocabulary: Vocabulary) -> None:
         self.vocabulary = vocabulary
-        self._compiler = xgr.GrammarCompiler(
-            vocabulary.info, cache_enabled=False
-        )  # its cache crashes on some nested schemas (0.2.8); ours suffices
+        # xgrammar's own compile cache crashes on some nested schemas (0.2.8); the dict below suffices
+        self._compiler = xgr.GrammarCompiler(vocabulary.info, cache_enabled=False)
         self._compiled: dict[str, xgr.CompiledGrammar] = {}
+        self._reserves: dict[str, int] = {}
 
     def compiled(self, schema: dict[str, Any]) -> xgr.CompiledGrammar:
         key = json.dumps(schema, sort_keys=True)
@@ -110,19 +110,45 @@ class GrammarCache:
     def matcher(self, schema: dict[str, Any]) -> xgr.GrammarMatcher:
         return xgr.GrammarMatcher(self.compiled(schema), terminate_without_stop_token=True)
 
+    def closing_reserve(self, schema: dict[str, Any]) -> int:
+        """Tokens to keep in hand for closing the JSON from wherever the model is.
 
-def closing_reserve(schema: dict[str, Any]) -> int:
-    """Tokens to keep in hand for closing the JSON: generous per property the schema can hold."""
-    return 16 * _count_properties(schema) + 32
+        Measured, not guessed: the closing strategy is run from the start with no model, which gives the
+        length of the shortest document it writes; twice that covers finishing an open array item too.
+        """
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._reserves:
+            self._reserves[key] = 2 * self._shortest_completion(self.matcher(schema)) + 16
+        return self._reserves[key]
+
+    def _shortest_completion(self, matcher: xgr.GrammarMatcher, limit: int = 100_000) -> int:
+        strings = JsonStringTracker()
+        bitmask = xgr.allocate_token_bitmask(1, self.vocabulary.info.vocab_size)
+        count = 0
+        while not matcher.is_terminated() and count < limit:
+            for token in self.vocabulary.tokenize_forced(matcher.find_jump_forward_string().encode()):
+                if not matcher.accept_token(token):
+                    break
+                strings.feed(self.vocabulary.token_bytes[token])
+                count += 1
+            if matcher.is_terminated():
+                break
+            matcher.fill_next_token_bitmask(bitmask, 0)
+            allowed = _allowed_ids(bitmask)
+            token = next((t for t in self.vocabulary.closer_ids(strings.inside) if t in allowed), None)
+            if token is None:
+                token = min(t for t in allowed if t not in self.vocabulary.special_ids)
+            matcher.accept_token(token)
+            strings.feed(self.vocabulary.token_bytes[token])
+            count += 1
+        return count
 
 
-def _count_properties(node: Any) -> int:
-    if isinstance(node, dict):
-        own = len(node.get("properties", {})) if isinstance(node.get("properties"), dict) else 0
-        return own + sum(_count_properties(v) for v in node.values())
-    if isinstance(node, list):
-        return sum(_count_properties(v) for v in node)
-    return 0
+def _allowed_ids(bitmask: Any) -> set[int]:
+    words = bitmask[0].tolist()
+    return {
+        index * 32 + bit for index, word in enumerate(words) if word for bit in range(32) if (word >> bit) & 1
+    }
 
 
 @dataclass

@@ -10,6 +10,7 @@ they are invalid in JSON).
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 DEFAULT_MAX_LENGTH = 256
@@ -60,7 +61,63 @@ def _bound_string(node: dict[str, Any]) -> None:
     if fmt in _FORMAT_PATTERNS and "pattern" not in node:
         node["pattern"] = _FORMAT_PATTERNS[fmt]
     if "pattern" in node:
+        # xgrammar ignores maxLength beside a pattern, so the pattern itself must be finite
+        limit = int(node.pop("maxLength", DEFAULT_MAX_LENGTH))
+        node.pop("minLength", None)
+        node["pattern"] = bounded_pattern(node["pattern"], limit)
         return
     low = int(node.pop("minLength", 0))
     high = int(node.pop("maxLength", DEFAULT_MAX_LENGTH))
     node["pattern"] = rf'^[^"\\\x00-\x1f]{{{low},{high}}}$'
+
+
+_OPEN_RANGE = re.compile(r"\{(\d+),\}")
+
+
+def bounded_pattern(pattern: str, max_length: int) -> str:
+    """The pattern with its unbounded repetitions capped so that no match is longer than `max_length`.
+
+    The cap is the largest one whose longest match still fits (measured with Python's regex parser), so
+    `^-?[0-9]+\\.[0-9]{2}$` with maxLength 16 becomes `^-?[0-9]{1,12}\\.[0-9]{2}$`.
+    """
+    if bound_quantifiers(pattern, 1) == pattern:
+        return pattern
+    low, high = 0, max_length
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _longest_match(bound_quantifiers(pattern, middle)) <= max_length:
+            low = middle
+        else:
+            high = middle - 1
+    return bound_quantifiers(pattern, max(low, 1))
+
+
+def _longest_match(pattern: str) -> int:
+    return re._parser.parse(pattern).getwidth()[1]  # type: ignore[attr-defined]
+
+
+def bound_quantifiers(pattern: str, limit: int) -> str:
+    """Replace `+`, `*` and `{n,}` outside character classes by repetitions of at most `limit`."""
+    out: list[str] = []
+    index, in_class = 0, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            out.append(pattern[index : index + 2])
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char in "+*":
+            char = f"{{{1 if char == '+' else 0},{limit}}}"
+        elif char == "{":
+            match = _OPEN_RANGE.match(pattern, index)
+            if match:
+                out.append(f"{{{match.group(1)},{max(limit, int(match.group(1)))}}}")
+                index = match.end()
+                continue
+        out.append(char)
+        index += 1
+    return "".join(out)

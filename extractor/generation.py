@@ -21,7 +21,6 @@ from extractor.constrained import (
     JsonStringTracker,
     Vocabulary,
     build_vocabulary,
-    closing_reserve,
 )
 from extractor.model import LoadedModel
 
@@ -33,7 +32,7 @@ class GenerationRequest:
     prompt: str  # the full model input (template applied, image tokens expanded)
     pixel_values: torch.Tensor | None  # [tiles, 3, H, W], tiles in prompt order
     schema: dict[str, Any] | None = None  # constrain the answer to this JSON Schema
-    max_new_tokens: int = 1024
+    max_new_tokens: int = 2048
 
 
 @dataclass
@@ -48,6 +47,7 @@ class GenerationOutput:
     timings_ms: dict[str, float] = field(default_factory=dict)
     forward_steps: int = 0  # decode forward passes spent on this document
     batch_size: int = 1
+    tiles: int = 0
 
     @property
     def generated_tokens(self) -> int:
@@ -162,8 +162,8 @@ class Generator:
 
     def _start(self, request: GenerationRequest) -> _Sequence:
         matcher = self.grammars.matcher(request.schema) if request.schema is not None else None
-        reserve = closing_reserve(request.schema) if request.schema is not None else 0
-        return _Sequence(request=request, matcher=matcher, reserve=min(reserve, request.max_new_tokens // 2))
+        reserve = self.grammars.closing_reserve(request.schema) if request.schema is not None else 0
+        return _Sequence(request=request, matcher=matcher, reserve=reserve)
 
     def _image_features(self, requests: list[GenerationRequest]) -> torch.Tensor | None:
         tiles = [r.pixel_values for r in requests if r.pixel_values is not None and len(r.pixel_values)]
@@ -265,6 +265,7 @@ class Generator:
             timings_ms=dict(timings),
             forward_steps=seq.steps,
             batch_size=batch,
+            tiles=0 if seq.request.pixel_values is None else len(seq.request.pixel_values),
         )
 
 

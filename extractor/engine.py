@@ -1,0 +1,141 @@
+"""Engines: images + question (+ schema) in, generated text out, for a batch of documents.
+
+`TransformersEngine` is the reference: our tiling and template on transformers' InternVL model, with
+xgrammar-constrained batched decoding. `VLLMEngine` serves the same interface from vLLM (GPU workers with
+the `gpu` extra installed); vLLM implements H2OVL natively, tiling and MSAC included.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+from extractor.generation import GenerationOutput, GenerationRequest, Generator
+from extractor.model import LoadedModel, ModelSettings, load_model
+from extractor.template import build_prompt, question_with_images
+from extractor.tiling import pixel_values, tile_counts
+
+
+@dataclass
+class EngineRequest:
+    images: list[Image.Image]  # one per page or side, in reading order
+    question: str
+    schema: dict[str, Any] | None = None  # constrain the answer to this JSON Schema
+    max_new_tokens: int = 2048
+    max_tiles: int | None = None  # None: the checkpoint's max_dynamic_patch
+
+
+class Engine(Protocol):
+    name: str
+    revision: str
+
+    def run(self, requests: list[EngineRequest]) -> list[GenerationOutput]: ...
+
+
+class TransformersEngine:
+    def __init__(self, loaded: LoadedModel, *, name: str | None = None, jump_forward: bool = True) -> None:
+        self.loaded = loaded
+        self.name = name or loaded.source
+        self.revision = loaded.revision
+        self.settings: ModelSettings = loaded.settings
+        self.generator = Generator(loaded, jump_forward=jump_forward)
+
+    @classmethod
+    def from_source(
+        cls, source: str | Path, *, name: str | None = None, device: str = "cpu", dtype: str | None = None
+    ) -> TransformersEngine:
+        return cls(load_model(source, device=device, dtype=dtype), name=name)
+
+    def preprocess(self, request: EngineRequest) -> tuple[GenerationRequest, float]:
+        started = time.perf_counter()
+        tiling = {
+            "image_size": self.settings.image_size,
+            "min_tiles": self.settings.min_dynamic_patch,
+            "max_tiles": request.max_tiles or self.settings.max_dynamic_patch,
+            "use_thumbnail": self.settings.use_thumbnail,
+            "use_msac": self.settings.use_msac,
+        }
+        pixels = pixel_values(request.images, **tiling) if request.images else None
+        counts = tile_counts(request.images, **tiling) if request.images else []
+        prompt = build_prompt(
+            request.question,
+            counts,
+            num_image_token=self.settings.num_image_token,
+            template=self.settings.template,
+        )
+        generation = GenerationRequest(
+            prompt=prompt, pixel_values=pixels, schema=request.schema, max_new_tokens=request.max_new_tokens
+        )
+        return generation, round((time.perf_counter() - started) * 1000, 2)
+
+    def run(self, requests: list[EngineRequest]) -> list[GenerationOutput]:
+        prepared = [self.preprocess(r) for r in requests]
+        outputs = self.generator.generate([g for g, _ in prepared])
+        for output, (_, preprocess_ms) in zip(outputs, prepared, strict=True):
+            output.timings_ms["preprocess"] = preprocess_ms
+        return outputs
+
+
+class VLLMEngine:
+    """H2OVL through vLLM (optional `gpu` extra). Same requests and outputs as TransformersEngine."""
+
+    def __init__(
+        self, source: str, *, name: str | None = None, max_model_len: int = 8192, **engine_args: Any
+    ) -> None:
+        from vllm import LLM  # noqa: PLC0415 - optional dependency
+
+        self.name = name or source
+        self.revision = "vllm"
+        # vLLM's own H2OVL implementation lives in vLLM itself; nothing from the checkpoint's folder is executed
+        self.llm = LLM(
+            model=source,
+            max_model_len=max_model_len,
+            trust_remote_code=False,
+            limit_mm_per_prompt={"image": 4},
+            **engine_args,
+        )
+
+    def _sampling(self, request: EngineRequest):
+        from vllm import SamplingParams  # noqa: PLC0415
+
+        params: dict[str, Any] = {"temperature": 0.0, "max_tokens": request.max_new_tokens}
+        if request.schema is not None:
+            try:  # vLLM ≥ 0.10 names it structured outputs
+                from vllm.sampling_params import StructuredOutputsParams  # noqa: PLC0415
+
+                params["structured_outputs"] = StructuredOutputsParams(json=request.schema)
+            except ImportError:
+                from vllm.sampling_params import GuidedDecodingParams  # noqa: PLC0415
+
+                params["guided_decoding"] = GuidedDecodingParams(json=request.schema)
+        return SamplingParams(**params)
+
+    def run(self, requests: list[EngineRequest]) -> list[GenerationOutput]:
+        prompts = [
+            {
+                "prompt": f"<|prompt|>{question_with_images(r.question, len(r.images))}<|end|><|answer|>",
+                "multi_modal_data": {"image": r.images if len(r.images) > 1 else r.images[0]},
+            }
+            for r in requests
+        ]
+        started = time.perf_counter()
+        results = self.llm.generate(prompts, [self._sampling(r) for r in requests])
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
+        return [
+            GenerationOutput(
+                text=result.outputs[0].text,
+                token_ids=list(result.outputs[0].token_ids),
+                token_probs=[],
+                forced=[],
+                confidence={},
+                prompt_tokens=len(result.prompt_token_ids or []),
+                finish_reason="stop" if result.outputs[0].finish_reason == "stop" else "length",
+                timings_ms={"decode": elapsed},
+                batch_size=len(requests),
+            )
+            for result in results
+        ]

@@ -1,0 +1,182 @@
+"""Shared fixtures. Grouped by area; each group says what it provides."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from storage.blobs import BlobStore
+
+# --- model: tiny random checkpoints in the published layout (written once per test session) ---
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny 0.8B-layout (Llama, no MSAC) random checkpoint."""
+    from extractor.model.tiny import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-800m"), seed=0, msac=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_msac(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny 2B-layout (Mistral, MSAC) random checkpoint."""
+    from extractor.model.tiny import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-2b"), seed=1, msac=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_checkpoint: Path):
+    from extractor.model import load_model
+
+    return load_model(tiny_checkpoint)
+
+
+# --- storage: databases at head on each backend (SQLite file, throwaway PostgreSQL) and a blob store ---
+# PostgreSQL: BAYOU_TEST_POSTGRES (a libpq conninfo for the maintenance database) or localhost as postgres.
+# Each session creates its own databases, `bayou_test_<random>`, and drops them at the end.
+
+STORAGE_PG_ADMIN = os.environ.get(
+    "BAYOU_TEST_POSTGRES", "host=localhost port=5432 user=postgres dbname=postgres"
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> str:
+    """The conninfo of the server's maintenance database; skips the test when the server is unreachable."""
+    import psycopg
+
+    try:
+        with psycopg.connect(STORAGE_PG_ADMIN, connect_timeout=3):
+            pass
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL unreachable at {STORAGE_PG_ADMIN!r}: {exc}")
+    return STORAGE_PG_ADMIN
+
+
+@pytest.fixture(scope="session")
+def postgres_database_factory(postgres_admin: str) -> Iterator[Callable[[], str]]:
+    """Call it for the SQLAlchemy URL of a new, empty database; all of them are dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+    from sqlalchemy import URL
+
+    params = conninfo_to_dict(postgres_admin)
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"bayou_test_{secrets.token_hex(6)}"
+        with psycopg.connect(postgres_admin, autocommit=True) as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        url = URL.create(
+            "postgresql+psycopg",
+            username=params.get("user"),
+            password=params.get("password"),
+            host=params.get("host"),
+            port=int(params["port"]) if params.get("port") else None,
+            database=name,
+        )
+        return url.render_as_string(hide_password=False)
+
+    yield create
+    with psycopg.connect(postgres_admin, autocommit=True) as connection:
+        for name in created:
+            # FORCE: a test that failed may have left a connection open
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_database_factory: Callable[[], str]) -> str:
+    """One PostgreSQL database at head for the session (`any_db_url` empties it after each test)."""
+    from storage.migrate import upgrade
+
+    url = postgres_database_factory()
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def _sqlite_at_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from storage.migrate import upgrade
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "bayou.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """An SQLite URL whose file does not exist yet."""
+    return f"sqlite:///{tmp_path / 'empty' / 'bayou.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_db_url(request: pytest.FixtureRequest, tmp_path: Path, _sqlite_at_head: Path) -> Iterator[str]:
+    """A database at head: a fresh SQLite file, then the session's PostgreSQL database, emptied afterwards."""
+    if request.param == "sqlite":
+        # a copy of a migrated file is much cheaper than migrating each time
+        path = tmp_path / "db" / "bayou.db"
+        path.parent.mkdir()
+        shutil.copyfile(_sqlite_at_head, path)
+        yield f"sqlite:///{path}"
+        return
+    url = request.getfixturevalue("postgres_url")
+    yield url
+    _empty_postgres(url)
+
+
+def _empty_postgres(url: str) -> None:
+    from sqlalchemy import text
+
+    from storage.db import make_engine
+    from storage.models import Base
+
+    engine = make_engine(url)
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def db_engine(any_db_url: str) -> Iterator[Engine]:
+    from storage.db import make_engine
+
+    engine = make_engine(any_db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db_sessions(db_engine: Engine) -> sessionmaker[Session]:
+    from storage.db import make_session_factory
+
+    return make_session_factory(db_engine)
+
+
+@pytest.fixture
+def db_session(db_sessions: sessionmaker[Session]) -> Iterator[Session]:
+    with db_sessions() as session:
+        yield session
+
+
+@pytest.fixture
+def blob_store(tmp_path: Path) -> BlobStore:
+    from storage.blobs import BlobStore
+
+    return BlobStore(tmp_path / "blobs")
