@@ -1,0 +1,192 @@
+"""The extraction pipeline: load → rasterise → preprocess → generate → parse → validate → Result.
+
+Each stage is a function of plain data; `Extractor` strings them together for a batch of documents so
+that the model sees them in one batched generate call. A document that fails a stage becomes a failed
+Result with a typed error code; the others go on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from extractor.engine import Engine, EngineRequest
+from extractor.errors import BayouError
+from extractor.generation import GenerationOutput
+from extractor.parsing import parse_json_output
+from extractor.prompts import build_prompt
+from extractor.rasterize import rasterize
+from extractor.result import Result
+from extractor.schemas import load_schema
+from extractor.validation import validate
+
+LOW_CONFIDENCE = 0.5  # a field below this sends the document to review
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_pages: int = 20
+    max_pixels: int = 89_478_485
+    dpi: int = 200
+
+
+@dataclass
+class DocumentInput:
+    """One document: a file, or several files that are one document (a licence's front and back)."""
+
+    sources: list[Path | bytes]
+    doc_type: str
+    name: str = ""
+
+    @classmethod
+    def from_path(cls, path: str | Path, doc_type: str) -> DocumentInput:
+        return cls(sources=[Path(path)], doc_type=doc_type, name=str(path))
+
+
+@dataclass
+class Rasterized:
+    document: DocumentInput
+    images: list[Image.Image] = field(default_factory=list)
+    ms: float = 0.0
+    error: BayouError | None = None
+
+
+def rasterize_document(document: DocumentInput, limits: Limits) -> Rasterized:
+    started = time.perf_counter()
+    images: list[Image.Image] = []
+    try:
+        load_schema(document.doc_type)  # an unknown type fails here, before any work
+        for source in document.sources:
+            images += rasterize(
+                source, dpi=limits.dpi, max_pages=limits.max_pages - len(images), max_pixels=limits.max_pixels
+            )
+    except BayouError as error:
+        return Rasterized(document, error=error, ms=_ms(started))
+    return Rasterized(document, images=images, ms=_ms(started))
+
+
+def finish(
+    output: GenerationOutput, rasterized: Rasterized, *, model: str, revision: str, constrained: bool
+) -> Result:
+    """Parse and validate the model's text into a Result."""
+    document = rasterized.document
+    prompt = build_prompt(document.doc_type)
+    parsed = parse_json_output(output.text)
+    result = Result(
+        doc_type=document.doc_type,
+        model=model,
+        raw_output=output.text,
+        confidence=output.confidence,
+        tiles=output.tiles,
+        tokens={"prompt": output.prompt_tokens, "generated": output.generated_tokens},
+        file=document.name or None,
+        pages=len(rasterized.images),
+        model_revision=revision,
+        prompt_version=prompt.version,
+        schema_version=prompt.schema_version,
+        constrained=constrained,
+        finish_reason=output.finish_reason,
+    )
+    if not parsed.ok:
+        result.errors = [{"path": "", "message": f"output is not JSON: {parsed.error}"}]
+        return result
+    validation = validate(document.doc_type, parsed.data)
+    result.data = validation.data
+    result.errors = [{"path": e.path, "message": e.message} for e in validation.errors]
+    result.checks = [{"name": c.name, "ok": c.ok, "message": c.message} for c in validation.checks]
+    result.valid = validation.schema_ok
+    return result
+
+
+def review_reasons(result: Result, *, low_confidence: float = LOW_CONFIDENCE) -> list[str]:
+    """Why a person should look at this result; empty when it can go straight through."""
+    reasons = []
+    if result.data is None:
+        reasons.append("output is not JSON")
+    if result.errors:
+        reasons.append(f"{len(result.errors)} schema error(s)")
+    reasons += [f"check {c['name']} failed" for c in result.checks if not c["ok"]]
+    reasons += [f"low confidence at {p}" for p, c in sorted(result.confidence.items()) if c < low_confidence]
+    return reasons
+
+
+class Extractor:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        constrained: bool = True,
+        max_tiles: int | None = None,
+        max_new_tokens: int = 2048,
+        limits: Limits | None = None,
+    ) -> None:
+        self.engine = engine
+        self.constrained = constrained
+        self.max_tiles = max_tiles
+        self.max_new_tokens = max_new_tokens
+        self.limits = limits or Limits()
+
+    def extract(self, documents: list[DocumentInput]) -> list[Result]:
+        return self.extract_rasterized([rasterize_document(d, self.limits) for d in documents])
+
+    def extract_rasterized(self, batch: list[Rasterized]) -> list[Result]:
+        """Generate for the documents that rasterised, in one batch; the others come back failed."""
+        started = time.perf_counter()
+        ready = [r for r in batch if r.error is None]
+        requests = [self._request(r) for r in ready]
+        outputs = dict(zip((id(r) for r in ready), self.engine.run(requests), strict=True)) if ready else {}
+        generate_ms = _ms(started)
+        results = []
+        for rasterized in batch:
+            if rasterized.error is not None:
+                results.append(self._failed(rasterized))
+                continue
+            output = outputs[id(rasterized)]
+            result = finish(
+                output,
+                rasterized,
+                model=self.engine.name,
+                revision=self.engine.revision,
+                constrained=self.constrained,
+            )
+            preprocess = output.timings_ms.get("preprocess", 0.0)
+            result.timings_ms = {
+                "rasterize": rasterized.ms,
+                "preprocess": preprocess,
+                "generate": round(
+                    generate_ms - sum(o.timings_ms.get("preprocess", 0.0) for o in outputs.values()), 2
+                ),
+                **{k: v for k, v in output.timings_ms.items() if k in ("vision", "prefill", "decode")},
+            }
+            result.timings_ms["total"] = round(rasterized.ms + generate_ms, 2)
+            results.append(result)
+        return results
+
+    def _request(self, rasterized: Rasterized) -> EngineRequest:
+        doc_type = rasterized.document.doc_type
+        return EngineRequest(
+            images=rasterized.images,
+            question=build_prompt(doc_type).text,
+            schema=load_schema(doc_type) if self.constrained else None,
+            max_new_tokens=self.max_new_tokens,
+            max_tiles=self.max_tiles,
+        )
+
+    def _failed(self, rasterized: Rasterized) -> Result:
+        error = rasterized.error
+        assert error is not None
+        return Result(
+            doc_type=rasterized.document.doc_type,
+            model=self.engine.name,
+            file=rasterized.document.name or None,
+            error={"code": error.code, "message": error.message},
+            timings_ms={"rasterize": rasterized.ms, "total": rasterized.ms},
+            constrained=self.constrained,
+        )
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
