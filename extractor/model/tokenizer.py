@@ -7,6 +7,7 @@ published tokenizer; its vocabulary is small so the tiny checkpoint stays a few 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -30,7 +31,8 @@ _CORPUS = [
 ]
 
 
-def build_tokenizer(vocab_size: int = 640) -> Tokenizer:
+def build_tokenizer(vocab_size: int = 640, corpus: Iterable[str] | None = None) -> Tokenizer:
+    """Train the tokenizer; the default corpus is tiny (test checkpoints), a large one gives a real-size vocab."""
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     # Llama's convention: spaces become ▁ and the text starts with one
     tokenizer.normalizer = normalizers.Sequence(
@@ -51,7 +53,7 @@ def build_tokenizer(vocab_size: int = 640) -> Tokenizer:
         show_progress=False,
         initial_alphabet=list('▁abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789{}[]":,.-/%$'),
     )
-    tokenizer.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tokenizer.train_from_iterator(corpus if corpus is not None else _CORPUS * 4, trainer=trainer)
     tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
     return tokenizer
 

@@ -1,0 +1,342 @@
+"""Documents to page images. PDFs are drawn here with reportlab and reshaped with pypdf; nothing binary is
+committed."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pdf2image.exceptions import PDFPopplerTimeoutError
+from PIL import Image
+from pypdf import PdfReader, PdfWriter
+from reportlab.lib.pagesizes import A4, letter
+from reportlab.pdfgen import canvas
+
+import extractor.rasterize as rasterize_module
+from extractor.errors import InputError
+from extractor.rasterize import page_count_hint, rasterize, sniff_media_type
+
+REPO = Path(__file__).resolve().parents[1]
+A4_AT_200_DPI = (1654, 2339)
+
+
+def make_pdf(pages: int, pagesize: tuple[float, float] = A4) -> bytes:
+    """Each page has a black square whose height from the top grows with the page number."""
+    buffer = io.BytesIO()
+    drawing = canvas.Canvas(buffer, pagesize=pagesize)
+    for number in range(pages):
+        drawing.rect(72, pagesize[1] - 144 - 72 * number, 72, 72, stroke=0, fill=1)
+        drawing.drawString(200, 400, f"page {number + 1}")
+        drawing.showPage()
+    drawing.save()
+    return buffer.getvalue()
+
+
+def rewrite(data: bytes, *, rotate: int = 0, user_password: str | None = None) -> bytes:
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    if rotate:
+        for page in writer.pages:
+            page.rotate(rotate)
+    if user_password is not None:
+        writer.encrypt(user_password=user_password, owner_password="owner-secret")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def refusal(source: bytes | str | Path, **kwargs: int) -> InputError:
+    with pytest.raises(InputError) as caught:
+        rasterize(source, **kwargs)
+    return caught.value
+
+
+@pytest.fixture
+def no_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proves a refusal happened before poppler was asked to render anything."""
+
+    def forbidden(*args: object, **kwargs: object) -> list[str]:
+        raise AssertionError("poppler should not have been called")
+
+    monkeypatch.setattr(rasterize_module, "convert_from_path", forbidden)
+
+
+def is_dark(image: Image.Image, x_inch: float, y_inch_from_top: float, dpi: int = 200) -> bool:
+    return sum(image.getpixel((int(x_inch * dpi), int(y_inch_from_top * dpi)))) < 100
+
+
+# --- sniffing ---------------------------------------------------------------------------------------------
+
+HEIC_HEAD = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"
+
+SNIFF_TABLE = [
+    (encode(Image.new("RGB", (8, 8)), "JPEG"), "image/jpeg"),
+    (encode(Image.new("RGB", (8, 8)), "PNG"), "image/png"),
+    (encode(Image.new("P", (8, 8)), "GIF"), "image/gif"),
+    (b"GIF87a" + bytes(20), "image/gif"),
+    (encode(Image.new("RGB", (8, 8)), "BMP"), "image/bmp"),
+    (encode(Image.new("RGB", (8, 8)), "TIFF"), "image/tiff"),
+    (b"MM\x00*\x00\x00\x00\x08", "image/tiff"),
+    (encode(Image.new("RGB", (8, 8)), "WEBP"), "image/webp"),
+    (HEIC_HEAD, "image/heic"),
+    (b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic", "image/heic"),
+    (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "application/pdf"),
+    (b"\xef\xbb\xbf junk before the header %PDF-1.4\n", "application/pdf"),
+    (b"", None),
+    (b"hello, world", None),
+    (b"BM but really just some text here", None),
+    (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1", None),
+    (b"RIFF\x24\x00\x00\x00WAVEfmt ", None),
+    (b"PK\x03\x04" + bytes(26), None),
+]
+
+
+@pytest.mark.parametrize(("head", "expected"), SNIFF_TABLE)
+def test_sniff_media_type(head: bytes, expected: str | None) -> None:
+    assert sniff_media_type(head) == expected
+
+
+def test_names_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(encode(Image.new("RGB", (30, 20), (0, 128, 0)), "PNG"))
+    assert sniff_media_type(path.read_bytes()[:16]) == "image/png"
+    [page] = rasterize(path)
+    assert page.size == (30, 20)
+    assert page.getpixel((1, 1)) == (0, 128, 0)
+
+
+def test_unsupported_and_empty() -> None:
+    assert refusal(b"just some text, not a document").code == "unsupported_type"
+    assert refusal(b"").code == "empty_file"
+
+
+# --- PDF --------------------------------------------------------------------------------------------------
+
+
+def test_one_page_a4_at_200_dpi() -> None:
+    [page] = rasterize(make_pdf(1))
+    assert page.mode == "RGB"
+    assert abs(page.width - A4_AT_200_DPI[0]) <= 1 and abs(page.height - A4_AT_200_DPI[1]) <= 1
+    assert is_dark(page, 1.5, 1.5)  # the square, 1 to 2 inches from the top-left corner
+    assert not is_dark(page, 4.0, 1.5)
+
+
+def test_three_pages_in_order() -> None:
+    pages = rasterize(make_pdf(3))
+    assert len(pages) == 3
+    for number, page in enumerate(pages):
+        assert page.mode == "RGB"
+        assert abs(page.width - A4_AT_200_DPI[0]) <= 1 and abs(page.height - A4_AT_200_DPI[1]) <= 1
+        # Page n carries its square n inches lower than page 1 does.
+        assert [is_dark(page, 1.5, 1.5 + k) for k in range(3)] == [k == number for k in range(3)]
+
+
+def test_many_pages_keep_their_order() -> None:
+    # Page n is (100 + 10n) points wide, so at 72 dpi its image is that many pixels wide.
+    buffer = io.BytesIO()
+    drawing = canvas.Canvas(buffer)
+    for number in range(12):
+        drawing.setPageSize((100 + 10 * number, 200))
+        drawing.drawString(10, 10, str(number))
+        drawing.showPage()
+    drawing.save()
+    pages = rasterize(buffer.getvalue(), dpi=72)
+    assert [page.size for page in pages] == [(100 + 10 * number, 200) for number in range(12)]
+
+
+def test_dpi_and_page_size_are_respected() -> None:
+    [page] = rasterize(make_pdf(1, pagesize=letter), dpi=100)
+    assert page.size == (850, 1100)
+
+
+def test_rotated_page_is_rendered_landscape() -> None:
+    [page] = rasterize(rewrite(make_pdf(1), rotate=90))
+    assert abs(page.width - A4_AT_200_DPI[1]) <= 1 and abs(page.height - A4_AT_200_DPI[0]) <= 1
+
+
+def test_password_protected_pdf_is_refused(no_rendering: None) -> None:
+    assert refusal(rewrite(make_pdf(1), user_password="s3cret")).code == "encrypted_pdf"
+
+
+def test_pdf_with_empty_user_password_opens() -> None:
+    data = rewrite(make_pdf(2), user_password="")
+    assert PdfReader(io.BytesIO(data)).is_encrypted
+    assert len(rasterize(data)) == 2
+
+
+def test_too_many_pages_is_refused_before_rendering(no_rendering: None) -> None:
+    error = refusal(make_pdf(25), max_pages=20)
+    assert error.code == "too_many_pages"
+    assert "25" in error.message
+
+
+def test_oversized_page_is_refused_before_rendering(no_rendering: None) -> None:
+    giant = make_pdf(1, pagesize=(14_400, 14_400))  # 200 inches square: 40000 x 40000 px at 200 dpi
+    assert refusal(giant).code == "too_many_pixels"
+    assert refusal(make_pdf(1), max_pixels=1_000_000).code == "too_many_pixels"
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.6, 0.95])
+def test_truncated_pdf_is_corrupt(fraction: float) -> None:
+    data = make_pdf(3)
+    assert refusal(data[: int(len(data) * fraction)]).code == "corrupt_file"
+
+
+def test_garbage_after_pdf_header_is_corrupt() -> None:
+    junk = np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    assert refusal(b"%PDF-1.4\n" + junk).code == "corrupt_file"
+
+
+def test_render_timeout_is_a_typed_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    def slow(*args: object, **kwargs: object) -> list[str]:
+        raise PDFPopplerTimeoutError("Run poppler timeout.")
+
+    monkeypatch.setattr(rasterize_module, "convert_from_path", slow)
+    assert refusal(make_pdf(1), timeout_s=1).code == "corrupt_file"
+
+
+def flate_bomb_pdf(inflated_mib: int) -> bytes:
+    """One letter page whose content stream is `inflated_mib` MiB of zeros (PDF whitespace) deflated."""
+    compressor = zlib.compressobj(9)
+    chunk = bytes(1 << 20)
+    stream = b"".join(compressor.compress(chunk) for _ in range(inflated_mib)) + compressor.flush()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(stream), stream),
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
+    return out.getvalue()
+
+
+# Runs in a fresh interpreter so its peak memory is not the test process's (torch and all). Its own peak
+# is read from VmHWM, which starts afresh at exec; getrusage's ru_maxrss would carry over the peak of the
+# process that spawned it. Poppler's peak (RUSAGE_CHILDREN) only carries over this small interpreter's.
+_BOMB_PROBE = """
+import json, re, resource, sys, time
+from pathlib import Path
+from extractor.errors import InputError
+from extractor.rasterize import rasterize
+started = time.perf_counter()
+try:
+    outcome = [page.size for page in rasterize(sys.argv[1], timeout_s=20)]
+except InputError as error:
+    outcome = error.code
+peak_kib = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
+print(json.dumps({
+    "seconds": time.perf_counter() - started,
+    "outcome": outcome,
+    "self_mib": peak_kib / 1024,
+    "poppler_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak memory is read from Linux /proc")
+def test_flate_bomb_is_rendered_with_bounded_memory(tmp_path: Path) -> None:
+    inflated_mib = 256
+    path = tmp_path / "bomb.pdf"
+    path.write_bytes(flate_bomb_pdf(inflated_mib))
+    assert path.stat().st_size < 1 << 20
+    result = subprocess.run(
+        [sys.executable, "-c", _BOMB_PROBE, str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["outcome"] in ([[1700, 2200]], "corrupt_file")
+    assert report["seconds"] < 15
+    # Inflating the stream anywhere would cost at least its 256 MiB; neither process comes near that.
+    assert report["self_mib"] < 200
+    assert report["poppler_mib"] < 200
+
+
+# --- TIFF and HEIC ----------------------------------------------------------------------------------------
+
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+
+
+def multipage_tiff(sizes: list[tuple[int, int]]) -> bytes:
+    frames = [Image.new("RGB", size, colour) for size, colour in zip(sizes, COLOURS, strict=False)]
+    return encode(frames[0], "TIFF", save_all=True, append_images=frames[1:])
+
+
+def test_multipage_tiff_gives_one_image_per_frame() -> None:
+    sizes = [(40, 50), (60, 30), (20, 20)]
+    pages = rasterize(multipage_tiff(sizes))
+    assert [page.size for page in pages] == sizes
+    assert [page.getpixel((5, 5)) for page in pages] == COLOURS
+    assert all(page.mode == "RGB" for page in pages)
+
+
+def test_multipage_tiff_page_cap() -> None:
+    assert refusal(multipage_tiff([(20, 20)] * 3), max_pages=2).code == "too_many_pages"
+
+
+def test_tiff_frame_pixel_cap() -> None:
+    assert refusal(multipage_tiff([(20, 20), (200, 200)]), max_pixels=10_000).code == "too_many_pixels"
+
+
+def test_heic_photo() -> None:
+    try:
+        data = encode(Image.new("RGB", (64, 48), (200, 30, 30)), "HEIF", quality=95)
+    except Exception as exc:  # no HEVC encoder in this pillow_heif build
+        pytest.skip(f"pillow_heif cannot write HEIC here: {exc}")
+    assert sniff_media_type(data[:32]) == "image/heic"
+    [page] = rasterize(data)
+    assert page.size == (64, 48)
+    red, green, blue = page.getpixel((32, 24))
+    assert red > 170 and green < 70 and blue < 70
+
+
+def test_gif_is_a_single_page() -> None:
+    frames = [Image.new("RGB", (16, 16), colour) for colour in COLOURS]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert len(rasterize(data)) == 1
+    assert len(rasterize(data, max_pages=1)) == 1
+    assert refusal(data, max_pages=0).code == "too_many_pages"
+
+
+# --- page count hint --------------------------------------------------------------------------------------
+
+
+def test_page_count_hint() -> None:
+    assert page_count_hint(make_pdf(3)) == 3
+    assert page_count_hint(make_pdf(25)) == 25
+    assert page_count_hint(multipage_tiff([(20, 20)] * 3)) == 3
+    assert page_count_hint(encode(Image.new("RGB", (20, 20)), "PNG")) == 1
+    assert page_count_hint(b"not a document") is None
+    assert page_count_hint(b"") is None
+    assert page_count_hint(b"%PDF-1.4\n garbage") is None
+    assert page_count_hint(rewrite(make_pdf(2), user_password="s3cret")) is None
+
+
+def test_page_count_hint_from_path(tmp_path: Path) -> None:
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(make_pdf(2))
+    assert page_count_hint(path) == 2
+    assert page_count_hint(tmp_path / "missing.pdf") is None
