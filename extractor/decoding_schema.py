@@ -37,13 +37,20 @@ def _types(node: dict[str, Any]) -> set[str]:
     return {declared} if isinstance(declared, str) else set()
 
 
+_SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")  # name → schema maps
+
+
 def _rewrite(node: Any) -> Any:
+    """Rewrite one schema node (and, recursively, the schemas inside it)."""
     if isinstance(node, list):
         return [_rewrite(item) for item in node]
     if not isinstance(node, dict):
         return node
     for key, value in list(node.items()):
-        if isinstance(value, dict | list):
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            # keys here are property names, not keywords: a property may well be called "description"
+            node[key] = {name: _rewrite(sub) for name, sub in value.items()}
+        elif isinstance(value, dict | list) and key not in ("enum", "const", "required", "examples"):
             node[key] = _rewrite(value)
     types = _types(node)
     if "string" in types and "enum" not in node and "const" not in node:
