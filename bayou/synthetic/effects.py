@@ -1,0 +1,126 @@
+"""Degradations that make a clean rendering look photographed or scanned: skew, blur, crumple, JPEG."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+
+def smooth_field(nrng: np.random.Generator, size: tuple[int, int], cells: tuple[int, int]) -> np.ndarray:
+    """Low-frequency noise in [-1, 1] of shape (height, width): a coarse random grid upsampled smoothly."""
+    coarse = nrng.uniform(-1.0, 1.0, size=(cells[1], cells[0])).astype(np.float32)
+    # a float32 array becomes a mode "F" image, which keeps fractional values; bicubic upsampling gives the soft hills of crumpled paper
+    upsampled = Image.fromarray(coarse).resize(size, Image.Resampling.BICUBIC)
+    return np.clip(np.asarray(upsampled, dtype=np.float32), -1.0, 1.0)
+
+
+def _bilinear_sample(pixels: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    height, width = pixels.shape[:2]
+    x = np.clip(map_x, 0, width - 1.001)
+    y = np.clip(map_y, 0, height - 1.001)
+    x0 = x.astype(np.int32)
+    y0 = y.astype(np.int32)
+    fx = (x - x0)[..., None]
+    fy = (y - y0)[..., None]
+    top = pixels[y0, x0] * (1 - fx) + pixels[y0, x0 + 1] * fx
+    bottom = pixels[y0 + 1, x0] * (1 - fx) + pixels[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def _crease(nrng: np.random.Generator, grid_x: np.ndarray, grid_y: np.ndarray, depth: float) -> np.ndarray:
+    """Shading of one fold: a dark edge on one side of a line segment, a highlight on the other."""
+    height, width = grid_x.shape
+    cx, cy = nrng.uniform(0, width), nrng.uniform(0, height)
+    angle = nrng.uniform(0, np.pi)
+    half_length = nrng.uniform(0.15, 0.6) * max(width, height)
+    edge = nrng.uniform(1.5, 5.0)
+    across = (grid_x - cx) * -np.sin(angle) + (grid_y - cy) * np.cos(angle)
+    along = (grid_x - cx) * np.cos(angle) + (grid_y - cy) * np.sin(angle)
+    fade = np.exp(-2.0 * (along / half_length) ** 2)
+    profile = np.where(across > 0, -depth, 0.6 * depth) * np.exp(-np.abs(across) / edge)
+    return (fade * profile).astype(np.float32)
+
+
+def crumple(image: Image.Image, nrng: np.random.Generator, strength: float) -> Image.Image:
+    """Paper that was crumpled and flattened again: a gentle warp, soft undulating shade and fold lines.
+
+    `strength` 0..1; at 1 the paper shifts by about 0.6% of its short side and carries ten folds.
+    """
+    width, height = image.size
+    cells = (max(3, width // 200), max(3, height // 200))
+    amplitude = strength * 0.006 * min(width, height)
+    dx = smooth_field(nrng, (width, height), cells) * amplitude
+    dy = smooth_field(nrng, (width, height), cells) * amplitude
+    grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float32)
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    warped = _bilinear_sample(pixels, grid_x + dx, grid_y + dy)
+    shade = 1.0 + strength * 0.05 * smooth_field(nrng, (width, height), cells)
+    for _ in range(1 + round(strength * 9)):
+        shade += _crease(nrng, grid_x, grid_y, nrng.uniform(0.03, 0.10) * (0.5 + strength))
+    shaded = warped * np.clip(shade, 0.7, 1.1)[..., None]
+    return Image.fromarray(np.clip(shaded, 0, 255).astype(np.uint8))
+
+
+def lighting(image: Image.Image, nrng: np.random.Generator, strength: float) -> Image.Image:
+    """A gentle gradient of light across the image, as from a lamp to one side."""
+    width, height = image.size
+    angle = nrng.uniform(0, 2 * np.pi)
+    grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float32)
+    ramp = (np.cos(angle) * grid_x / width + np.sin(angle) * grid_y / height) - 0.5
+    gain = 1.0 - strength * ramp
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32) * gain[..., None]
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def sensor_noise(image: Image.Image, nrng: np.random.Generator, sigma: float) -> Image.Image:
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    noisy = pixels + nrng.normal(0.0, sigma, size=pixels.shape[:2])[..., None]
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def skew(image: Image.Image, degrees: float, background: tuple[int, int, int]) -> Image.Image:
+    """A small rotation, the canvas grown so that no corner is cut off."""
+    return image.rotate(degrees, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=background)
+
+
+def blur(image: Image.Image, radius: float) -> Image.Image:
+    return image.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else image
+
+
+def jpeg_artifacts(image: Image.Image, quality: int) -> Image.Image:
+    """Round-trip through a low-quality JPEG, for blocking and ringing even in a PNG output."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB")
+
+
+def place_on_surface(
+    image: Image.Image,
+    nrng: np.random.Generator,
+    margin: float,
+    surface: tuple[int, int, int],
+    texture: float = 1.0,
+    tilt: float = 0.0,
+) -> Image.Image:
+    """Lay the document, turned by `tilt` degrees, on a table top (texture 1) or a scanner bed (texture ~0).
+
+    Turning the document rather than the finished picture keeps the table continuous to the image edges.
+    """
+    document = image.convert("RGBA")
+    if tilt:
+        document = document.rotate(tilt, resample=Image.Resampling.BICUBIC, expand=True)
+    width, height = document.size
+    pad_x, pad_y = int(width * margin), int(height * margin)
+    size = (width + 2 * pad_x, height + 2 * pad_y)
+    shading = smooth_field(nrng, size, (7, 5)) * 10 * texture
+    # per-pixel grain is what makes a PNG large, so a scanner bed gets none
+    grain = nrng.normal(0.0, 3.0 * texture, size=(size[1], size[0])) if texture >= 0.5 else 0.0
+    texture_field = shading + grain
+    base = np.asarray(surface, dtype=np.float32)[None, None, :] + np.asarray(texture_field)[..., None]
+    table = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+    table.paste(document, (pad_x, pad_y), document)
+    return table
