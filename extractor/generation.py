@@ -9,6 +9,7 @@ grammar forces (keys, quotes, braces) ride along in the next forward pass instea
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +82,8 @@ class Generator:
         self.vocab_size = self.model.lm_head.out_features
         self.pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
         self._vocabulary: Vocabulary | None = None
+        # one thread computes grammar masks while the model runs (xgrammar releases the GIL)
+        self._masks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grammar-mask")
         self._grammars: GrammarCache | None = None
 
     @property
@@ -101,6 +104,7 @@ class Generator:
             return []
         device = self.loaded.device
         sequences = [self._start(r) for r in requests]
+        bitmask = xgr.allocate_token_bitmask(len(sequences), self.vocab_size)
 
         started = time.perf_counter()
         image_features = self._image_features(requests)
@@ -117,36 +121,31 @@ class Generator:
             slots = (input_ids == self.loaded.image_token_id).unsqueeze(-1)
             embeds = embeds.masked_scatter(slots, image_features.to(embeds.dtype))
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        masks_ready = self._masks.submit(self._fill_masks, sequences, bitmask)
         hidden, cache = self._forward(embeds, mask, positions, None)
         logits = self.model.lm_head(hidden[:, -1, :]).float()
         prefill_ms = _elapsed_ms(started, device)
         next_position = mask.sum(-1)
 
         started = time.perf_counter()
-        steps = 0
         while True:
-            for index, seq in enumerate(sequences):
-                if not seq.done:
-                    self._choose(seq, logits[index])
+            masks_ready.result()
+            self._choose_all(sequences, logits, bitmask)
             if all(s.done for s in sequences):
                 break
-            step_len = max(len(s.pending) for s in sequences if not s.done)
-            step_ids = torch.full((len(sequences), step_len), self.pad_id, dtype=torch.long)
-            step_mask = torch.zeros((len(sequences), step_len), dtype=mask.dtype)
-            for index, seq in enumerate(sequences):
-                if not seq.done:
-                    step_ids[index, : len(seq.pending)] = torch.tensor(seq.pending)
-                    step_mask[index, : len(seq.pending)] = 1
+            step_ids, step_mask = self._step_inputs(sequences, mask.dtype)
             step_ids, step_mask = step_ids.to(device), step_mask.to(device)
-            step_positions = next_position.unsqueeze(-1) + torch.arange(step_len, device=device)
+            step_positions = next_position.unsqueeze(-1) + torch.arange(step_ids.shape[1], device=device)
             mask = torch.cat([mask, step_mask], dim=-1)
+            # the grammar masks for this step's output depend only on tokens already accepted: the CPU
+            # computes them while the forward pass runs
+            masks_ready = self._masks.submit(self._fill_masks, sequences, bitmask)
             hidden, cache = self._forward(
                 self.model.get_input_embeddings()(step_ids), mask, step_positions, cache
             )
             last = (step_mask.sum(-1) - 1).clamp(min=0)
             logits = self.model.lm_head(hidden[torch.arange(len(sequences), device=device), last]).float()
             next_position = next_position + step_mask.sum(-1)
-            steps += 1
             for seq in sequences:
                 if not seq.done:
                     seq.steps += 1
@@ -159,6 +158,39 @@ class Generator:
             self._output(seq, int(n), timings, len(sequences))
             for seq, n in zip(sequences, prompt_lengths, strict=True)
         ]
+
+    @torch.inference_mode()  # thread-local: the mask thread must enter it to write an inference tensor
+    def _fill_masks(self, sequences: list[_Sequence], bitmask: torch.Tensor) -> None:
+        xgr.reset_token_bitmask(bitmask)  # all allowed: rows of unconstrained or finished sequences
+        for index, seq in enumerate(sequences):
+            if seq.matcher is not None and not seq.done:
+                seq.matcher.fill_next_token_bitmask(bitmask, index)
+
+    def _step_inputs(
+        self, sequences: list[_Sequence], dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each live sequence's pending tokens, right-padded to the longest; padding is masked out."""
+        step_len = max(len(s.pending) for s in sequences if not s.done)
+        step_ids = torch.full((len(sequences), step_len), self.pad_id, dtype=torch.long)
+        step_mask = torch.zeros((len(sequences), step_len), dtype=dtype)
+        for index, seq in enumerate(sequences):
+            if not seq.done:
+                step_ids[index, : len(seq.pending)] = torch.tensor(seq.pending)
+                step_mask[index, : len(seq.pending)] = 1
+        return step_ids, step_mask
+
+    def _choose_all(self, sequences: list[_Sequence], logits: torch.Tensor, bitmask: torch.Tensor) -> None:
+        """Mask the whole batch at once, pick greedily, then let each sequence take its token."""
+        if any(s.matcher is not None for s in sequences):
+            xgr.apply_token_bitmask_inplace(logits, bitmask.to(logits.device, non_blocking=True))
+        probs = torch.softmax(logits, dim=-1)
+        tokens = torch.argmax(logits, dim=-1)
+        token_probs = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        for index, (seq, token, prob) in enumerate(
+            zip(sequences, tokens.tolist(), token_probs.tolist(), strict=True)
+        ):
+            if not seq.done:
+                self._take(seq, token, prob, logits[index], probs[index])
 
     def _start(self, request: GenerationRequest) -> _Sequence:
         matcher = self.grammars.matcher(request.schema) if request.schema is not None else None
@@ -186,30 +218,24 @@ class Generator:
         )
         return out.last_hidden_state, out.past_key_values
 
-    def _choose(self, seq: _Sequence, logits: torch.Tensor) -> None:
-        """Pick the next token for one sequence, then queue whatever the grammar forces after it."""
+    def _take(
+        self, seq: _Sequence, token: int, prob: float, masked: torch.Tensor, probs: torch.Tensor
+    ) -> None:
+        """One sequence's next token (already masked and picked), then whatever the grammar forces after it."""
         budget_left = seq.request.max_new_tokens - len(seq.token_ids)
         if budget_left <= 0:
             seq.finish_reason = "length"
             return
         if seq.matcher is None:
-            token = int(torch.argmax(logits))
-            prob = float(torch.softmax(logits, -1)[token])
             if token in self.stop_ids:
                 seq.finish_reason = "stop"
                 return
             self._append(seq, token, prob, forced=False)
             return
-
-        bitmask = xgr.allocate_token_bitmask(1, self.vocab_size)
-        seq.matcher.fill_next_token_bitmask(bitmask, 0)
-        masked = logits.unsqueeze(0).clone()
-        xgr.apply_token_bitmask_inplace(masked, bitmask)
-        masked = masked[0]
-        token = int(torch.argmax(masked))
         if budget_left <= seq.reserve:
-            token = self._closing_token(seq, masked, token)
-        prob = float(torch.softmax(masked, -1)[token])
+            closing = self._closing_token(seq, masked, token)
+            if closing != token:
+                token, prob = closing, float(probs[closing])
         if token in self.stop_ids or not seq.matcher.accept_token(token):
             seq.finish_reason = "grammar" if seq.matcher.is_completed() else "stop"
             return

@@ -180,3 +180,153 @@ def blob_store(tmp_path: Path) -> BlobStore:
     from storage.blobs import BlobStore
 
     return BlobStore(tmp_path / "blobs")
+
+
+# --- api: an app per test on a fresh SQLite copy (or any_db_url), a recording enqueue and an API key ---
+
+
+class FakeEnqueue:
+    """Stands in for workers.enqueue: records what would have been queued."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None, str]] = []
+
+    def __call__(self, document_id: str, *, model: str | None, doc_type: str) -> None:
+        self.calls.append((document_id, model, doc_type))
+
+
+@pytest.fixture
+def fake_enqueue() -> FakeEnqueue:
+    return FakeEnqueue()
+
+
+@pytest.fixture
+def api_data_dir(tmp_path: Path, _sqlite_at_head: Path) -> Path:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    shutil.copyfile(_sqlite_at_head, data_dir / "bayou.db")
+    return data_dir
+
+
+@pytest.fixture
+def make_api_client(api_data_dir: Path, fake_enqueue: FakeEnqueue):
+    """Call with Settings overrides (and create_app keywords) for a TestClient whose `.key` is valid."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.keys import create_key
+    from bayou.settings import Settings
+
+    clients: list[TestClient] = []
+
+    def make(*, app_kwargs: dict | None = None, **overrides) -> TestClient:
+        values = {"data_dir": api_data_dir, "database_url": f"sqlite:///{api_data_dir / 'bayou.db'}"}
+        values.update(overrides)
+        settings = Settings(_env_file=None, **values)
+        app = create_app(settings, **{"enqueue": fake_enqueue, **(app_kwargs or {})})
+        client = TestClient(app)
+        client.__enter__()
+        with app.state.bayou.sessions() as session:
+            client.key = create_key(session, f"test-{len(clients)}-{secrets.token_hex(3)}")
+        client.headers["Authorization"] = f"Bearer {client.key}"
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def api_client(make_api_client):
+    return make_api_client()
+
+
+@pytest.fixture
+def make_png() -> Callable[..., bytes]:
+    """Small distinct PNGs: make_png(seed) differs in content for each seed."""
+    import io
+
+    from PIL import Image
+
+    def make(seed: int = 0, size: tuple[int, int] = (64, 48)) -> bytes:
+        image = Image.new("RGB", size, ((seed * 37) % 256, (seed * 91) % 256, (seed // 256) % 256))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    return make
+
+
+# --- workers: settings pointing at the tiny checkpoint, a throwaway data dir and a chosen broker ---
+# `worker_env(database_url=..., broker_url=...)` sets the BAYOU_ variables (inherited by worker
+# subprocesses) and forgets every cached settings object, app and runtime, before and after the test.
+
+
+def _forget_worker_state() -> None:
+    from bayou.settings import get_settings
+    from workers.app import get_app
+    from workers.runtime import reset_runtime
+
+    get_settings.cache_clear()
+    get_app.cache_clear()
+    reset_runtime()
+
+
+@pytest.fixture
+def worker_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_checkpoint: Path
+) -> Iterator[Callable[..., dict[str, str]]]:
+    def configure(*, database_url: str = "", broker_url: str = "") -> dict[str, str]:
+        env = {
+            "BAYOU_DATA_DIR": str(tmp_path / "data"),
+            "BAYOU_DATABASE_URL": database_url,
+            "BAYOU_BROKER_URL": broker_url,
+            "BAYOU_MODEL_800M": str(tiny_checkpoint),
+            "BAYOU_MODEL_2B": str(tiny_checkpoint),
+            "BAYOU_DEVICE": "cpu",
+            "BAYOU_DTYPE": "auto",
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        _forget_worker_state()
+        return env
+
+    yield configure
+    monkeypatch.undo()
+    _forget_worker_state()
+
+
+@pytest.fixture
+def redis_broker_url() -> Iterator[str]:
+    """A Redis database of its own for the test's queues (emptied before and after); skips the test
+    when no Redis answers on localhost."""
+    import redis
+
+    base = os.environ.get("BAYOU_TEST_REDIS", "redis://127.0.0.1:6379")
+    # the last databases of the default 16, chosen at random so parallel sessions rarely meet
+    url = f"{base}/{secrets.choice(range(10, 16))}"
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.skip(f"Redis unreachable at {base}: {exc}")
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def embedded_worker(worker_env: Callable[..., dict[str, str]]) -> Iterator[object]:
+    """The embedded defaults (SQLite, kombu's SQLAlchemy broker in the data dir) served by the embedded
+    worker thread; yields the worker runtime (settings, sessions, blobs)."""
+    from workers.embedded import start_worker_thread
+    from workers.runtime import check_schema, get_runtime
+
+    worker_env()
+    runtime = get_runtime()
+    check_schema(runtime.settings)
+    worker = start_worker_thread(sweep_every_s=3600)
+    yield runtime
+    worker.stop()

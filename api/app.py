@@ -1,0 +1,113 @@
+"""The FastAPI application factory: `create_app(settings)` builds an app with its own database engine,
+blob store, rate limiter and metrics, so tests (and several apps in one process) never share state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.bodylimit import BodyLimitMiddleware
+from api.deps import AppState, Enqueue
+from api.errors import install_error_handlers
+from api.metrics import Metrics
+from api.queueing import workers_enqueue
+from api.ratelimit import RateLimit, TokenBuckets
+from api.routes import batches, documents, health
+from api.uploads import MIB
+from bayou.settings import Settings, get_settings
+from storage.blobs import BlobStore
+from storage.db import make_engine, make_session_factory
+from storage.migrate import ensure_schema
+
+# room for the multipart framing and the form fields around the file itself
+MULTIPART_SLACK_BYTES = 64 * 1024
+DEFAULT_BATCH_FOLDER = "inbox"
+
+DESCRIPTION = """\
+Document extraction (receipts, US driver's licences, US checks) with the H2OVL-Mississippi models.
+
+Every `/v1` route needs `Authorization: Bearer <api key>` (`bayou apikey create --name NAME`).
+Errors are always `{"error": {"code": "...", "message": "..."}}`, `code` a stable snake_case word.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    batch_root: Path | None = None,
+    enqueue: Enqueue | None = None,
+    rate_limit: RateLimit | None = None,
+) -> FastAPI:
+    """`batch_root`: the folder POST /v1/batches may read below (default `<data_dir>/inbox`).
+    `enqueue(document_id, *, model, doc_type)`: hands a new document to the workers (default
+    `workers.enqueue`)."""
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url)
+    # the embedded SQLite database is migrated on the spot; PostgreSQL behind head is refused
+    ensure_schema(engine, auto=True)
+    root = Path(batch_root) if batch_root is not None else settings.data_dir / DEFAULT_BATCH_FOLDER
+    root.mkdir(parents=True, exist_ok=True)
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        blobs=BlobStore.in_data_dir(settings.data_dir),
+        batch_root=root,
+        enqueue=enqueue or workers_enqueue,
+        buckets=TokenBuckets(rate_limit or RateLimit()),
+        metrics=Metrics(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="bayou",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.bayou = state
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(documents.router)
+    app.include_router(batches.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_mb * MIB + MULTIPART_SLACK_BYTES)
+    app.add_middleware(_RequestMetrics, metrics=state.metrics)
+    return app
+
+
+class _RequestMetrics:
+    """Counts and times requests by route template (`/v1/documents/{document_id}`), never by raw path:
+    ids in labels would grow the metric without bound."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)

@@ -1,0 +1,270 @@
+"""Reading, listing, exporting, page images, reviews and deletion, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from storage.documents import NewRun, PageImage, set_status, store_pages, store_run
+from storage.models import AuditEntry, Document, DocumentStatus
+
+
+@pytest.fixture
+def client(make_api_client, any_db_url):
+    return make_api_client(database_url=any_db_url)
+
+
+def _upload(client, content: bytes, doc_type: str = "receipt") -> dict:
+    response = client.post(
+        "/v1/documents", files={"file": ("r.png", content, "image/png")}, data={"doc_type": doc_type}
+    )
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def _finish(client, document_id: str, *, data: dict, status=DocumentStatus.DONE, pages: int = 1) -> None:
+    """What a worker would do: rasterise, extract, store the run and the outcome."""
+    state = client.app.state.bayou
+    with state.sessions() as session:
+        set_status(session, document_id, DocumentStatus.PROCESSING)
+        images = []
+        for n in range(pages):
+            buffer = io.BytesIO()
+            Image.new("RGB", (30 + n, 20), (n, 0, 0)).save(buffer, format="PNG")
+            images.append(PageImage(buffer.getvalue(), 30 + n, 20))
+        store_pages(session, state.blobs, document_id, images)
+        run = NewRun(
+            model_id="h2ovl-800m",
+            prompt_version="p1",
+            schema_version="s1",
+            raw_output=json.dumps(data),
+            valid=True,
+            data=data,
+            confidence={"/total": 0.9},
+            timings_ms={"total": 12.5},
+            prompt_tokens=100,
+            generated_tokens=20,
+            tiles=2,
+        )
+        store_run(session, document_id, "task-1", run, status=status)
+
+
+def _error_code(response) -> str:
+    return response.json()["error"]["code"]
+
+
+def test_unknown_document_is_404_everywhere(client):
+    for method, path in [
+        ("get", "/v1/documents/doc_nope"),
+        ("get", "/v1/documents/doc_nope/pages/1"),
+        ("delete", "/v1/documents/doc_nope"),
+        ("get", "/v1/batches/bat_nope"),
+    ]:
+        response = client.request(method, path)
+        assert response.status_code == 404, path
+        assert _error_code(response) == "not_found"
+    response = client.post("/v1/documents/doc_nope/review", json={"action": "approve"})
+    assert response.status_code == 404
+
+
+def test_unknown_route_and_wrong_method_keep_the_error_shape(client):
+    assert client.get("/nope").json()["error"]["code"] == "not_found"
+    response = client.put("/v1/documents")
+    assert response.status_code == 405 and _error_code(response) == "method_not_allowed"
+    assert response.headers["Allow"] == "GET, POST"
+    assert client.put("/v1/documents/doc_x").headers["Allow"] == "DELETE, GET"
+
+
+def test_document_shows_its_latest_result(client, make_png):
+    document = _upload(client, make_png())
+    _finish(client, document["id"], data={"total": "12.50"}, pages=2)
+    shown = client.get(f"/v1/documents/{document['id']}").json()
+    assert shown["status"] == "done" and shown["pages"] == 2
+    assert shown["result"] == {
+        "doc_type": "receipt",
+        "model": "h2ovl-800m",
+        "data": {"total": "12.50"},
+        "raw_output": '{"total": "12.50"}',
+        "valid": True,
+        "errors": [],
+        "checks": [],
+        "confidence": {"/total": 0.9},
+        "tiles": 2,
+        "tokens": {"prompt": 100, "generated": 20},
+        "timings_ms": {"total": 12.5},
+    }
+
+
+def test_pagination_is_newest_first_and_complete(client, make_png):
+    ids = [_upload(client, make_png(seed))["id"] for seed in range(5)]
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        body = client.get("/v1/documents", params=params).json()
+        seen += [item["id"] for item in body["items"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids)) and pages == 3
+
+
+def test_list_filters_by_status_and_type(client, make_png):
+    receipt = _upload(client, make_png(1))
+    check = _upload(client, make_png(2), doc_type="check")
+    _finish(client, check["id"], data={"amount": "1.00"})
+    by_type = client.get("/v1/documents", params={"doc_type": "check"}).json()["items"]
+    assert [item["id"] for item in by_type] == [check["id"]]
+    by_status = client.get("/v1/documents", params={"status": "queued"}).json()["items"]
+    assert [item["id"] for item in by_status] == [receipt["id"]]
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"limit": 0}, "validation_error"),
+        ({"limit": 501}, "validation_error"),
+        ({"status": "lost"}, "validation_error"),
+        ({"format": "xml"}, "validation_error"),
+        ({"cursor": "not-a-cursor"}, "invalid_cursor"),
+    ],
+)
+def test_bad_list_parameters_are_422(client, params, code):
+    response = client.get("/v1/documents", params=params)
+    assert response.status_code == 422 and _error_code(response) == code
+
+
+def test_jsonl_export_streams_every_match(client, make_png):
+    ids = [_upload(client, make_png(seed))["id"] for seed in range(3)]
+    response = client.get("/v1/documents", params={"format": "jsonl", "limit": 1})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert [line["id"] for line in lines] == list(reversed(ids))
+    assert all(line["status"] == "queued" for line in lines)
+
+
+def test_csv_export_flattens_data_into_pointer_columns(client, make_png):
+    first = _upload(client, make_png(1))
+    second = _upload(client, make_png(2))
+    _finish(
+        client,
+        first["id"],
+        data={"total": "=1+1", "items": [{"name": "tea", "price": "-2.00"}], "a/b": "x"},
+    )
+    response = client.get("/v1/documents", params={"format": "csv"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [row["id"] for row in rows] == [second["id"], first["id"]]
+    done = rows[1]
+    assert done["status"] == "done" and done["result/valid"] == "true"
+    assert done["data/items/0/name"] == "tea"
+    assert done["data/items/0/price"] == "-2.00"  # a number, left alone
+    assert done["data/total"] == "'=1+1"  # a formula, defused
+    assert done["data/a~1b"] == "x"
+    assert rows[0]["data/total"] == ""
+
+
+def test_page_image_is_the_stored_png(client, make_png):
+    document = _upload(client, make_png())
+    assert _error_code(client.get(f"/v1/documents/{document['id']}/pages/1")) == "page_not_found"
+    _finish(client, document["id"], data={"total": "1.00"}, pages=2)
+    response = client.get(f"/v1/documents/{document['id']}/pages/2")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(response.content)).size == (31, 20)
+    assert client.get(f"/v1/documents/{document['id']}/pages/3").status_code == 404
+    assert client.get(f"/v1/documents/{document['id']}/pages/0").status_code == 422
+
+
+def test_review_of_a_document_not_yet_done_is_409(client, make_png):
+    document = _upload(client, make_png())
+    response = client.post(f"/v1/documents/{document['id']}/review", json={"action": "approve"})
+    assert response.status_code == 409 and _error_code(response) == "conflict"
+    assert client.get(f"/v1/documents/{document['id']}").json()["status"] == "queued"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"action": "approve",', "malformed_json"),
+        (b'{"action": "maybe"}', "validation_error"),
+        (b'{"data": {}}', "missing_field"),
+        (b'{"action": "approve", "data": [1, 2]}', "validation_error"),
+        (b'{"action": "approve", "extra": 1}', "validation_error"),
+    ],
+)
+def test_malformed_review_is_422(client, make_png, body, code):
+    document = _upload(client, make_png())
+    _finish(client, document["id"], data={"total": "1.00"})
+    response = client.post(
+        f"/v1/documents/{document['id']}/review",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422 and _error_code(response) == code
+    assert client.get(f"/v1/documents/{document['id']}").json()["status"] == "done"
+
+
+def test_review_approves_with_corrections_and_audits_names_not_values(client, make_png):
+    document = _upload(client, make_png())
+    _finish(client, document["id"], data={"total": "1.00"}, status=DocumentStatus.NEEDS_REVIEW)
+    response = client.post(
+        f"/v1/documents/{document['id']}/review",
+        json={"action": "approve", "data": {"total": "1.50"}, "reason": "misread"},
+    )
+    assert response.status_code == 200, response.text
+    shown = response.json()
+    assert shown["status"] == "approved"
+    assert shown["review"]["action"] == "approve" and shown["review"]["data"] == {"total": "1.50"}
+    with client.app.state.bayou.sessions() as session:
+        entry = session.scalar(select(AuditEntry).where(AuditEntry.document_id == document["id"]))
+    assert entry.action == "review.approve" and entry.detail == {"corrected_fields": ["total"]}
+    again = client.post(f"/v1/documents/{document['id']}/review", json={"action": "reject"})
+    assert again.status_code == 409
+
+
+def test_delete_removes_the_row_and_its_blobs(client, make_png):
+    kept = _upload(client, make_png(1))
+    document = _upload(client, make_png(2))
+    _finish(client, document["id"], data={"total": "1.00"}, pages=2)
+    state = client.app.state.bayou
+    assert len(list(state.blobs.iter_hashes())) == 4  # two uploads, two pages
+    assert client.delete(f"/v1/documents/{document['id']}").status_code == 204
+    assert client.get(f"/v1/documents/{document['id']}").status_code == 404
+    assert client.delete(f"/v1/documents/{document['id']}").status_code == 404
+    with state.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Document)) == 1
+        remaining = session.get(Document, kept["id"]).content_sha256
+    assert list(state.blobs.iter_hashes()) == [remaining]
+
+
+def test_a_failed_document_shows_its_error(client, make_png):
+    document = _upload(client, make_png())
+    with client.app.state.bayou.sessions() as session:
+        set_status(session, document["id"], DocumentStatus.PROCESSING)
+        set_status(
+            session, document["id"], DocumentStatus.FAILED, error_code="corrupt_file", error_message="cut"
+        )
+    shown = client.get(f"/v1/documents/{document['id']}").json()
+    assert shown["status"] == "failed"
+    assert shown["error"] == {"code": "corrupt_file", "message": "cut"}
+
+
+def test_logs_name_ids_never_field_values(client, make_png, caplog):
+    document = _upload(client, make_png())
+    _finish(client, document["id"], data={"name": "JANE Q PUBLIC"})
+    with caplog.at_level("DEBUG"):
+        client.get(f"/v1/documents/{document['id']}")
+        client.post(
+            f"/v1/documents/{document['id']}/review",
+            json={"action": "approve", "data": {"name": "JANE Q CITIZEN"}, "reason": "typo"},
+        )
+        client.get("/v1/documents", params={"format": "csv"})
+        client.delete(f"/v1/documents/{document['id']}")
+    assert document["id"] in caplog.text
+    assert "JANE" not in caplog.text and "typo" not in caplog.text
