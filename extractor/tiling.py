@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -242,7 +243,7 @@ def _msac_applies(images: Sequence[Image.Image], use_msac: bool) -> bool:
     return use_msac and len(images) == 1
 
 
-def tile_counts(
+def plans_for(
     images: Sequence[Image.Image],
     *,
     image_size: int = 448,
@@ -250,8 +251,8 @@ def tile_counts(
     max_tiles: int = 6,
     use_thumbnail: bool = True,
     use_msac: bool = False,
-) -> list[int]:
-    """Tiles per image when `images` go to the model together (as `pixel_values` would lay them out)."""
+) -> list[TilePlan]:
+    """The tile plan of each image when `images` go to the model together (MSAC only for a lone image)."""
     msac = _msac_applies(images, use_msac)
     return [
         plan_tiles(
@@ -262,41 +263,25 @@ def tile_counts(
             max_tiles=max_tiles,
             use_thumbnail=use_thumbnail,
             use_msac=msac,
-        ).num_tiles
+        )
         for image in images
     ]
 
 
-def pixel_values(
-    image_or_images: Image.Image | Sequence[Image.Image],
-    *,
-    image_size: int = 448,
-    min_tiles: int = 1,
-    max_tiles: int = 6,
-    use_thumbnail: bool = True,
-    use_msac: bool = False,
-) -> torch.Tensor:
+def tile_counts(images: Sequence[Image.Image], **tiling: Any) -> list[int]:
+    """Tiles per image when `images` go to the model together (as `pixel_values` would lay them out)."""
+    return [plan.num_tiles for plan in plans_for(images, **tiling)]
+
+
+def pixel_values(image_or_images: Image.Image | Sequence[Image.Image], **tiling: Any) -> torch.Tensor:
     """The model's input tensor [N, 3, S, S] float32 for one image or several (tiles concatenated in order).
 
-    MSAC is applied only when a single image is given; see `tile_counts` for the split per image.
+    Keywords as `plans_for`. MSAC is applied only when a single image is given.
     """
     images = [_as_rgb(image) for image in _as_list(image_or_images)]
     if not images:
         raise ValueError("pixel_values needs at least one image")
-    msac = _msac_applies(images, use_msac)
     arrays = [
-        _plan_array(
-            image,
-            plan_tiles(
-                image.width,
-                image.height,
-                image_size=image_size,
-                min_tiles=min_tiles,
-                max_tiles=max_tiles,
-                use_thumbnail=use_thumbnail,
-                use_msac=msac,
-            ),
-        )
-        for image in images
+        _plan_array(image, plan) for image, plan in zip(images, plans_for(images, **tiling), strict=True)
     ]
     return normalize_uint8(np.concatenate(arrays))
