@@ -127,3 +127,29 @@ def test_cli_usage_and_configuration_errors_exit_2(tmp_path: Path) -> None:
     no_model = _bayou("extract", str(image), "--type", "receipt", env=env)
     assert no_model.returncode == 2 and "huggingface_hub cache" in no_model.stderr
     assert no_model.stdout == ""
+
+
+def _png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        (lambda p: Image.new("RGB", (1, 1)).save(p), "unsupported_image"),
+        (lambda p: Image.new("RGB", (4000, 3000)).save(p), "too_many_pixels"),
+        (lambda p: p.write_bytes(_png_bytes()[:200]), "corrupt_file"),
+    ],
+    ids=["1x1", "over-pixel-cap", "truncated-png"],
+)
+def test_bad_images_fail_with_their_code(tiny_model, tmp_path: Path, make, code: str) -> None:
+    from extractor.pipeline import Limits
+
+    path = tmp_path / "bad.png"
+    make(path)
+    small_cap = Extractor(TransformersEngine(tiny_model), limits=Limits(max_pixels=10_000_000))
+    (result,) = small_cap.extract([DocumentInput.from_path(path, "receipt")])
+    assert result.error is not None and result.error["code"] == code
+    assert result.data is None and result.raw_output == ""
