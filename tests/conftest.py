@@ -330,3 +330,142 @@ def embedded_worker(worker_env: Callable[..., dict[str, str]]) -> Iterator[objec
     worker = start_worker_thread(sweep_every_s=3600)
     yield runtime
     worker.stop()
+
+
+# --- ingest: `bayou ingest` against a throwaway data dir (embedded SQLite + embedded broker) ---
+# `ingest_env()` points BAYOU_DATA_DIR at a fresh directory and forgets cached settings and Celery apps,
+# so the real workers.enqueue writes to that directory's broker.db; `png_files(folder, n)` writes n
+# distinct tiny PNGs.
+
+
+@pytest.fixture
+def ingest_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    def configure(*, broker_url: str = "") -> Path:
+        data_dir = tmp_path / "bayou-data"
+        monkeypatch.setenv("BAYOU_DATA_DIR", str(data_dir))
+        monkeypatch.setenv("BAYOU_DATABASE_URL", "")
+        monkeypatch.setenv("BAYOU_BROKER_URL", broker_url)
+        _forget_worker_state()
+        return data_dir
+
+    yield configure
+    monkeypatch.undo()
+    _forget_worker_state()
+
+
+@pytest.fixture
+def png_files(make_png: Callable[..., bytes]) -> Callable[..., list[Path]]:
+    def write(folder: Path, count: int, *, start: int = 0, prefix: str = "doc") -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for seed in range(start, start + count):
+            path = folder / f"{prefix}{seed:05d}.png"
+            path.write_bytes(make_png(seed, size=(16, 16)))
+            paths.append(path)
+        return paths
+
+    return write
+
+
+# --- review UI: a client without API key, users, documents with a fake run (no model), browser sign-in ---
+# `review_client`: a TestClient on a fresh app; `review_client.user(email, role)` creates an account (password
+# REVIEW_PASSWORD); `review_client.document(data=..., doc_type=...)` stores a document with one page and a
+# run from a fake model, `needs_review` unless told; `review_client.sign_in(email)` signs the client in.
+
+REVIEW_PASSWORD = "correct horse battery"
+FAKE_MODEL_ID = "fake-model-for-tests"
+
+
+class ReviewClientHelpers:
+    def __init__(self, client, make_png: Callable[..., bytes]) -> None:
+        self.client = client
+        self.make_png = make_png
+        self.state = client.app.state.bayou
+        self._seed = 0
+
+    def user(self, email: str = "rita@example.com", role: str = "reviewer", password: str = REVIEW_PASSWORD):
+        from api.review.auth import create_user
+
+        with self.state.sessions() as session:
+            return create_user(session, email=email, role=role, password=password).id
+
+    def csrf(self, path: str = "/review/login") -> str:
+        import re
+
+        html = self.client.get(path).text
+        match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+        assert match, f"no CSRF token on {path}"
+        return match.group(1)
+
+    def sign_in(self, email: str = "rita@example.com", password: str = REVIEW_PASSWORD):
+        token = self.csrf()
+        return self.client.post(
+            "/review/login",
+            data={"email": email, "password": password, "csrf_token": token, "next": ""},
+            follow_redirects=False,
+        )
+
+    def document(
+        self,
+        *,
+        data,
+        doc_type: str = "receipt",
+        status: str = "needs_review",
+        confidence: dict | None = None,
+        errors: list | None = None,
+        checks: list | None = None,
+        pages: int = 1,
+    ) -> str:
+        """A document as a worker would leave it, from a fake run (no model involved)."""
+        import io
+        import json
+
+        from storage.documents import NewRun, PageImage, create_document, set_status, store_pages, store_run
+        from storage.models import DocumentStatus
+
+        self._seed += 1
+        with self.state.sessions() as session:
+            document, _ = create_document(
+                session,
+                self.state.blobs,
+                stream_or_path=io.BytesIO(self.make_png(self._seed)),
+                filename=f"scan-{self._seed}.png",
+                media_type="image/png",
+                doc_type=doc_type,
+                model="h2ovl-800m",
+            )
+            images = [
+                PageImage(self.make_png(1000 + self._seed * 10 + n, (300, 400)), 300, 400) for n in range(pages)
+            ]
+            store_pages(session, self.state.blobs, document.id, images)
+            set_status(session, document.id, DocumentStatus.PROCESSING)
+            run = NewRun(
+                model_id=FAKE_MODEL_ID,
+                prompt_version="test",
+                schema_version="1.0.0",
+                raw_output=json.dumps(data),
+                valid=not errors,
+                data=data,
+                errors=errors or [],
+                checks=checks or [],
+                confidence=confidence or {},
+            )
+            store_run(session, document.id, "fake-run-1", run, status=DocumentStatus(status))
+            return document.id
+
+
+@pytest.fixture
+def review_client(make_api_client, make_png):
+    client = make_api_client()
+    client.headers.pop("Authorization", None)
+    client.review = ReviewClientHelpers(client, make_png)
+    return client
+
+
+@pytest.fixture
+def receipt_example() -> dict:
+    import copy
+
+    from extractor.schemas import load_schema
+
+    return copy.deepcopy(load_schema("receipt")["examples"][0])

@@ -1,0 +1,63 @@
+"""`bayou worker`: a Celery worker on some or all queues (cpu, gpu.800m, gpu.2b)."""
+
+from __future__ import annotations
+
+import typer
+
+EXIT_CONFIGURATION = 2
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
+
+
+def worker(
+    queues: str = typer.Option("", "--queues", "-Q", help="comma-separated; default: every queue"),
+    concurrency: int = typer.Option(
+        0, "--concurrency", "-c", min=0, help="worker processes; default 1 with a GPU queue, else one per CPU"
+    ),
+    loglevel: str = typer.Option("INFO", "--loglevel", "-l"),
+) -> None:
+    """Run a worker. Production GPU workers name one model queue each (`--queues gpu.2b`) and load that
+    model at start; without --queues every queue is served and a model is loaded on first use."""
+    from extractor.errors import ConfigurationError
+    from workers.app import get_app
+    from workers.queues import parse_queues
+    from workers.runtime import check_schema, get_runtime
+
+    try:
+        selected = parse_queues(queues)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--queues") from exc
+    try:
+        check_schema(get_runtime().settings)
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(EXIT_CONFIGURATION) from exc
+    argv = ["worker", f"--queues={','.join(selected)}", f"--loglevel={loglevel}"]
+    argv.append(f"--concurrency={concurrency or _default_concurrency(selected)}")
+    argv += _batching(selected)
+    get_app().worker_main(argv)
+
+
+def _batching(queues: list[str]) -> list[str]:
+    from workers.queues import CPU_QUEUE
+    from workers.tasks import BATCH_SIZE
+
+    # extractions are batched only from the messages a worker holds, so a GPU-only worker takes a batch's
+    # worth at once (unacknowledged until done, so a crash loses none); with `cpu` too it would also
+    # hoard rasterisations that other workers could run
+    if CPU_QUEUE in queues:
+        return []
+    return [f"--prefetch-multiplier={BATCH_SIZE}"]
+
+
+def _default_concurrency(queues: list[str]) -> int:
+    import os
+
+    from workers.queues import CPU_QUEUE
+
+    # one process per GPU: a second would load a second copy of the model into the same memory
+    if any(queue != CPU_QUEUE for queue in queues):
+        return 1
+    return os.cpu_count() or 1

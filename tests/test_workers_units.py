@@ -1,0 +1,296 @@
+"""The workers' parts on their own: routing, configuration, the stuck-document sweep, failure handling,
+the out-of-memory retry, and `bayou worker`'s refusals."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from celery.exceptions import SoftTimeLimitExceeded
+from PIL import Image
+from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
+from typer.testing import CliRunner
+
+from bayou.settings import Settings
+from storage.columns import utcnow
+from storage.documents import create_document, get_document_fresh, set_status
+from storage.models import Document, DocumentStatus
+from workers.app import celery_config, get_app, models_to_preload
+from workers.broker import embedded_broker_url
+from workers.queues import ALL_QUEUES, extract_queue, parse_queues
+from workers.runtime import Runtime, check_schema, get_runtime
+from workers.stuck import requeue_stuck
+from workers.transient import fewer_tiles, is_out_of_memory
+
+S = DocumentStatus
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (448, 448), "white").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _create(runtime: Runtime, data: bytes | None = None) -> str:
+    with runtime.sessions() as session:
+        document, _ = create_document(
+            session,
+            runtime.blobs,
+            stream_or_path=io.BytesIO(data or _png()),
+            filename="scan.png",
+            media_type="image/png",
+            doc_type="receipt",
+        )
+    return document.id
+
+
+def _status(runtime: Runtime, document_id: str) -> Document:
+    with runtime.sessions() as session:
+        return get_document_fresh(session, document_id)
+
+
+# --- routing and configuration ---
+
+
+@pytest.mark.parametrize(
+    ("model", "doc_type", "queue"),
+    [
+        ("h2ovl-800m", "check", "gpu.800m"),
+        ("h2ovl-2b", "receipt", "gpu.2b"),
+        (None, "receipt", "gpu.800m"),  # the type's default model
+        (None, "drivers_license", "gpu.2b"),
+        (None, "check", "gpu.2b"),
+        ("/models/my-finetune", "receipt", "gpu.800m"),  # a checkpoint directory shares the small queue
+    ],
+)
+def test_a_document_goes_to_its_models_queue(model: str | None, doc_type: str, queue: str) -> None:
+    assert extract_queue(model, doc_type, Settings()) == queue
+
+
+def test_queue_lists_are_checked() -> None:
+    assert parse_queues("") == list(ALL_QUEUES)
+    assert parse_queues(" gpu.2b, cpu ") == ["gpu.2b", "cpu"]
+    with pytest.raises(ValueError, match="gpu.7b"):
+        parse_queues("cpu,gpu.7b")
+
+
+def test_only_a_dedicated_gpu_worker_loads_its_model_at_start() -> None:
+    assert models_to_preload(["gpu.2b"]) == ["h2ovl-2b"]
+    assert models_to_preload(["gpu.800m", "gpu.2b"]) == ["h2ovl-800m", "h2ovl-2b"]
+    assert models_to_preload(list(ALL_QUEUES)) == []
+    assert models_to_preload(["cpu"]) == []
+
+
+def test_out_of_memory_retries_halve_the_tiles_down_to_one() -> None:
+    import torch
+
+    assert [fewer_tiles(None), fewer_tiles(3), fewer_tiles(1)] == [3, 1, None]
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
+    assert not is_out_of_memory(MemoryError())
+
+
+def test_the_celery_configuration_is_the_reliable_one(tmp_path: Path) -> None:
+    config = celery_config(Settings(data_dir=tmp_path))
+    assert config["broker_url"] == f"sqla+sqlite:///{tmp_path.resolve()}/broker.db"
+    assert config["broker_url"] == embedded_broker_url(tmp_path)
+    assert (config["task_acks_late"], config["task_reject_on_worker_lost"]) == (True, True)
+    assert config["worker_prefetch_multiplier"] == 1
+    assert (config["task_serializer"], config["accept_content"]) == ("json", ["json"])
+    assert config["task_ignore_result"] is True
+    assert [queue.name for queue in config["task_queues"]] == ["cpu", "gpu.800m", "gpu.2b"]
+    server = celery_config(Settings(data_dir=tmp_path, broker_url="redis://example:6379/0"))
+    assert server["broker_url"] == "redis://example:6379/0"
+
+
+def test_tasks_have_time_limits_and_bounded_retries(worker_env: Callable[..., dict[str, str]]) -> None:
+    worker_env()
+    tasks = get_app().tasks
+    for name in ("bayou.rasterize", "bayou.extract"):
+        task = tasks[name]
+        assert 0 < task.soft_time_limit < task.time_limit
+        assert task.max_retries == 5
+        assert OperationalError in task.autoretry_for
+
+
+# --- failures that are not the document's ---
+
+
+def test_an_unexpected_error_fails_the_document_and_a_transient_one_leaves_it(
+    worker_env: Callable[..., dict[str, str]],
+) -> None:
+    worker_env()
+    runtime = get_runtime()
+    check_schema(runtime.settings)
+    extract = get_app().tasks["bayou.extract"]
+    timed_out, flaky, broken = (_create(runtime, _png()[:-i]) for i in (1, 2, 3))
+    with runtime.sessions() as session:
+        for document_id in (timed_out, flaky, broken):
+            set_status(session, document_id, S.PROCESSING)
+
+    extract.on_failure(SoftTimeLimitExceeded(), "t1", [timed_out], {}, None)
+    extract.on_failure(OperationalError("SELECT 1", {}, Exception("server closed")), "t2", [flaky], {}, None)
+    extract.on_failure(KeyError("bug"), "t3", [broken], {}, None)
+
+    assert (_status(runtime, timed_out).status, _status(runtime, timed_out).error_code) == (
+        "failed",
+        "timeout",
+    )
+    assert _status(runtime, flaky).status == "processing"  # left for the stuck sweep
+    assert _status(runtime, broken).error_code == "internal_error"
+
+
+class OutOfMemoryBeyondOneTileEngine:
+    """FAKE standing in for a GPU that runs out of memory (no GPU here): raises CUDA's OOM error unless
+    the request allows a single tile, then hands over to the real tiny-checkpoint engine."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.name = real.name
+        self.revision = real.revision
+        self.tiles_asked: list[int | None] = []
+
+    def run(self, requests: list[Any]) -> list[Any]:
+        import torch
+
+        self.tiles_asked += [request.max_tiles for request in requests]
+        if any(request.max_tiles != 1 for request in requests):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (fake)")
+        return self.real.run(requests)
+
+
+def test_running_out_of_gpu_memory_retries_with_fewer_tiles(
+    embedded_worker: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bayou.engines
+    import workers.tasks
+    from workers.dispatch import enqueue
+
+    fake = OutOfMemoryBeyondOneTileEngine(bayou.engines.get_engine("h2ovl-800m"))
+    monkeypatch.setattr(bayou.engines, "get_engine", lambda name, settings=None: fake)
+    monkeypatch.setattr(workers.tasks, "OOM_RETRY_DELAY_S", 0)
+    document_id = _create(embedded_worker)
+
+    enqueue(document_id, model=None, doc_type="receipt")
+    document = _wait(embedded_worker, document_id)
+
+    assert fake.tiles_asked == [None, 3, 1]
+    assert document.status in ("done", "needs_review")
+
+
+def _wait(runtime: Runtime, document_id: str, timeout: float = 60) -> Document:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (document := _status(runtime, document_id)).status in ("queued", "processing"):
+        assert time.monotonic() < deadline, f"still {document.status}"
+        time.sleep(0.2)
+    return document
+
+
+# --- the stuck-document sweep ---
+
+
+def _age(runtime: Runtime, document_id: str, seconds: float) -> None:
+    with runtime.sessions() as session:
+        session.execute(
+            update(Document)
+            .where(Document.id == document_id)
+            .values(updated_at=utcnow() - timedelta(seconds=seconds))
+        )
+        session.commit()
+
+
+def _queued_messages(queue: str) -> int:
+    from workers.broker import waiting_messages
+
+    return waiting_messages(get_app(), get_runtime().settings, queue)
+
+
+def test_the_sweep_resends_only_documents_stuck_past_the_deadline(
+    worker_env: Callable[..., dict[str, str]],
+) -> None:
+    worker_env()
+    runtime = get_runtime()
+    check_schema(runtime.settings)
+    fresh, stale_queued, stale_rasterized, finished = (_create(runtime, _png()[:-i]) for i in (1, 2, 3, 4))
+    with runtime.sessions() as session:
+        set_status(session, stale_rasterized, S.PROCESSING)
+        session.execute(update(Document).where(Document.id == stale_rasterized).values(pages=1))
+        session.commit()
+        set_status(session, finished, S.PROCESSING)
+        set_status(session, finished, S.FAILED, error_code="corrupt_file")
+    for document_id in (stale_queued, stale_rasterized, finished):
+        _age(runtime, document_id, 120)
+
+    resent = requeue_stuck(older_than_s=60)
+
+    assert sorted(resent) == sorted([stale_queued, stale_rasterized])
+    assert _queued_messages("cpu") == 1  # rasterise again
+    assert _queued_messages("gpu.800m") == 1  # pages are there: only the extraction
+    assert requeue_stuck(older_than_s=60) == []  # the sweep moved them on; the next one waits again
+
+    for document_id in (stale_queued, stale_rasterized):
+        _age(runtime, document_id, 120)
+    # their queues hold messages (as in a long backlog): theirs may be among them
+    assert requeue_stuck(older_than_s=60) == []
+    with get_app().connection_for_write() as connection:
+        for queue in ("cpu", "gpu.800m"):
+            connection.default_channel.queue_purge(queue)
+    assert sorted(requeue_stuck(older_than_s=60)) == sorted([stale_queued, stale_rasterized])
+
+
+# --- `bayou worker` refusals (no worker starts) ---
+
+
+def _cli() -> typer.Typer:
+    from bayou.cli.worker import register
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    return app
+
+
+def test_bayou_worker_refuses_an_unknown_queue(worker_env: Callable[..., dict[str, str]]) -> None:
+    worker_env()
+    result = CliRunner().invoke(_cli(), ["worker", "--queues", "cpu,gpu.70b"])
+    assert result.exit_code == 2
+    assert "gpu.70b" in result.output
+
+
+@pytest.mark.postgres
+def test_bayou_worker_refuses_a_postgresql_schema_behind_head(
+    worker_env: Callable[..., dict[str, str]], postgres_database_factory: Callable[[], str]
+) -> None:
+    worker_env(database_url=postgres_database_factory())
+    result = CliRunner().invoke(_cli(), ["worker", "--queues", "cpu"])
+    assert result.exit_code == 2
+    assert "bayou db upgrade" in result.output
+
+
+def test_the_embedded_broker_forgets_messages_once_taken(embedded_worker: Runtime) -> None:
+    from sqlalchemy import create_engine, text
+
+    from workers.broker import prune_embedded_broker
+    from workers.dispatch import enqueue
+
+    document_id = _create(embedded_worker)
+    enqueue(document_id, model=None, doc_type="receipt")
+    assert _wait(embedded_worker, document_id).status in ("done", "needs_review")
+    broker = create_engine(f"sqlite:///{embedded_worker.settings.data_dir / 'broker.db'}")
+
+    def rows() -> int:
+        with broker.connect() as connection:
+            return connection.execute(text("SELECT count(*) FROM kombu_message")).scalar_one()
+
+    assert rows() == 2  # rasterise and extract, both taken, both still there
+    assert prune_embedded_broker(embedded_worker.settings, older_than_s=3600) == 0
+    assert prune_embedded_broker(embedded_worker.settings, older_than_s=0) == 2
+    assert rows() == 0
+    broker.dispose()

@@ -1,0 +1,93 @@
+"""One worker inside another process (`bayou serve` with the embedded defaults): real Celery, the same
+tasks, every queue, run in a thread. A thread of its own also sweeps stuck documents, because the
+embedded broker never redelivers a message whose worker died with it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from celery import Celery
+from celery.worker import WorkController
+
+from workers.broker import prune_embedded_broker
+from workers.runtime import check_schema, get_runtime
+from workers.stuck import STUCK_AFTER_S, requeue_stuck
+from workers.tasks import BATCH_SIZE
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY_S = 60.0
+
+
+@dataclass
+class EmbeddedWorker:
+    controller: WorkController
+    thread: threading.Thread
+    sweeper: threading.Thread
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stops after the task in hand (its message is given back to the broker if it does not end)."""
+        self.stopping.set()
+        self.controller.stop(in_sighandler=False)
+        self.thread.join(timeout)
+        self.sweeper.join(timeout)
+        if self.thread.is_alive():
+            log.warning("the embedded worker did not stop within %.0f s", timeout)
+
+
+def start_worker_thread(
+    app: Celery | None = None,
+    *,
+    sweep_every_s: float = SWEEP_EVERY_S,
+    stuck_after_s: float = STUCK_AFTER_S,
+) -> EmbeddedWorker:
+    """Starts a worker on every queue in a daemon thread and returns at once (it starts consuming
+    within a second or two). Stop it with `.stop()`."""
+    if app is None:
+        from workers.app import get_app
+
+        app = get_app()
+    check_schema(get_runtime().settings)
+    app.finalize()
+    controller = WorkController(
+        app=app,
+        pool="solo",  # the task runs in the worker's thread: one at a time, as a GPU wants
+        concurrency=1,
+        # the only worker there is: holding a batch's worth of messages keeps no one else waiting, and
+        # lets extractions form batches
+        prefetch_multiplier=BATCH_SIZE,
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        loglevel=logging.INFO,
+    )
+    thread = threading.Thread(target=_run, args=(app, controller), name="bayou-worker", daemon=True)
+    stopping = threading.Event()
+    sweeper = threading.Thread(
+        target=_sweep, args=(app, stopping, sweep_every_s, stuck_after_s), name="bayou-requeue", daemon=True
+    )
+    worker = EmbeddedWorker(controller, thread, sweeper, stopping)
+    thread.start()
+    sweeper.start()
+    return worker
+
+
+def _run(app: Celery, controller: WorkController) -> None:
+    # the solo pool looks tasks up in the thread's current app; set it for this thread only, so the
+    # host process (the API) keeps whatever current app it had
+    app.set_current()
+    controller.start()
+
+
+def _sweep(app: Celery, stopping: threading.Event, every_s: float, stuck_after_s: float) -> None:
+    # first sweep at once: documents left behind by the previous run of the process go again
+    while not stopping.is_set():
+        try:
+            requeue_stuck(older_than_s=stuck_after_s, app=app)
+            prune_embedded_broker(get_runtime().settings, older_than_s=stuck_after_s)
+        except Exception:  # the database or broker may be briefly away; the next sweep tries again
+            log.exception("requeue sweep failed")
+        stopping.wait(every_s)

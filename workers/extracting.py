@@ -1,0 +1,165 @@
+"""The GPU stage: stored page images to a stored run and a final status, in one transaction per
+document. Several documents go through the model in one batched generate."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from extractor.errors import BayouError
+from storage.documents import NewRun, store_run
+from storage.errors import IllegalTransition
+from storage.models import DocumentStatus, Page
+from workers.documents import fail, start_attempt
+from workers.outcomes import Outcome
+from workers.runtime import Runtime
+
+if TYPE_CHECKING:
+    from extractor.pipeline import Rasterized
+    from extractor.result import Result
+
+log = logging.getLogger(__name__)
+
+S = DocumentStatus
+_STARTABLE = frozenset({S.PROCESSING})
+NO_PAGES = "no_pages"
+
+
+@dataclass(frozen=True)
+class ExtractJob:
+    """One delivery of one document's extraction; the key is the delivered message's id, so a
+    redelivery of the same message finds the run it may already have stored."""
+
+    document_id: str
+    idempotency_key: str
+
+
+@dataclass
+class _Ready:
+    index: int
+    job: ExtractJob
+    model: str
+    rasterized: Rasterized
+
+
+def extract_stored(
+    runtime: Runtime, document_id: str, *, idempotency_key: str, max_tiles: int | None = None
+) -> Outcome:
+    return extract_batch(runtime, [ExtractJob(document_id, idempotency_key)], max_tiles=max_tiles)[0]
+
+
+def extract_batch(runtime: Runtime, jobs: list[ExtractJob], *, max_tiles: int | None = None) -> list[Outcome]:
+    """Runs each document's model on its stored pages, one batched generate per model, and stores each
+    run with its final status. A redelivery (same key) or a twin delivery (another key, racing) stores
+    nothing more: the status move in the run's transaction admits only the first. Errors other than
+    the documents' own (GPU memory, database) propagate, leaving every document processing."""
+    outcomes: dict[int, Outcome] = {}
+    by_model: dict[str, list[_Ready]] = defaultdict(list)
+    with runtime.sessions() as session:
+        for index, job in enumerate(jobs):
+            ready = _prepare(session, runtime, index, job)
+            if isinstance(ready, Outcome):
+                outcomes[index] = ready
+            else:
+                by_model[ready.model].append(ready)
+        for model, group in by_model.items():
+            outcomes.update(_extract_group(session, model, group, max_tiles))
+    return [outcomes[index] for index in range(len(jobs))]
+
+
+def _prepare(session: Session, runtime: Runtime, index: int, job: ExtractJob) -> _Ready | Outcome:
+    from bayou.engines import model_name
+    from extractor.pipeline import DocumentInput, Rasterized
+
+    document = start_attempt(session, job.document_id, allowed=_STARTABLE)
+    if document is None:
+        return Outcome.SKIPPED
+    images = _page_images(session, runtime, job.document_id)
+    # end the read transaction: no connection should sit idle in one while the model runs
+    session.commit()
+    if not images:
+        fail(session, job.document_id, NO_PAGES, "the document has no rasterised pages")
+        return Outcome.FAILED
+    source = DocumentInput(sources=[], doc_type=document.doc_type, name=document.filename)
+    return _Ready(
+        index, job, model_name(document.model, document.doc_type), Rasterized(source, images=images)
+    )
+
+
+def _page_images(session: Session, runtime: Runtime, document_id: str) -> list[Image.Image]:
+    pages = session.scalars(select(Page).where(Page.document_id == document_id).order_by(Page.number))
+    images = []
+    for page in pages:
+        with runtime.blobs.open(page.blob_sha256) as handle:
+            image = Image.open(io.BytesIO(handle.read()))
+            image.load()
+        images.append(image.convert("RGB"))
+    return images
+
+
+def _extract_group(
+    session: Session, model: str, group: list[_Ready], max_tiles: int | None
+) -> dict[int, Outcome]:
+    from bayou.engines import get_engine
+    from extractor.pipeline import Extractor
+
+    try:
+        extractor = Extractor(get_engine(model), max_tiles=max_tiles)
+    except BayouError as error:  # a model that cannot be loaded: not the documents' fault, but final
+        for ready in group:
+            fail(session, ready.job.document_id, error.code, error.message)
+        return {ready.index: Outcome.FAILED for ready in group}
+    results = extractor.extract_rasterized([ready.rasterized for ready in group])
+    return {
+        ready.index: _store(session, ready.job, result) for ready, result in zip(group, results, strict=True)
+    }
+
+
+def _store(session: Session, job: ExtractJob, result: Result) -> Outcome:
+    from extractor.pipeline import review_reasons
+
+    if result.error is not None:
+        fail(session, job.document_id, result.error["code"], result.error["message"])
+        return Outcome.FAILED
+    reasons = review_reasons(result)
+    status = S.NEEDS_REVIEW if reasons else S.DONE
+    try:
+        _, created = store_run(session, job.document_id, job.idempotency_key, new_run(result), status=status)
+    except IllegalTransition:
+        log.info("document %s was finished by another delivery; this run is dropped", job.document_id)
+        return Outcome.SKIPPED
+    if not created:
+        return Outcome.SKIPPED
+    log.info(
+        "document %s is %s%s",
+        job.document_id,
+        status.value,
+        f" ({len(reasons)} review reasons)" if reasons else "",
+    )
+    return Outcome(status.value)
+
+
+def new_run(result: Result) -> NewRun:
+    return NewRun(
+        model_id=result.model,
+        model_revision=result.model_revision,
+        prompt_version=result.prompt_version or "",
+        schema_version=result.schema_version or "",
+        raw_output=result.raw_output,
+        valid=result.valid,
+        data=result.data,
+        errors=result.errors,
+        checks=result.checks,
+        confidence=result.confidence,
+        timings_ms=result.timings_ms,
+        prompt_tokens=result.tokens.get("prompt"),
+        generated_tokens=result.tokens.get("generated"),
+        tiles=result.tiles,
+    )

@@ -1,0 +1,9 @@
+"""Task names: what the API and `bayou ingest` send, without importing the task code."""
+
+RASTERIZE_TASK = "bayou.rasterize"
+# one document on its own: retries (fewer tiles after running out of memory, backoff after a
+# transient fault) and documents handed over by a batch that could not finish
+EXTRACT_TASK = "bayou.extract"
+REQUEUE_STUCK_TASK = "bayou.requeue_stuck"
+# the normal extraction path: messages gathered into one batched generate (celery-batches)
+EXTRACT_BATCH_TASK = "bayou.extract_batch"

@@ -1,0 +1,27 @@
+"""Queue names and routing: which queue a document's work goes to."""
+
+from __future__ import annotations
+
+from bayou.engines import model_name
+from bayou.settings import Settings
+
+CPU_QUEUE = "cpu"
+GPU_QUEUES = {"h2ovl-800m": "gpu.800m", "h2ovl-2b": "gpu.2b"}
+ALL_QUEUES = (CPU_QUEUE, *GPU_QUEUES.values())
+# a checkpoint directory (or any other source) shares the small model's queue: per-directory queues
+# would need workers nobody starts
+FALLBACK_GPU_QUEUE = GPU_QUEUES["h2ovl-800m"]
+
+
+def extract_queue(model: str | None, doc_type: str, settings: Settings | None = None) -> str:
+    """The GPU queue that extracts a document: the model it asked for, else its type's default."""
+    return GPU_QUEUES.get(model_name(model, doc_type, settings), FALLBACK_GPU_QUEUE)
+
+
+def parse_queues(text: str | None) -> list[str]:
+    """`cpu,gpu.2b` to a list of known queues; empty or None means every queue."""
+    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+    unknown = [name for name in names if name not in ALL_QUEUES]
+    if unknown:
+        raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
+    return names or list(ALL_QUEUES)

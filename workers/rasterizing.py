@@ -1,0 +1,52 @@
+"""The CPU stage: a stored upload to stored page images."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from PIL import Image
+
+from storage.documents import PageImage, store_pages
+from storage.models import DocumentStatus
+from workers.documents import fail, start_attempt
+from workers.outcomes import Outcome
+from workers.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+S = DocumentStatus
+_STARTABLE = frozenset({S.QUEUED, S.PROCESSING})
+
+
+def rasterize_stored(runtime: Runtime, document_id: str) -> Outcome:
+    """Rasterises the document's original file and stores its pages; a bad file fails the document
+    with the file's error code (never retried: the bytes will not get better)."""
+    from extractor.pipeline import DocumentInput, Limits, rasterize_document
+
+    with runtime.sessions() as session:
+        document = start_attempt(session, document_id, allowed=_STARTABLE)
+        if document is None:
+            return Outcome.SKIPPED
+        source = DocumentInput(
+            sources=[runtime.blobs.path(document.content_sha256)],
+            doc_type=document.doc_type,
+            name=document.filename,
+        )
+        settings = runtime.settings
+        rasterized = rasterize_document(
+            source, Limits(max_pages=settings.max_pages, max_pixels=settings.max_pixels)
+        )
+        if rasterized.error is not None:
+            log.info("document %s failed to rasterise: %s", document_id, rasterized.error.code)
+            fail(session, document_id, rasterized.error.code, rasterized.error.message)
+            return Outcome.FAILED
+        store_pages(session, runtime.blobs, document_id, [_png(image) for image in rasterized.images])
+    return Outcome.RASTERIZED
+
+
+def _png(image: Image.Image) -> PageImage:
+    buffer = io.BytesIO()
+    # PNG: lossless, so the GPU stage sees exactly the pixels rasterisation produced
+    image.save(buffer, format="PNG")
+    return PageImage(data=buffer.getvalue(), width=image.width, height=image.height)

@@ -1,0 +1,88 @@
+"""Documents whose message was lost (a worker killed with it; the embedded broker never redelivers a
+taken message) sit in queued or processing; this sends them again. Over-sending is safe, every task
+being idempotent, but not free: a document merely waiting behind a long backlog is left alone while
+its queue still holds messages, since its own may be among them."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from celery import Celery
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from storage.columns import utcnow
+from storage.models import Document, DocumentStatus
+from workers.broker import waiting_messages
+from workers.dispatch import send_extract, send_rasterize
+from workers.queues import CPU_QUEUE, extract_queue
+from workers.runtime import Runtime, get_runtime
+
+log = logging.getLogger(__name__)
+
+S = DocumentStatus
+# longer than the extract task's hard time limit, so a document still being worked on is left alone
+STUCK_AFTER_S = 30 * 60
+
+
+def requeue_stuck(
+    *, older_than_s: float = STUCK_AFTER_S, app: Celery | None = None, runtime: Runtime | None = None
+) -> list[str]:
+    """Re-sends every document untouched in queued or processing for `older_than_s` whose next queue
+    is empty; returns their ids."""
+    if app is None:
+        from workers.app import get_app
+
+        app = get_app()
+    runtime = runtime or get_runtime()
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    backlog: dict[str, int] = {}
+    resent = []
+    with runtime.sessions() as session:
+        for document in _stale(session, cutoff):
+            queue = _next_queue(document)
+            if queue not in backlog:
+                backlog[queue] = waiting_messages(app, runtime.settings, queue)
+            if backlog[queue] or not _claim(session, document, cutoff):
+                continue  # a backlog, or another sweep or a worker touched it meanwhile
+            _resend(document, queue, app)
+            resent.append(document.id)
+    if resent:
+        log.warning("re-sent %d stuck document(s): %s", len(resent), ", ".join(resent))
+    return resent
+
+
+def _stale(session: Session, cutoff: datetime) -> list[Document]:
+    statement = select(Document).where(
+        Document.status.in_([S.QUEUED, S.PROCESSING]), Document.updated_at <= cutoff
+    )
+    return list(session.scalars(statement))
+
+
+def _rasterized(document: Document) -> bool:
+    # pages stored while processing: rasterising finished, only the extraction was lost
+    return document.status == S.PROCESSING and bool(document.pages)
+
+
+def _next_queue(document: Document) -> str:
+    return extract_queue(document.model, document.doc_type) if _rasterized(document) else CPU_QUEUE
+
+
+def _claim(session: Session, document: Document, cutoff: datetime) -> bool:
+    # moving updated_at on keeps the next sweep from re-sending it before this delivery had its chance
+    claimed = session.execute(
+        update(Document)
+        .where(Document.id == document.id, Document.status == document.status, Document.updated_at <= cutoff)
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    return claimed == 1
+
+
+def _resend(document: Document, queue: str, app: Celery) -> None:
+    if _rasterized(document):
+        send_extract(document.id, queue, app=app)
+    else:
+        send_rasterize(document.id, extract_queue(document.model, document.doc_type), app=app)
