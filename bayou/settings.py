@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     max_upload_mb: int = 25
     max_pages: int = 20
     max_pixels: int = 89_478_485
+    batch_root: Path | None = None  # POST /v1/batches reads folders below this; default <data_dir>/inbox
     # which model serves a document type when the upload names none
     default_models: dict[str, str] = Field(
         default_factory=lambda: {"receipt": "h2ovl-800m", "drivers_license": "h2ovl-2b", "check": "h2ovl-2b"}
