@@ -193,14 +193,7 @@ def schema_ordered(document: dict, schema: dict) -> dict:
 
 def jump_forward_rows(generator: Generator):
     schema = load_schema("receipt")
-    metadata = ROOT / "samples" / "metadata.jsonl"
-    if not metadata.exists():
-        raise SystemExit("samples/metadata.jsonl is missing: the jump-forward replay needs the committed samples")
-    receipts = [
-        json.loads(line)["ground_truth"]
-        for line in metadata.read_text().splitlines()
-        if line.strip() and json.loads(line)["doc_type"] == "receipt"
-    ]
+    receipts = sample_receipts()
     totals = [0, 0]
     for receipt in receipts:
         plain, jumped = replay_forward_steps(generator, schema, schema_ordered(receipt, schema))
@@ -213,6 +206,34 @@ def jump_forward_rows(generator: Generator):
         "steps_jump_forward": totals[1],
         "cut": round(cut, 3),
     }
+
+
+def grammar_ms_per_token(generator: Generator) -> float:
+    """CPU time of the grammar per token (mask fill + apply), replaying the sample receipts."""
+    import xgrammar as xgr
+
+    schema = load_schema("receipt")
+    vocabulary = generator.vocabulary
+    bitmask = xgr.allocate_token_bitmask(1, generator.vocab_size)
+    logits = torch.zeros(1, generator.vocab_size)
+    spent, tokens = 0.0, 0
+    for receipt in sample_receipts():
+        text = json.dumps(schema_ordered(receipt, schema), separators=(",", ":"), ensure_ascii=False).encode()
+        matcher = generator.grammars.matcher(schema)
+        for token in vocabulary.tokenize_forced(text):
+            started = time.perf_counter()
+            matcher.fill_next_token_bitmask(bitmask, 0)
+            xgr.apply_token_bitmask_inplace(logits, bitmask)
+            spent += time.perf_counter() - started
+            tokens += 1
+            matcher.accept_token(token)
+    return spent * 1000 / tokens
+
+
+def sample_receipts() -> list[dict]:
+    metadata = ROOT / "samples" / "metadata.jsonl"
+    rows = [json.loads(line) for line in metadata.read_text().splitlines() if line.strip()]
+    return [row["ground_truth"] for row in rows if row["doc_type"] == "receipt"]
 
 
 def constrained_overhead(loaded: LoadedModel, new_tokens: int) -> dict:
@@ -261,6 +282,7 @@ def main() -> None:
             jump = jump_forward_rows(engine.generator)
             print(json.dumps({"jump_forward": jump}), file=sys.stderr)
             overhead = constrained_overhead(loaded, args.new_tokens)
+            overhead["grammar_ms_per_token"] = round(grammar_ms_per_token(engine.generator), 3)
             print(json.dumps({"constrained_overhead": overhead, "model": name}), file=sys.stderr)
         rows += latency_rows(
             engine, name, [int(b) for b in args.batches.split(",")], args.max_tiles, args.new_tokens
