@@ -17,6 +17,7 @@ from api.errors import install_error_handlers
 from api.metrics import Metrics
 from api.queueing import workers_enqueue
 from api.ratelimit import RateLimit, TokenBuckets
+from api.review import routes as review_routes
 from api.routes import batches, documents, health
 from api.uploads import MIB
 from bayou.settings import Settings, get_settings
@@ -50,7 +51,7 @@ def create_app(
     engine = make_engine(settings.database_url)
     # the embedded SQLite database is migrated on the spot; PostgreSQL behind head is refused
     ensure_schema(engine, auto=True)
-    root = Path(batch_root) if batch_root is not None else settings.data_dir / DEFAULT_BATCH_FOLDER
+    root = Path(batch_root or settings.batch_root or settings.data_dir / DEFAULT_BATCH_FOLDER)
     root.mkdir(parents=True, exist_ok=True)
     state = AppState(
         settings=settings,
@@ -79,6 +80,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(documents.router)
     app.include_router(batches.router)
+    app.include_router(review_routes.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_mb * MIB + MULTIPART_SLACK_BYTES)
     app.add_middleware(_RequestMetrics, metrics=state.metrics)
     return app

@@ -340,8 +340,8 @@ def embedded_worker(worker_env: Callable[..., dict[str, str]]) -> Iterator[objec
 
 @pytest.fixture
 def ingest_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[..., Path]]:
-    def configure(*, broker_url: str = "") -> Path:
-        data_dir = tmp_path / "bayou-data"
+    def configure(*, broker_url: str = "", data_dir: Path | None = None) -> Path:
+        data_dir = data_dir or tmp_path / "bayou-data"
         monkeypatch.setenv("BAYOU_DATA_DIR", str(data_dir))
         monkeypatch.setenv("BAYOU_DATABASE_URL", "")
         monkeypatch.setenv("BAYOU_BROKER_URL", broker_url)
@@ -420,7 +420,7 @@ class ReviewClientHelpers:
         import io
         import json
 
-        from storage.documents import NewRun, PageImage, create_document, set_status, store_pages, store_run
+        from storage.documents import NewRun, create_document, set_status, store_pages, store_run
         from storage.models import DocumentStatus
 
         self._seed += 1
@@ -434,9 +434,7 @@ class ReviewClientHelpers:
                 doc_type=doc_type,
                 model="h2ovl-800m",
             )
-            images = [
-                PageImage(self.make_png(1000 + self._seed * 10 + n, (300, 400)), 300, 400) for n in range(pages)
-            ]
+            images = [self.page_image(data, n + 1) for n in range(pages)]
             store_pages(session, self.state.blobs, document.id, images)
             set_status(session, document.id, DocumentStatus.PROCESSING)
             run = NewRun(
@@ -452,6 +450,25 @@ class ReviewClientHelpers:
             )
             store_run(session, document.id, "fake-run-1", run, status=DocumentStatus(status))
             return document.id
+
+    @staticmethod
+    def page_image(data, number: int, size: tuple[int, int] = (420, 600)):
+        """A white page with the document's values typed on it, so screenshots show something to read."""
+        import io
+
+        from PIL import Image, ImageDraw
+
+        from storage.documents import PageImage
+
+        image = Image.new("RGB", size, "white")
+        draw = ImageDraw.Draw(image)
+        draw.text((20, 16), f"page {number}", fill="gray")
+        lines = [f"{k}: {v}" for k, v in data.items()] if isinstance(data, dict) else [str(data)]
+        for row, line in enumerate(lines[:40]):
+            draw.text((20, 44 + 14 * row), line[:64], fill="black")
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return PageImage(buffer.getvalue(), *size)
 
 
 @pytest.fixture

@@ -1,0 +1,150 @@
+// bayou review UI: keyboard shortcuts, queue navigation, page viewer (zoom, pan, page switching) and
+// editable line-item rows. Plain JavaScript, no build step.
+"use strict";
+
+function typing(event) {
+  const target = event.target;
+  return target instanceof HTMLElement &&
+    (target.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName));
+}
+
+function setupQueue() {
+  const rows = Array.from(document.querySelectorAll("tr.queue-row"));
+  if (!rows.length) return;
+  let current = 0;
+  const select = (index) => {
+    rows[current].classList.remove("selected");
+    current = Math.max(0, Math.min(rows.length - 1, index));
+    rows[current].classList.add("selected");
+    rows[current].scrollIntoView({ block: "nearest" });
+  };
+  select(0);
+  rows.forEach((row, index) => row.addEventListener("click", (event) => {
+    if (event.target.tagName !== "A") select(index);
+  }));
+  document.addEventListener("keydown", (event) => {
+    if (typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "j" || event.key === "n") select(current + 1);
+    else if (event.key === "k" || event.key === "p") select(current - 1);
+    else if (event.key === "Enter") window.location.href = rows[current].dataset.href;
+    else return;
+    event.preventDefault();
+  });
+}
+
+function setupViewer() {
+  const viewer = document.querySelector(".viewer");
+  const image = document.getElementById("page-image");
+  if (!viewer || !image) return;
+  const viewport = viewer.querySelector(".viewport");
+  const state = { scale: 1, x: 0, y: 0 };
+  const apply = () => { image.style.transform = `translate(${state.x}px, ${state.y}px) scale(${state.scale})`; };
+  const fit = () => {
+    if (!image.naturalWidth) return;
+    state.scale = Math.min(viewport.clientWidth / image.naturalWidth, viewport.clientHeight / image.naturalHeight);
+    state.x = (viewport.clientWidth - image.naturalWidth * state.scale) / 2;
+    state.y = (viewport.clientHeight - image.naturalHeight * state.scale) / 2;
+    apply();
+  };
+  const zoom = (factor, cx = viewport.clientWidth / 2, cy = viewport.clientHeight / 2) => {
+    const scale = Math.max(0.05, Math.min(20, state.scale * factor));
+    state.x = cx - (cx - state.x) * (scale / state.scale);
+    state.y = cy - (cy - state.y) * (scale / state.scale);
+    state.scale = scale;
+    apply();
+  };
+  image.addEventListener("load", fit);
+  if (image.complete) fit();
+  window.addEventListener("resize", fit);
+  viewport.addEventListener("wheel", (event) => {
+    event.preventDefault();
+    const box = viewport.getBoundingClientRect();
+    zoom(event.deltaY < 0 ? 1.15 : 1 / 1.15, event.clientX - box.left, event.clientY - box.top);
+  }, { passive: false });
+  let drag = null;
+  viewport.addEventListener("pointerdown", (event) => {
+    drag = { x: event.clientX - state.x, y: event.clientY - state.y };
+    viewport.setPointerCapture(event.pointerId);
+    viewport.classList.add("dragging");
+  });
+  viewport.addEventListener("pointermove", (event) => {
+    if (!drag) return;
+    state.x = event.clientX - drag.x;
+    state.y = event.clientY - drag.y;
+    apply();
+  });
+  const stop = () => { drag = null; viewport.classList.remove("dragging"); };
+  viewport.addEventListener("pointerup", stop);
+  viewport.addEventListener("pointercancel", stop);
+  viewer.querySelectorAll("[data-zoom]").forEach((button) => button.addEventListener("click", () => {
+    const how = button.dataset.zoom;
+    if (how === "fit") fit(); else zoom(how === "in" ? 1.25 : 0.8);
+  }));
+  viewer.querySelectorAll(".page-tab").forEach((tab) => tab.addEventListener("click", () => {
+    viewer.querySelectorAll(".page-tab").forEach((other) => other.classList.remove("active"));
+    tab.classList.add("active");
+    image.src = `/review/documents/${viewer.dataset.document}/pages/${tab.dataset.page}`;
+    image.alt = `Page ${tab.dataset.page}`;
+  }));
+  document.addEventListener("keydown", (event) => {
+    if (typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "+" || event.key === "=") zoom(1.25);
+    else if (event.key === "-") zoom(0.8);
+    else if (event.key === "0") fit();
+  });
+}
+
+function setupRows() {
+  document.querySelectorAll("fieldset.rows").forEach((fieldset) => {
+    const body = fieldset.querySelector("tbody");
+    const template = fieldset.querySelector("template.row-template");
+    const pointer = fieldset.dataset.rows;
+    let next = body.querySelectorAll("tr.row").length;
+    fieldset.querySelector(".add-row").addEventListener("click", () => {
+      const row = template.content.firstElementChild.cloneNode(true);
+      // a fresh index, never reused: the server reads rows in index order and closes gaps
+      row.querySelectorAll("[name], [id]").forEach((element) => {
+        for (const attribute of ["name", "id"]) {
+          const value = element.getAttribute(attribute);
+          if (value) element.setAttribute(attribute, value.replace(`${pointer}/__i__`, `${pointer}/${next}`)
+            .replace(`${pointer.replaceAll("/", "-")}-__i__`, `${pointer.replaceAll("/", "-")}-${next}`));
+        }
+      });
+      next += 1;
+      body.appendChild(row);
+      const first = row.querySelector("input, select");
+      if (first) first.focus();
+    });
+    fieldset.addEventListener("click", (event) => {
+      const button = event.target.closest(".remove-row");
+      if (button) button.closest("tr").remove();
+    });
+  });
+}
+
+function setupDocumentKeys() {
+  const approve = document.getElementById("approve-form");
+  const reject = document.getElementById("reject-form");
+  const reason = document.getElementById("reason");
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && typing(event)) { event.target.blur(); return; }
+    if (typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;
+    const link = (id) => document.getElementById(id);
+    if (event.key === "a" && approve && approve.querySelector("#approve")) approve.requestSubmit();
+    else if (event.key === "r" && reject && reason) {
+      if (reason.value.trim()) reject.requestSubmit(); else reason.focus();
+    } else if (event.key === "n" && link("next-link")) window.location.href = link("next-link").href;
+    else if (event.key === "p" && link("prev-link")) window.location.href = link("prev-link").href;
+    else return;
+    event.preventDefault();
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  if (document.body.classList.contains("page-queue")) setupQueue();
+  if (document.body.classList.contains("page-document")) {
+    setupViewer();
+    setupRows();
+    setupDocumentKeys();
+  }
+});
