@@ -11,7 +11,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from storage.documents import NewRun, PageImage, set_status, store_pages, store_run
-from storage.models import AuditEntry, Document, DocumentStatus
+from storage.models import AuditEntry, Document, DocumentStatus, ExtractionRun, Score
 
 
 @pytest.fixture
@@ -223,7 +223,11 @@ def test_review_approves_with_corrections_and_audits_names_not_values(client, ma
     assert shown["review"]["action"] == "approve" and shown["review"]["data"] == {"total": "1.50"}
     with client.app.state.bayou.sessions() as session:
         entry = session.scalar(select(AuditEntry).where(AuditEntry.document_id == document["id"]))
-    assert entry.action == "review.approve" and entry.detail == {"corrected_fields": ["total"]}
+    assert entry.action == "review.approve" and entry.detail == {"corrected_fields": ["/total"], "via": "api"}
+    with client.app.state.bayou.sessions() as session:  # the correction is ground truth: the run is scored
+        assert session.scalar(
+            select(Score).join(ExtractionRun).where(ExtractionRun.document_id == document["id"])
+        )
     again = client.post(f"/v1/documents/{document['id']}/review", json={"action": "reject"})
     assert again.status_code == 409
 

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlalchemy import select
 
+from api import reviewing
 from api.deps import BlobsDep, SessionDep, State
 from api.export import csv_chunks, jsonl_lines
-from api.review import actions, views
+from api.review import views
 from api.review.auth import LoginLocked, authenticate, new_anonymous
 from api.review.auth import signed_in as signed_in_session
 from api.review.charts import line_chart
@@ -178,7 +179,7 @@ def approve(
         message = "Not approved: fix the highlighted fields first."
         return _document_response(visitor, session, filters, document, view=view, error=message, status=422)
     try:
-        actions.approve(session, document_id, actor=visitor.actor, data=data)
+        reviewing.approve(session, document_id, actor=visitor.actor, data=data, via="review_ui")
     except IllegalTransition as exc:
         return _refused_review(visitor, session, filters, document_id, exc)
     return redirect(_document_url(document_id, filters, done="approved"))
@@ -191,11 +192,12 @@ def reject(
     document = get_document(session, document_id)
     if document.status not in views.AWAITING_STATUSES:
         return _refused_review(visitor, session, filters, document_id, f"the document is {document.status}")
-    try:
-        actions.reject(session, document_id, actor=visitor.actor, reason=str(form.get("reason") or ""))
-    except actions.ReasonRequired:
+    reason = str(form.get("reason") or "").strip()
+    if not reason:  # the UI asks for a reason; a REST client may reject without one
         message = "Not rejected: a rejection needs a reason."
         return _document_response(visitor, session, filters, document, error=message, status=422)
+    try:
+        reviewing.reject(session, document_id, actor=visitor.actor, reason=reason, via="review_ui")
     except IllegalTransition as exc:
         return _refused_review(visitor, session, filters, document_id, exc)
     return redirect(_document_url(document_id, filters, done="rejected"))

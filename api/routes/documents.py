@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from sqlalchemy import select
 
+from api import reviewing
 from api.deps import BlobsDep, CurrentKey, SessionDep, State, actor
 from api.errors import ApiError
 from api.export import csv_chunks, jsonl_lines
@@ -29,9 +30,8 @@ from storage.documents import (
     get_document_fresh,
     list_documents,
     record_audit,
-    record_review,
 )
-from storage.models import DocumentStatus, Page, ReviewAction
+from storage.models import DocumentStatus, Page
 
 log = logging.getLogger(__name__)
 
@@ -216,23 +216,10 @@ def page_image(
     responses=error_responses(401, 404, 409, 422, 429),
 )
 def review_document(session: SessionDep, key: CurrentKey, document_id: DocumentId, review: ReviewIn) -> Any:
-    record_review(
-        session,
-        document_id,
-        actor=actor(key),
-        action=ReviewAction(review.action),
-        corrected_data=review.data,
-        reason=review.reason,
-    )
-    # names of corrected fields, never their values: licences are personal data
-    record_audit(
-        session,
-        actor=actor(key),
-        action=f"review.{review.action}",
-        document_id=document_id,
-        detail={"corrected_fields": sorted(review.data) if review.data else []},
-    )
-    log.info("document %s reviewed: %s", document_id, review.action)
+    if review.action == "approve":
+        reviewing.approve(session, document_id, actor=actor(key), data=review.data, via="api")
+    else:
+        reviewing.reject(session, document_id, actor=actor(key), reason=review.reason, via="api")
     return document_json(get_document_fresh(session, document_id))
 
 

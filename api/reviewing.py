@@ -1,6 +1,7 @@
-"""What a reviewer's decision does: the review and the status it implies (`storage.documents.record_review`,
-as the REST review route), a score of the latest run against the reviewed data (`extractor.scoring`,
-ground truth source "reviewed"), and an audit entry naming the changed fields, never their values."""
+"""What a reviewer's decision does, whether it comes from the review UI or the REST API: the review and the
+status it implies (`storage.documents.record_review`), a score of the latest run against the reviewed data
+(`extractor.scoring`, ground truth source "reviewed"), and an audit entry naming the changed fields, never
+their values (driver's licences are personal data)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,6 @@ from storage.models import ExtractionRun, GroundTruthSource, ReviewAction, Score
 log = logging.getLogger(__name__)
 
 
-class ReasonRequired(ValueError):
-    pass
-
-
 @dataclass(frozen=True)
 class Outcome:
     action: ReviewAction
@@ -29,7 +26,7 @@ class Outcome:
     score: Score | None
 
 
-def approve(session: Session, document_id: str, *, actor: str, data: Any | None) -> Outcome:
+def approve(session: Session, document_id: str, *, actor: str, data: Any | None, via: str) -> Outcome:
     """Approves the document; `data` is the reviewer's version of the extraction (None: as extracted).
     Data equal to the latest run's output is an approval as is."""
     run = _latest_run(session, document_id)
@@ -43,21 +40,16 @@ def approve(session: Session, document_id: str, *, actor: str, data: Any | None)
         actor=actor,
         action="review.approve",
         document_id=document_id,
-        detail={"corrected_fields": corrected, "via": "review_ui"},
+        detail={"corrected_fields": corrected, "via": via},
     )
-    log.info("document %s approved in the review UI (%d fields corrected)", document_id, len(corrected))
+    log.info("document %s approved via %s (%d fields corrected)", document_id, via, len(corrected))
     return Outcome(ReviewAction.APPROVE, corrected, score)
 
 
-def reject(session: Session, document_id: str, *, actor: str, reason: str) -> Outcome:
-    reason = reason.strip()
-    if not reason:
-        raise ReasonRequired("a rejection needs a reason")
-    record_review(session, document_id, actor=actor, action=ReviewAction.REJECT, reason=reason)
-    record_audit(
-        session, actor=actor, action="review.reject", document_id=document_id, detail={"via": "review_ui"}
-    )
-    log.info("document %s rejected in the review UI", document_id)
+def reject(session: Session, document_id: str, *, actor: str, reason: str | None, via: str) -> Outcome:
+    record_review(session, document_id, actor=actor, action=ReviewAction.REJECT, reason=reason or None)
+    record_audit(session, actor=actor, action="review.reject", document_id=document_id, detail={"via": via})
+    log.info("document %s rejected via %s", document_id, via)
     return Outcome(ReviewAction.REJECT, [], None)
 
 
