@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MODEL_ALIASES = {"h2ovl-800m": "model_800m", "h2ovl-2b": "model_2b"}
@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     max_pages: int = 20
     max_pixels: int = 89_478_485
     batch_root: Path | None = None  # POST /v1/batches reads folders below this; default <data_dir>/inbox
+    # completion callbacks: HMAC key (empty: a generated one in <data_dir>/callback-secret), and which
+    # non-public addresses a callback may reach (none by default: a callback URL must not probe the LAN)
+    callback_secret: SecretStr = SecretStr("")
+    callback_allow_private: bool = False
+    callback_allowed_networks: list[str] = Field(default_factory=list)
+    callback_timeout_s: float = 10.0
     # which model serves a document type when the upload names none
     default_models: dict[str, str] = Field(
         default_factory=lambda: {"receipt": "h2ovl-800m", "drivers_license": "h2ovl-2b", "check": "h2ovl-2b"}

@@ -19,6 +19,7 @@ from kombu import Exchange, Queue
 
 from bayou.settings import Settings, get_settings
 from workers.broker import broker_url, prepare_embedded, transport_options
+from workers.callbacks import register_callback_task
 from workers.names import REQUEUE_STUCK_TASK
 from workers.queues import ALL_QUEUES, CPU_QUEUE, GPU_QUEUES
 from workers.runtime import check_schema, preload_models, reset_runtime
@@ -36,6 +37,7 @@ def make_app(settings: Settings) -> Celery:
     app = Celery(APP_NAME, set_as_current=False)
     app.conf.update(celery_config(settings))
     register_tasks(app)
+    register_callback_task(app)
     return app
 
 

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from storage.documents import get_document_fresh, set_status
 from storage.errors import IllegalTransition
 from storage.models import Document, DocumentStatus
+from workers.callbacks import schedule_callback
 from workers.outcomes import MAX_ATTEMPTS, TOO_MANY_ATTEMPTS
 
 S = DocumentStatus
@@ -34,4 +35,5 @@ def fail(session: Session, document_id: str, code: str, message: str) -> bool:
         set_status(session, document_id, S.FAILED, error_code=code, error_message=message[:2000])
     except IllegalTransition:
         return False
+    schedule_callback(session, document_id)
     return True

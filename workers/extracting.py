@@ -17,6 +17,7 @@ from extractor.errors import BayouError
 from storage.documents import NewRun, store_run
 from storage.errors import IllegalTransition
 from storage.models import DocumentStatus, Page
+from workers.callbacks import schedule_callback
 from workers.documents import fail, start_attempt
 from workers.outcomes import Outcome
 from workers.runtime import Runtime
@@ -137,6 +138,7 @@ def _store(session: Session, job: ExtractJob, result: Result) -> Outcome:
         return Outcome.SKIPPED
     if not created:
         return Outcome.SKIPPED
+    schedule_callback(session, job.document_id)
     log.info(
         "document %s is %s%s",
         job.document_id,

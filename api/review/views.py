@@ -310,6 +310,10 @@ def most_corrected(session: Session, *, limit: int = 15) -> list[tuple[str, str,
     )
     counts: Counter[tuple[str, str]] = Counter()
     for review in reviews:
+        # an approval as extracted stores None, which the JSON column keeps as JSON null, not SQL NULL:
+        # the query's IS NOT NULL lets those through
+        if review.corrected_data is None:
+            continue
         document = review.document
         runs = [run for run in document.runs if run.created_at <= review.created_at] or document.runs
         before = runs[-1].data if runs else None

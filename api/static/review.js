@@ -8,6 +8,11 @@ function typing(event) {
     (target.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName));
 }
 
+// a focused link, button or summary answers Enter itself (follow it, press it, open it)
+function onControl(event) {
+  return event.target instanceof HTMLElement && event.target.closest("a, button, summary, [tabindex]") !== null;
+}
+
 function setupQueue() {
   const rows = Array.from(document.querySelectorAll("tr.queue-row"));
   if (!rows.length) return;
@@ -15,7 +20,9 @@ function setupQueue() {
   const select = (index) => {
     rows[current].classList.remove("selected");
     current = Math.max(0, Math.min(rows.length - 1, index));
+    rows.forEach((row) => row.removeAttribute("aria-current"));
     rows[current].classList.add("selected");
+    rows[current].setAttribute("aria-current", "true");
     rows[current].scrollIntoView({ block: "nearest" });
   };
   select(0);
@@ -26,7 +33,7 @@ function setupQueue() {
     if (typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "j" || event.key === "n") select(current + 1);
     else if (event.key === "k" || event.key === "p") select(current - 1);
-    else if (event.key === "Enter") window.location.href = rows[current].dataset.href;
+    else if (event.key === "Enter" && !onControl(event)) window.location.href = rows[current].dataset.href;
     else return;
     event.preventDefault();
   });
@@ -100,6 +107,13 @@ function setupRows() {
     const template = fieldset.querySelector("template.row-template");
     const pointer = fieldset.dataset.rows;
     let next = body.querySelectorAll("tr.row").length;
+    // cells have no <label>: their accessible name says the column and the row's place in the table
+    const renumber = () => body.querySelectorAll("tr.row").forEach((row, index) => {
+      row.querySelectorAll("[data-label]").forEach((control) =>
+        control.setAttribute("aria-label", `${control.dataset.label}, row ${index + 1}`));
+      const remove = row.querySelector(".remove-row");
+      if (remove) remove.setAttribute("aria-label", `Remove row ${index + 1}`);
+    });
     fieldset.querySelector(".add-row").addEventListener("click", () => {
       const row = template.content.firstElementChild.cloneNode(true);
       // a fresh index, never reused: the server reads rows in index order and closes gaps
@@ -112,12 +126,19 @@ function setupRows() {
       });
       next += 1;
       body.appendChild(row);
+      renumber();
       const first = row.querySelector("input, select");
       if (first) first.focus();
     });
     fieldset.addEventListener("click", (event) => {
       const button = event.target.closest(".remove-row");
-      if (button) button.closest("tr").remove();
+      if (!button) return;
+      const row = button.closest("tr");
+      // keep the keyboard's place: focus moves to the next row's remove button, else to "Add row"
+      const after = row.nextElementSibling || row.previousElementSibling;
+      row.remove();
+      renumber();
+      (after ? after.querySelector(".remove-row") : fieldset.querySelector(".add-row")).focus();
     });
   });
 }
