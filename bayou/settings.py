@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     callback_allow_private: bool = False
     callback_allowed_networks: list[str] = Field(default_factory=list)
     callback_timeout_s: float = 10.0
+    review_secret: SecretStr = SecretStr("")  # signs review-UI cookies; empty: generated in the data dir
     # which model serves a document type when the upload names none
     default_models: dict[str, str] = Field(
         default_factory=lambda: {"receipt": "h2ovl-800m", "drivers_license": "h2ovl-2b", "check": "h2ovl-2b"}

@@ -33,18 +33,16 @@ import hmac
 import ipaddress
 import json
 import logging
-import os
 import random
-import secrets
 import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 from celery import Celery, Task
 from sqlalchemy.orm import Session
 
+from bayou.secrets_store import installation_secret
 from bayou.settings import Settings, get_settings
 from storage.models import Document
 
@@ -93,24 +91,7 @@ def callback_secret(settings: Settings | None = None) -> bytes:
     configured = settings.callback_secret.get_secret_value()
     if configured:
         return configured.encode()
-    return _secret_file(Path(settings.data_dir) / SECRET_FILENAME)
-
-
-def _secret_file(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32) + "\n")
-    for _ in range(50):  # another process may have created it a moment ago and not written it yet
-        text = path.read_text().strip()
-        if text:
-            return text.encode()
-        time.sleep(0.01)
-    raise RuntimeError(f"{path} is empty")
+    return installation_secret(settings.data_dir, SECRET_FILENAME).encode()
 
 
 # --- signing ----------------------------------------------------------------------------------------

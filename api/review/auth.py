@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -27,6 +25,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bayou.secrets_store import installation_secret
+from bayou.settings import Settings
 from storage.columns import utcnow
 from storage.models import User, UserRole
 
@@ -37,7 +37,6 @@ COOKIE_NAME = "bayou_review"
 CSRF_FIELD = "csrf_token"
 MIN_PASSWORD_LENGTH = 10
 SECRET_FILE = "review-secret"
-SECRET_ENV = "BAYOU_REVIEW_SECRET"
 
 _hasher = PasswordHasher()
 # verified against when the email is unknown, so that case takes as long as a wrong password
@@ -126,22 +125,11 @@ class BrowserSession:
     fingerprint: str | None = None
 
 
-def session_secret(data_dir: Path) -> str:
-    """BAYOU_REVIEW_SECRET, else a random secret kept in the data dir (made on first use, mode 0600),
-    so every process sharing the data dir accepts the same cookies."""
-    if os.environ.get(SECRET_ENV):
-        return os.environ[SECRET_ENV]
-    path = Path(data_dir) / SECRET_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first
-        else:
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+def session_secret(settings: Settings) -> str:
+    """BAYOU_REVIEW_SECRET, else a random secret kept in the data dir, so every process sharing the data
+    dir accepts the same cookies."""
+    configured = settings.review_secret.get_secret_value()
+    return configured or installation_secret(settings.data_dir, SECRET_FILE)
 
 
 class SessionCodec:

@@ -95,7 +95,7 @@ class Visitor:
 def _codec(state: State) -> SessionCodec:
     codec = getattr(state, "_review_codec", None)
     if codec is None:
-        codec = SessionCodec(session_secret(state.settings.data_dir))
+        codec = SessionCodec(session_secret(state.settings))
         state._review_codec = codec  # type: ignore[attr-defined]
     return codec
 
