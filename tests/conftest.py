@@ -486,3 +486,163 @@ def receipt_example() -> dict:
     from extractor.schemas import load_schema
 
     return copy.deepcopy(load_schema("receipt")["examples"][0])
+
+
+# --- workers, end to end: a Redis server of the test's own (restartable) and document helpers ---
+# `redis_server()` starts `redis-server` on a free port, append-only in a temporary dir, so what it holds
+# survives `.restart()` (SIGKILL, then a new process on the same port and dir); skips when the binary is
+# missing. `worker_documents` submits documents straight to storage + workers.enqueue and waits on them.
+
+
+class RedisServer:
+    def __init__(self, directory: Path) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.directory = directory
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        import redis
+
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "yes", "--dir", str(self.directory)]
+        log = (self.directory / "redis.log").open("ab")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        for _ in range(100):
+            try:
+                if client.ping():
+                    client.close()
+                    return
+            except (redis.exceptions.ConnectionError, redis.exceptions.BusyLoadingError):
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not answer")
+
+    def kill(self) -> None:
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+        self.restarts += 1
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed: this test starts (and restarts) a Redis of its own")
+    servers: list[RedisServer] = []
+
+    def start() -> RedisServer:
+        directory = tmp_path / f"redis-{len(servers)}"
+        directory.mkdir()
+        server = RedisServer(directory)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+class WorkerDocuments:
+    """Documents for worker tests, created in the runtime's storage and sent with workers.enqueue."""
+
+    FINISHED = frozenset({"done", "needs_review"})
+
+    @staticmethod
+    def png(width: int = 448, height: int = 448, colour: str | tuple[int, int, int] = "white") -> bytes:
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    @staticmethod
+    def submit(runtime, data: bytes, doc_type: str = "receipt") -> str:
+        import io
+
+        from storage.documents import create_document
+        from workers import enqueue
+
+        with runtime.sessions() as session:
+            document, created = create_document(
+                session,
+                runtime.blobs,
+                stream_or_path=io.BytesIO(data),
+                filename="scan",
+                media_type="application/octet-stream",
+                doc_type=doc_type,
+            )
+        assert created
+        enqueue(document.id, model=None, doc_type=doc_type)
+        return document.id
+
+    @staticmethod
+    def statuses(runtime, document_ids: list[str]) -> dict[str, str]:
+        from sqlalchemy import select
+
+        from storage.models import Document
+
+        with runtime.sessions() as session:
+            rows = session.execute(select(Document.id, Document.status).where(Document.id.in_(document_ids)))
+            return {row.id: str(getattr(row.status, "value", row.status)) for row in rows}
+
+    @staticmethod
+    def rasterised(runtime, document_ids: list[str]) -> list[str]:
+        """The documents whose pages are stored (rasterising finished)."""
+        from sqlalchemy import select
+
+        from storage.models import Document
+
+        with runtime.sessions() as session:
+            query = select(Document.id).where(Document.id.in_(document_ids), Document.pages > 0)
+            return list(session.scalars(query))
+
+    @staticmethod
+    def runs(runtime, document_ids: list[str]) -> dict[str, int]:
+        from sqlalchemy import func, select
+
+        from storage.models import ExtractionRun
+
+        with runtime.sessions() as session:
+            rows = session.execute(
+                select(ExtractionRun.document_id, func.count())
+                .where(ExtractionRun.document_id.in_(document_ids))
+                .group_by(ExtractionRun.document_id)
+            )
+            counts = {row[0]: row[1] for row in rows}
+        return {document_id: counts.get(document_id, 0) for document_id in document_ids}
+
+    def wait_finished(self, runtime, document_ids: list[str], timeout: float = 120) -> dict[str, str]:
+        """Statuses once none is queued or processing; AssertionError with them after `timeout`."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = self.statuses(runtime, document_ids)
+            if all(status not in ("queued", "processing") for status in statuses.values()):
+                return statuses
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not finished after {timeout} s: {statuses}")
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def worker_documents() -> WorkerDocuments:
+    return WorkerDocuments()

@@ -1,0 +1,86 @@
+"""The Redis broker restarted in the middle of a run: every document still ends done or needs_review with
+exactly one run — nothing lost, nothing doubled.
+
+The test starts a Redis of its own (append-only, so its queues survive the restart), SQLite for state,
+the tiny checkpoint as the model, and the embedded worker in a thread (real Celery, every queue). Twelve
+documents are enqueued; once the first is rasterised (the rest queued, prefetched or in the batcher's
+hands), Redis is killed (SIGKILL) and started again on the same port and directory.
+
+What a restart does to messages the worker held: their acknowledgements fail ("Couldn't ack") and the
+consumer, reconnecting, drops what it had prefetched, so those messages sit in Redis's unacked set. Redis
+(kombu) gives them back only once they are older than the visibility timeout (2 h in production), and the
+stuck-document sweep re-sends their documents after STUCK_AFTER_S (30 min). Without either, such
+documents stay queued/processing: measured here, 4 of 12. So each case shortens one of the two recovery
+paths to seconds, and shows it brings every document through with one run — the redelivered or re-sent
+message of a document that was in fact finished stores nothing (idempotent stores).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from workers.embedded import start_worker_thread
+from workers.runtime import check_schema, get_runtime
+
+DOCUMENTS = 12
+COLOURS = [(20 * n, 255 - 20 * n, 128) for n in range(DOCUMENTS)]
+SHORT_VISIBILITY_S = 5
+SHORT_STUCK_AFTER_S = 5
+SHORT_SWEEP_EVERY_S = 2
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+# Known bug (issue #4 note): when Redis dies while a rasterise task sends the follow-up extract message,
+# kombu raises AttributeError, which is not treated as transient, so about one run in three ends with a
+# document `failed`/internal_error; and celery-batches loses its flush timer on reconnect (slow recovery).
+@pytest.mark.xfail(
+    strict=False, reason="kombu AttributeError on publish during broker restart is not retried yet"
+)
+@pytest.mark.parametrize("recovery", ["redis_redelivers", "sweep_resends"])
+def test_a_broker_restart_mid_run_loses_and_doubles_no_document(
+    recovery: str,
+    monkeypatch: pytest.MonkeyPatch,
+    worker_env: Callable[..., dict[str, str]],
+    redis_server: Callable[[], object],
+    worker_documents,
+) -> None:
+    sweep: dict[str, float] = {"sweep_every_s": 3600}  # the first sweep only re-sends after 30 minutes
+    if recovery == "redis_redelivers":
+        # read when the Celery app is made (worker_env forgets the cached one)
+        monkeypatch.setattr("workers.broker.VISIBILITY_TIMEOUT_S", SHORT_VISIBILITY_S)
+    else:
+        sweep = {"sweep_every_s": SHORT_SWEEP_EVERY_S, "stuck_after_s": SHORT_STUCK_AFTER_S}
+    server = redis_server()
+    worker_env(broker_url=server.url)
+    runtime = get_runtime()
+    check_schema(runtime.settings)
+    documents = [worker_documents.submit(runtime, worker_documents.png(colour=c)) for c in COLOURS]
+
+    worker = start_worker_thread(**sweep)
+    try:
+        # mid-run: the first document rasterised (its extraction sent or in hand), the rest behind it
+        deadline = time.monotonic() + 120
+        while not worker_documents.rasterised(runtime, documents):
+            assert time.monotonic() < deadline, "nothing was rasterised before the restart"
+            time.sleep(0.02)
+        statuses = worker_documents.statuses(runtime, documents)
+        unfinished_at_restart = sum(s not in worker_documents.FINISHED for s in statuses.values())
+        server.restart()
+
+        statuses = worker_documents.wait_finished(runtime, documents, timeout=150)
+        # late redeliveries (a message whose ack was lost with the old connection) must change nothing
+        time.sleep(SHORT_VISIBILITY_S + 1)
+    finally:
+        worker.stop()
+
+    assert server.restarts == 1
+    assert unfinished_at_restart > 0, (
+        "every document finished before the broker went away: nothing was tested"
+    )
+    assert set(statuses.values()) <= worker_documents.FINISHED, statuses
+    assert worker_documents.statuses(runtime, documents) == statuses
+    assert worker_documents.runs(runtime, documents) == {document_id: 1 for document_id in documents}
