@@ -136,26 +136,19 @@ def requeue_stuck_task(self: Task, older_than_s: float = STUCK_AFTER_S) -> list[
 def register_tasks(app: Celery) -> None:
     # shared=False: Celery would otherwise also give these tasks to every app made later, the default
     # app included, and a task bound to that one sends its follow-up messages to no broker at all
-    soft, hard = RASTERIZE_LIMITS_S
-    app.task(
-        shared=False,
-        name=RASTERIZE_TASK,
-        bind=True,
-        base=DocumentTask,
-        soft_time_limit=soft,
-        time_limit=hard,
-        **_RETRY_POLICY,
-    )(rasterize_task)
-    soft, hard = EXTRACT_LIMITS_S
-    app.task(
-        shared=False,
-        name=EXTRACT_TASK,
-        bind=True,
-        base=DocumentTask,
-        soft_time_limit=soft,
-        time_limit=hard,
-        **_RETRY_POLICY,
-    )(extract_task)
+    for name, function, (soft, hard) in (
+        (RASTERIZE_TASK, rasterize_task, RASTERIZE_LIMITS_S),
+        (EXTRACT_TASK, extract_task, EXTRACT_LIMITS_S),
+    ):
+        app.task(
+            shared=False,
+            name=name,
+            bind=True,
+            base=DocumentTask,
+            soft_time_limit=soft,
+            time_limit=hard,
+            **_RETRY_POLICY,
+        )(function)
     app.task(
         shared=False,
         name=EXTRACT_BATCH_TASK,
