@@ -128,28 +128,35 @@ class Generator:
         next_position = mask.sum(-1)
 
         started = time.perf_counter()
+        live = sequences  # the batch's rows, in order; a finished document leaves it
         while True:
             masks_ready.result()
-            self._choose_all(sequences, logits, bitmask)
-            if all(s.done for s in sequences):
+            self._choose_all(live, logits, bitmask)
+            keep = [row for row, seq in enumerate(live) if not seq.done]
+            if not keep:
                 break
-            step_ids, step_mask = self._step_inputs(sequences, mask.dtype)
+            if len(keep) < len(live):
+                # finished documents stop costing forward-pass compute and KV-cache memory
+                rows = torch.tensor(keep, device=device)
+                cache.batch_select_indices(rows)
+                mask, next_position = mask[rows], next_position[rows]
+                live = [live[row] for row in keep]
+            step_ids, step_mask = self._step_inputs(live, mask.dtype)
             step_ids, step_mask = step_ids.to(device), step_mask.to(device)
             step_positions = next_position.unsqueeze(-1) + torch.arange(step_ids.shape[1], device=device)
             mask = torch.cat([mask, step_mask], dim=-1)
             # the grammar masks for this step's output depend only on tokens already accepted: the CPU
             # computes them while the forward pass runs
-            masks_ready = self._masks.submit(self._fill_masks, sequences, bitmask)
+            masks_ready = self._masks.submit(self._fill_masks, live, bitmask)
             hidden, cache = self._forward(
                 self.model.get_input_embeddings()(step_ids), mask, step_positions, cache
             )
             last = (step_mask.sum(-1) - 1).clamp(min=0)
-            logits = self.model.lm_head(hidden[torch.arange(len(sequences), device=device), last]).float()
+            logits = self.model.lm_head(hidden[torch.arange(len(live), device=device), last]).float()
             next_position = next_position + step_mask.sum(-1)
-            for seq in sequences:
-                if not seq.done:
-                    seq.steps += 1
-                    seq.pending = []
+            for seq in live:
+                seq.steps += 1
+                seq.pending = []
         decode_ms = _elapsed_ms(started, device)
 
         timings = {"vision": vision_ms, "prefill": prefill_ms, "decode": decode_ms}
@@ -170,19 +177,20 @@ class Generator:
         self, sequences: list[_Sequence], dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each live sequence's pending tokens, right-padded to the longest; padding is masked out."""
-        step_len = max(len(s.pending) for s in sequences if not s.done)
+        step_len = max(len(s.pending) for s in sequences)
         step_ids = torch.full((len(sequences), step_len), self.pad_id, dtype=torch.long)
         step_mask = torch.zeros((len(sequences), step_len), dtype=dtype)
         for index, seq in enumerate(sequences):
-            if not seq.done:
-                step_ids[index, : len(seq.pending)] = torch.tensor(seq.pending)
-                step_mask[index, : len(seq.pending)] = 1
+            step_ids[index, : len(seq.pending)] = torch.tensor(seq.pending)
+            step_mask[index, : len(seq.pending)] = 1
         return step_ids, step_mask
 
     def _choose_all(self, sequences: list[_Sequence], logits: torch.Tensor, bitmask: torch.Tensor) -> None:
         """Mask the whole batch at once, pick greedily, then let each sequence take its token."""
         if any(s.matcher is not None for s in sequences):
-            xgr.apply_token_bitmask_inplace(logits, bitmask.to(logits.device, non_blocking=True))
+            # the bitmask has a row per document of the batch; the first len(sequences) are the live ones
+            rows = bitmask[: len(sequences)]
+            xgr.apply_token_bitmask_inplace(logits, rows.to(logits.device, non_blocking=True))
         probs = torch.softmax(logits, dim=-1)
         tokens = torch.argmax(logits, dim=-1)
         token_probs = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
@@ -213,10 +221,10 @@ class Generator:
             inputs_embeds=embeds,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
-        return out.last_hidden_state, out.past_key_values
+        return out.last_hidden_state, out.cache
 
     def _take(
         self, seq: _Sequence, token: int, prob: float, masked: torch.Tensor, probs: torch.Tensor

@@ -144,3 +144,34 @@ def test_forced_tokenization_spells_the_forced_bytes(tiny_model) -> None:
     ids = vocabulary.tokenize_forced(text)
     assert b"".join(vocabulary.token_bytes[i] for i in ids) == text
     assert len(ids) < len(text)  # merged tokens, not one byte each
+
+
+def test_finished_documents_leave_the_batch_and_the_rest_is_unchanged(
+    tiny_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # different budgets end the documents at different steps (or earlier, at a stop token)
+    budgets = [3, 24, 11]
+    requests = [
+        GenerationRequest(prompt=build_prompt(f"say {n}", []), pixel_values=None, max_new_tokens=budget)
+        for n, budget in enumerate(budgets)
+    ]
+    generator = Generator(tiny_model)
+    alone = [generator.generate([r])[0].token_ids for r in requests]
+
+    rows_per_forward: list[int] = []
+    forward = Generator._forward
+
+    def counting_forward(self, embeds, mask, positions, cache):
+        rows_per_forward.append(embeds.shape[0])
+        return forward(self, embeds, mask, positions, cache)
+
+    monkeypatch.setattr(Generator, "_forward", counting_forward)
+    together = generator.generate(requests)
+
+    assert [o.token_ids for o in together] == alone
+    lengths = sorted(len(ids) for ids in alone)
+    assert lengths[0] < lengths[-1], "the documents must end at different steps for this test to mean much"
+    # prefill and decode steps run on every row at first, on fewer as documents finish
+    assert rows_per_forward[0] == len(requests)
+    assert rows_per_forward[-1] < len(requests)
+    assert rows_per_forward == sorted(rows_per_forward, reverse=True)
