@@ -368,6 +368,7 @@ def png_files(make_png: Callable[..., bytes]) -> Callable[..., list[Path]]:
 
 
 # --- review UI: a client without API key, users, documents with a fake run (no model), browser sign-in ---
+# Every test using `review_client` runs twice: on SQLite and on PostgreSQL (`review_db_url`).
 # `review_client`: a TestClient on a fresh app; `review_client.user(email, role)` creates an account (password
 # REVIEW_PASSWORD); `review_client.document(data=..., doc_type=...)` stores a document with one page and a
 # run from a fake model, `needs_review` unless told; `review_client.sign_in(email)` signs the client in.
@@ -471,9 +472,21 @@ class ReviewClientHelpers:
         return PageImage(buffer.getvalue(), *size)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def review_db_url(request: pytest.FixtureRequest, api_data_dir: Path) -> str:
+    """The review UI's database: the api fixtures' SQLite copy, then the session's PostgreSQL database
+    (emptied after each test). Test modules that need one backend only override this fixture."""
+    if request.param == "sqlite":
+        return f"sqlite:///{api_data_dir / 'bayou.db'}"
+    url = request.getfixturevalue("postgres_url")
+    # review_client asks for this fixture before make_api_client, so this runs after its clients closed
+    request.addfinalizer(lambda: _empty_postgres(url))
+    return url
+
+
 @pytest.fixture
-def review_client(make_api_client, make_png):
-    client = make_api_client()
+def review_client(review_db_url: str, make_api_client, make_png):
+    client = make_api_client(database_url=review_db_url)
     client.headers.pop("Authorization", None)
     client.review = ReviewClientHelpers(client, make_png)
     return client
@@ -573,12 +586,20 @@ class WorkerDocuments:
         Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
         return buffer.getvalue()
 
+    @classmethod
+    def submit(cls, runtime, data: bytes, doc_type: str = "receipt") -> str:
+        from workers import enqueue
+
+        document_id = cls.create(runtime, data, doc_type)
+        enqueue(document_id, model=None, doc_type=doc_type)
+        return document_id
+
     @staticmethod
-    def submit(runtime, data: bytes, doc_type: str = "receipt") -> str:
+    def create(runtime, data: bytes, doc_type: str = "receipt") -> str:
+        """A queued document's row and blob, not sent to any queue."""
         import io
 
         from storage.documents import create_document
-        from workers import enqueue
 
         with runtime.sessions() as session:
             document, created = create_document(
@@ -590,7 +611,6 @@ class WorkerDocuments:
                 doc_type=doc_type,
             )
         assert created
-        enqueue(document.id, model=None, doc_type=doc_type)
         return document.id
 
     @staticmethod

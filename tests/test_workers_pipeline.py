@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from celery.signals import task_postrun
 from PIL import Image
-from sqlalchemy import func, select
 
-from storage.documents import create_document, get_document_fresh
-from storage.models import Document, DocumentStatus, ExtractionRun
+from storage.documents import get_document_fresh
+from storage.models import Document, DocumentStatus
+from tests.conftest import WorkerDocuments
 from workers import dispatch
 from workers.broker import waiting_messages
 from workers.embedded import start_worker_thread
@@ -30,6 +30,7 @@ from workers.runtime import Runtime, check_schema, get_runtime
 
 S = DocumentStatus
 FINISHED = {S.DONE.value, S.NEEDS_REVIEW.value}
+DOCUMENTS = WorkerDocuments()  # the shared helpers behind the `worker_documents` fixture
 
 
 def _truncated_png() -> bytes:
@@ -42,37 +43,11 @@ def _truncated_png() -> bytes:
 POISON = _truncated_png()
 
 
-def _png(width: int, height: int, colour: str = "white") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _tiff(pages: list[bytes]) -> bytes:
     images = [Image.open(io.BytesIO(page)) for page in pages]
     buffer = io.BytesIO()
     images[0].save(buffer, format="TIFF", save_all=True, append_images=images[1:])
     return buffer.getvalue()
-
-
-def _create(runtime: Runtime, data: bytes, doc_type: str = "receipt") -> str:
-    with runtime.sessions() as session:
-        document, created = create_document(
-            session,
-            runtime.blobs,
-            stream_or_path=io.BytesIO(data),
-            filename="scan",
-            media_type="application/octet-stream",
-            doc_type=doc_type,
-        )
-    assert created
-    return document.id
-
-
-def _submit(runtime: Runtime, data: bytes, doc_type: str = "receipt") -> str:
-    document_id = _create(runtime, data, doc_type)
-    dispatch.enqueue(document_id, model=None, doc_type=doc_type)
-    return document_id
 
 
 def _document(runtime: Runtime, document_id: str) -> Document:
@@ -81,11 +56,7 @@ def _document(runtime: Runtime, document_id: str) -> Document:
 
 
 def _runs(runtime: Runtime, document_id: str) -> int:
-    with runtime.sessions() as session:
-        query = (
-            select(func.count()).select_from(ExtractionRun).where(ExtractionRun.document_id == document_id)
-        )
-        return session.scalar(query) or 0
+    return DOCUMENTS.runs(runtime, [document_id])[document_id]
 
 
 def _wait_for(
@@ -126,7 +97,7 @@ def _outcomes() -> Iterator[list[tuple[str, str, Any]]]:
 def test_embedded_worker_takes_a_document_from_queued_to_finished_with_one_run(
     embedded_worker: Runtime,
 ) -> None:
-    document_id = _submit(embedded_worker, _png(448, 448))
+    document_id = DOCUMENTS.submit(embedded_worker, DOCUMENTS.png(448, 448))
 
     document = _wait_for(embedded_worker, document_id, _finished)
 
@@ -138,7 +109,7 @@ def test_embedded_worker_takes_a_document_from_queued_to_finished_with_one_run(
 
 def test_a_poison_document_fails_with_its_code_and_is_not_retried(embedded_worker: Runtime) -> None:
     with _outcomes() as seen:
-        document_id = _submit(embedded_worker, POISON)
+        document_id = DOCUMENTS.submit(embedded_worker, POISON)
         document = _wait_for(embedded_worker, document_id, _finished)
 
     assert document.status == S.FAILED.value
@@ -152,7 +123,7 @@ def test_a_poison_document_fails_with_its_code_and_is_not_retried(embedded_worke
 def test_the_same_message_delivered_twice_stores_one_run(embedded_worker: Runtime, task: str) -> None:
     from workers.rasterizing import rasterize_stored
 
-    document_id = _create(embedded_worker, _png(448, 448))
+    document_id = DOCUMENTS.create(embedded_worker, DOCUMENTS.png(448, 448))
     assert rasterize_stored(embedded_worker, document_id).value == "rasterized"
 
     with _outcomes() as seen:
@@ -175,7 +146,7 @@ def _flat(seen: list[tuple[str, str, Any]]) -> list[str]:
 
 
 def test_a_finished_document_sent_again_changes_nothing(embedded_worker: Runtime) -> None:
-    document_id = _submit(embedded_worker, _png(448, 448))
+    document_id = DOCUMENTS.submit(embedded_worker, DOCUMENTS.png(448, 448))
     before = _wait_for(embedded_worker, document_id, _finished)
 
     with _outcomes() as seen:
@@ -204,7 +175,9 @@ def test_extractions_waiting_together_run_as_one_batch(worker_env: Callable[...,
     worker_env()
     runtime = get_runtime()
     check_schema(runtime.settings)
-    documents = [_create(runtime, _png(448, 448, colour)) for colour in ("white", "grey", "black")]
+    documents = [
+        DOCUMENTS.create(runtime, DOCUMENTS.png(448, 448, colour)) for colour in ("white", "grey", "black")
+    ]
     for document_id in documents:
         assert rasterize_stored(runtime, document_id).value == "rasterized"
         dispatch.send_extract(document_id, "gpu.800m")
@@ -238,8 +211,8 @@ def test_redis_and_postgresql_take_a_document_to_finished_and_a_poison_one_to_fa
     upgrade(database_url)
     worker_env(database_url=database_url, broker_url=redis_broker_url)
     runtime = get_runtime()
-    good = _submit(runtime, _png(448, 448))
-    poison = _submit(runtime, POISON)
+    good = DOCUMENTS.submit(runtime, DOCUMENTS.png(448, 448))
+    poison = DOCUMENTS.submit(runtime, POISON)
     assert waiting_messages(dispatch._app(None), runtime.settings, "cpu") == 2
 
     worker = start_worker_thread(sweep_every_s=3600)
@@ -308,7 +281,9 @@ def test_a_worker_killed_mid_extract_still_finishes_the_document_with_one_run(
     runtime = get_runtime()
     check_schema(runtime.settings)
     # three large pages (many tiles) and one CPU thread: an extraction that lasts seconds
-    document_id = _submit(runtime, _tiff([_png(1200, 900, colour) for colour in ("white", "grey", "black")]))
+    document_id = DOCUMENTS.submit(
+        runtime, _tiff([DOCUMENTS.png(1200, 900, colour) for colour in ("white", "grey", "black")])
+    )
 
     log = tmp_path / "worker.log"
     worker = _start_worker_process({**env, "OMP_NUM_THREADS": "1"}, log)
