@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import resource
-import struct
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,36 +13,15 @@ from PIL import Image
 
 from extractor.errors import InputError
 from extractor.images import MIN_SIDE, load_image, normalize_image
+from tests.imaging import encode, noise, png_claiming_size
 
 EXIF_ORIENTATION = 0x0112
-
-
-def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def refusal(source: bytes | str | Path, **kwargs: int) -> InputError:
     with pytest.raises(InputError) as caught:
         load_image(source, **kwargs)
     return caught.value
-
-
-def noise(width: int, height: int, mode: str = "RGB") -> Image.Image:
-    channels = len(Image.new(mode, (1, 1)).getbands())
-    rng = np.random.default_rng(width * 7919 + height)
-    shape = (height, width, channels) if channels > 1 else (height, width)
-    return Image.fromarray(rng.integers(0, 256, size=shape, dtype=np.uint8))
-
-
-def png_claiming_size(width: int, height: int) -> bytes:
-    """A valid tiny PNG whose IHDR is patched to claim width x height (CRC recomputed)."""
-    data = bytearray(encode(Image.new("L", (8, 8)), "PNG"))
-    # Signature (8) + chunk length (4) + "IHDR" (4), then width and height as big-endian uint32.
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
 
 
 # --- refusals ---------------------------------------------------------------------------------------------

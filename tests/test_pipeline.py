@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import jsonschema
-import numpy as np
 import pytest
 from PIL import Image
 from reportlab.lib.pagesizes import letter
@@ -20,11 +19,11 @@ from extractor.engine import TransformersEngine
 from extractor.pipeline import DocumentInput, Extractor, review_reasons
 from extractor.result import Result
 from extractor.schemas import load_schema
+from tests.imaging import encode, noise
 
 
 def _png(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
-    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
+    noise(*size, seed=seed).save(path)
     return path
 
 
@@ -130,9 +129,7 @@ def test_cli_usage_and_configuration_errors_exit_2(tmp_path: Path) -> None:
 
 
 def _png_bytes() -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(buffer, "PNG")
-    return buffer.getvalue()
+    return encode(noise(300, 300, seed=1), "PNG")
 
 
 @pytest.mark.parametrize(

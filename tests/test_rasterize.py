@@ -21,6 +21,7 @@ from reportlab.pdfgen import canvas
 import extractor.rasterize as rasterize_module
 from extractor.errors import InputError
 from extractor.rasterize import page_count_hint, rasterize, sniff_media_type
+from tests.imaging import encode
 
 REPO = Path(__file__).resolve().parents[1]
 A4_AT_200_DPI = (1654, 2339)
@@ -48,12 +49,6 @@ def rewrite(data: bytes, *, rotate: int = 0, user_password: str | None = None) -
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
-
-
-def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def refusal(source: bytes | str | Path, **kwargs: int) -> InputError:

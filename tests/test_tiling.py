@@ -23,6 +23,7 @@ from extractor.tiling import (
     tile_counts,
     tile_image,
 )
+from tests.imaging import noise
 
 # (width, height, grid without MSAC, tiles without MSAC, (pass-1 grid, pass-2 grid), tiles with MSAC)
 TABLE = [
@@ -103,11 +104,6 @@ def reference_normalise(tile: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array.transpose(2, 0, 1).copy())
 
 
-def noise_image(width: int, height: int, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8))
-
-
 # --- planning ---------------------------------------------------------------------------------------------
 
 
@@ -126,7 +122,7 @@ def test_plan_matches_hand_computed_table(width, height, grid, count, msac_grids
 @pytest.mark.parametrize(("width", "height"), [(row[0], row[1]) for row in TABLE])
 @pytest.mark.parametrize("msac", [False, True])
 def test_tiles_equal_reference_implementation(width: int, height: int, msac: bool) -> None:
-    image = noise_image(width, height)
+    image = noise(width, height, seed=0)
     ours = tile_image(image, use_msac=msac)
     theirs = reference_tiles(image, 448, 1, 6, True, msac)
     assert len(ours) == len(theirs) == plan_tiles(width, height, use_msac=msac).num_tiles
@@ -240,7 +236,7 @@ def test_white_image_normalises_to_known_values() -> None:
     ("width", "height", "msac"), [(1654, 2339, True), (1012, 638, False), (70, 300, True)]
 )
 def test_fast_path_equals_tile_image_then_normalise(width: int, height: int, msac: bool) -> None:
-    image = noise_image(width, height, seed=width)
+    image = noise(width, height, seed=width)
     expected = torch.stack([reference_normalise(tile) for tile in tile_image(image, use_msac=msac)])
     actual = pixel_values(image, use_msac=msac)
     assert actual.shape == expected.shape
@@ -249,7 +245,7 @@ def test_fast_path_equals_tile_image_then_normalise(width: int, height: int, msa
 
 def test_fast_path_with_small_tiles_and_many_grids() -> None:
     for seed, (width, height) in enumerate([(50, 400), (333, 97), (64, 64), (200, 201)]):
-        image = noise_image(width, height, seed)
+        image = noise(width, height, seed=seed)
         for msac in (False, True):
             tiles = tile_image(image, image_size=28, max_tiles=12, use_msac=msac)
             expected = torch.stack([reference_normalise(tile) for tile in tiles])
@@ -258,7 +254,7 @@ def test_fast_path_with_small_tiles_and_many_grids() -> None:
 
 
 def test_several_images_never_use_msac() -> None:
-    front, back = noise_image(1012, 638, 1), noise_image(1012, 638, 2)
+    front, back = noise(1012, 638, seed=1), noise(1012, 638, seed=2)
     assert tile_counts([front, back], use_msac=True) == [7, 7]
     assert tile_counts([front], use_msac=True) == [13]
     values = pixel_values([front, back], use_msac=True)

@@ -1,0 +1,42 @@
+"""Images and image files made for tests: one place for the helpers many test modules need."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    """`image` saved in format `fmt` (PIL's name: PNG, JPEG, TIFF, ...)."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def noise(width: int, height: int, mode: str = "RGB", seed: int | None = None) -> Image.Image:
+    """Random pixels, reproducible: the same arguments give the same image."""
+    channels = len(Image.new(mode, (1, 1)).getbands())
+    rng = np.random.default_rng(width * 7919 + height if seed is None else seed)
+    shape = (height, width, channels) if channels > 1 else (height, width)
+    return Image.fromarray(rng.integers(0, 256, size=shape, dtype=np.uint8))
+
+
+def png(width: int = 448, height: int = 448, colour: str | tuple[int, int, int] = "white") -> bytes:
+    """A plain one-colour PNG."""
+    return encode(Image.new("RGB", (width, height), colour), "PNG")
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A small, well-formed PNG whose header claims width × height: a decompression bomb's header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + chunk(
+        b"IEND", b""
+    )
