@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.bodylimit import BodyLimitMiddleware
 from api.deps import AppState, Enqueue
 from api.errors import install_error_handlers
+from api.logcontext import RequestContextMiddleware, bind_path_document_id
 from api.metrics import Metrics
 from api.queueing import workers_enqueue
 from api.ratelimit import RateLimit, TokenBuckets
@@ -61,7 +62,7 @@ def create_app(
         batch_root=root,
         enqueue=enqueue or workers_enqueue,
         buckets=TokenBuckets(rate_limit or RateLimit()),
-        metrics=Metrics(),
+        metrics=Metrics.for_app(settings, engine),
     )
 
     @asynccontextmanager
@@ -74,6 +75,7 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(bind_path_document_id)],
     )
     app.state.bayou = state
     install_error_handlers(app)
@@ -83,6 +85,8 @@ def create_app(
     app.include_router(review_routes.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_mb * MIB + MULTIPART_SLACK_BYTES)
     app.add_middleware(_RequestMetrics, metrics=state.metrics)
+    # added last, so outermost: every line a request logs carries its id
+    app.add_middleware(RequestContextMiddleware)
     return app
 
 

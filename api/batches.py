@@ -1,124 +1,81 @@
-"""Batch ingestion of a folder on the server. The folder is named relative to a configured root and must
-stay inside it: no absolute paths, no `..`, and no symlink (of the folder or of any file in it) that
-leads outside."""
+"""Batch ingestion of a folder on the server. The request only checks the folder (relative to the
+configured root and confined to it: no absolute path, no `..`, no symlink leading outside), records the
+batch as `running` and starts its walk in the background (`workers.batching`); the walk's progress and
+counts land on the batch row, which `GET /v1/batches/{id}` reports."""
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
 
+from fastapi import BackgroundTasks, Depends
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.errors import ApiError
-from api.uploads import Limits, inspect, store_upload
-from storage.blobs import BlobStore
+from api.deps import AppState, State
+from api.queueing import workers_enqueue
+from bayou.intake import resolve_folder
+from bayou.intake.batches import BatchJob, run_batch
 from storage.errors import NotFound
 from storage.ids import new_id
-from storage.models import Batch, Document
-
-
-@dataclass(frozen=True)
-class Accepted:
-    document_id: str
-    model: str | None
-
+from storage.models import Batch, BatchStatus, Document
 
 log = logging.getLogger(__name__)
 
-
-def resolve_folder(root: Path, folder: str) -> Path:
-    """The real directory `folder` names under `root`, or an ApiError."""
-    if "\x00" in folder or "\\" in folder:
-        raise ApiError(422, "invalid_folder", "the folder name contains a forbidden character")
-    relative = PurePosixPath(folder)
-    if relative.is_absolute() or ".." in relative.parts:
-        raise ApiError(422, "invalid_folder", "the folder must be relative to the batch root, without '..'")
-    real_root = root.resolve()
-    target = (real_root / relative).resolve()
-    if not target.is_relative_to(real_root):
-        raise ApiError(422, "invalid_folder", "the folder leads outside the batch root")
-    if not target.is_dir():
-        raise ApiError(404, "folder_not_found", "no such folder under the batch root")
-    return target
+# start(batch_id): has the batch's folder walked, somewhere other than in the request
+StartBatch = Callable[[str], None]
 
 
-def candidate_files(folder: Path, root: Path, *, recursive: bool) -> Iterator[Path]:
-    """Regular files in `folder` (and below, if recursive) whose real location is inside `root`, in a
-    stable order. Hidden files are skipped: they are usually partial copies or editor leftovers."""
-    real_root = root.resolve()
-    for directory, subdirs, files in os.walk(folder, followlinks=False):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".")) if recursive else []
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            path = Path(directory) / name
-            real = path.resolve()
-            if real.is_relative_to(real_root) and real.is_file():
-                yield real
-
-
-def ingest_folder(
-    session: Session,
-    blobs: BlobStore,
-    *,
-    root: Path,
-    folder: str,
-    doc_type: str,
-    model: str | None,
-    recursive: bool,
-    limits: Limits,
-) -> tuple[Batch, list[Accepted]]:
-    """Records a batch and one document per new file; returns the documents to enqueue."""
-    target = resolve_folder(root, folder)
-    batch = Batch(id=new_id("bat"), folder=folder, doc_type=doc_type, recursive=recursive)
+def record_batch(session: Session, *, root: Path, folder: str, doc_type: str, recursive: bool) -> Batch:
+    """A running batch for `folder`, once it is known to be a directory confined to `root`; raises
+    InputError `invalid_folder` or `folder_not_found` (nothing recorded) otherwise."""
+    resolve_folder(root, folder)
+    batch = Batch(
+        id=new_id("bat"),
+        folder=folder,
+        doc_type=doc_type,
+        recursive=recursive,
+        status=BatchStatus.RUNNING.value,
+        root=str(root.resolve()),
+    )
     session.add(batch)
     session.commit()
-    accepted: list[Accepted] = []
-    # counted here, not on the row: a failed insert rolls the session back and would lose them
-    total = duplicates = refused = 0
-    for path in candidate_files(target, root, recursive=recursive):
-        total += 1
-        try:
-            with path.open("rb") as stream:
-                media_type = inspect(stream, limits)
-                document, created = store_upload(
-                    session,
-                    blobs,
-                    source=stream,
-                    filename=path.name,
-                    media_type=media_type,
-                    doc_type=doc_type,
-                    model=model,
-                    limits=limits,
-                    batch_id=batch.id,
-                )
-        except (ApiError, OSError) as exc:
-            # file names can be personal (a licence holder's name): the log gets counts and codes only
-            log.info("batch %s: file refused (%s)", batch.id, getattr(exc, "code", type(exc).__name__))
-            refused += 1
-            continue
-        if created:
-            accepted.append(Accepted(document.id, document.model))
-        else:
-            duplicates += 1
-    batch.total_files = total
-    batch.created_count = len(accepted)
-    batch.duplicate_count = duplicates
-    batch.refused_count = refused
-    session.commit()
-    log.info(
-        "batch %s: %d files, %d new, %d duplicates, %d refused",
-        batch.id,
-        batch.total_files,
-        batch.created_count,
-        batch.duplicate_count,
-        batch.refused_count,
-    )
-    return batch, accepted
+    return batch
+
+
+def start_in_workers(batch_id: str) -> None:
+    """Sends the batch's walk to a cpu worker. A failure to send leaves the batch running, where the
+    workers' sweep of stalled batches starts it later, rather than failing the request."""
+    try:
+        from workers.batching import send_ingest_batch
+    except ImportError:
+        log.warning("workers.batching is not available; batch %s waits for a worker's sweep", batch_id)
+        return
+    try:
+        send_ingest_batch(batch_id)
+    except Exception:
+        log.exception("could not start batch %s; a worker's sweep of stalled batches will", batch_id)
+
+
+def start_in_process(state: AppState, background: BackgroundTasks) -> StartBatch:
+    """The walk as a background task of the request, run once the response is sent, handing documents
+    to the app's own enqueue."""
+    job = BatchJob(state.sessions, state.blobs, state.settings, enqueue=state.enqueue)
+    return lambda batch_id: background.add_task(run_batch, job, batch_id)
+
+
+def batch_starter(state: State, background: BackgroundTasks) -> StartBatch:
+    """Where the walk goes: to the workers, like the app's documents; an app built with an enqueue of
+    its own (tests, a program embedding the API) has no workers to send it to, so it walks in-process.
+    A dependency, so a test can also hold walks back."""
+    if state.enqueue is workers_enqueue:
+        return start_in_workers
+    return start_in_process(state, background)
+
+
+Starter = Annotated[StartBatch, Depends(batch_starter)]
 
 
 def get_batch(session: Session, batch_id: str) -> Batch:
@@ -136,15 +93,20 @@ def status_counts(session: Session, batch_id: str) -> dict[str, int]:
 
 
 def batch_json(session: Session, batch: Batch) -> dict[str, object]:
+    error = {"code": batch.error_code, "message": batch.error_message} if batch.error_code else None
     return {
         "id": batch.id,
         "folder": batch.folder,
         "doc_type": batch.doc_type,
         "recursive": batch.recursive,
+        "status": batch.status,
         "created_at": batch.created_at,
+        "updated_at": batch.updated_at,
         "total_files": batch.total_files,
         "created": batch.created_count,
         "duplicates": batch.duplicate_count,
         "refused": batch.refused_count,
+        "refused_reasons": batch.refused_reasons or {},
+        "error": error,
         "statuses": status_counts(session, batch.id),
     }

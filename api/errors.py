@@ -31,6 +31,14 @@ _CODES_BY_STATUS = {
     503: "not_ready",
 }
 
+# a refused input (extractor.errors.InputError) is 422 unless its code says otherwise
+_STATUS_BY_INPUT_CODE = {
+    "too_large": 413,
+    "empty_file": 415,
+    "unsupported_type": 415,
+    "folder_not_found": 404,
+}
+
 
 class ApiError(Exception):
     """A refusal with its status and stable code; raised anywhere below a route."""
@@ -132,9 +140,18 @@ async def _invalid_cursor(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_cursor", str(exc))
 
 
+def input_status(error: InputError) -> int:
+    return _STATUS_BY_INPUT_CODE.get(error.code, 422)
+
+
+def refusal(error: InputError) -> ApiError:
+    """The HTTP refusal for a typed input error, for routes that count or log refusals themselves."""
+    return ApiError(input_status(error), error.code, error.message)
+
+
 async def _input_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InputError)
-    return error_response(422, exc.code, exc.message)
+    return error_response(input_status(exc), exc.code, exc.message)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

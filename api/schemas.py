@@ -144,11 +144,15 @@ class BatchOut(BaseModel):
                 "folder": "scans/2026-03",
                 "doc_type": "receipt",
                 "recursive": True,
+                "status": "done",
                 "created_at": "2026-03-01T12:00:00Z",
-                "total_files": 3,
+                "updated_at": "2026-03-01T12:00:04Z",
+                "total_files": 4,
                 "created": 2,
                 "duplicates": 1,
-                "refused": 0,
+                "refused": 1,
+                "refused_reasons": {"unsupported_type": 1},
+                "error": None,
                 "statuses": {"queued": 2},
             }
         }
@@ -158,11 +162,20 @@ class BatchOut(BaseModel):
     folder: str
     doc_type: str
     recursive: bool
+    status: Literal["running", "done", "failed"] = Field(
+        description="`running` while the folder is walked (the counts grow), then `done`; `failed` when the "
+        "walk could not go on (see `error`)."
+    )
     created_at: datetime
+    updated_at: datetime | None = Field(None, description="The last progress recorded.")
     total_files: int = Field(description="Files looked at.")
     created: int = Field(description="New documents, enqueued.")
     duplicates: int = Field(description="Files whose content was already a document of this type.")
     refused: int = Field(description="Files that are no supported document, or over a limit.")
+    refused_reasons: dict[str, int] = Field(
+        default_factory=dict, description="The refused files by error code (`empty_file`, `too_large`, ...)."
+    )
+    error: ErrorDetail | None = Field(None, description="Why a `failed` batch stopped.")
     statuses: dict[str, int] = Field(description="This batch's documents by status, now.")
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MODEL_ALIASES = {"h2ovl-800m": "model_800m", "h2ovl-2b": "model_2b"}
@@ -36,6 +37,19 @@ class Settings(BaseSettings):
     default_models: dict[str, str] = Field(
         default_factory=lambda: {"receipt": "h2ovl-800m", "drivers_license": "h2ovl-2b", "check": "h2ovl-2b"}
     )
+    # logs of `bayou serve` / `bayou worker`: `text` for a terminal, `json` (one object a line) for a pipeline
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        import logging
+
+        name = value.strip().upper()
+        if not isinstance(logging.getLevelName(name), int):
+            raise ValueError(f"unknown log level {value!r} (DEBUG, INFO, WARNING, ERROR, CRITICAL)")
+        return name
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
@@ -44,6 +45,12 @@ class DocumentStatus(enum.StrEnum):
     FAILED = "failed"
     APPROVED = "approved"
     REJECTED = "rejected"
+
+
+class BatchStatus(enum.StrEnum):
+    RUNNING = "running"  # its folder is being walked (in the background)
+    DONE = "done"
+    FAILED = "failed"  # the walk could not go on (the folder vanished or left the root); see error_code
 
 
 class ReviewAction(enum.StrEnum):
@@ -82,6 +89,18 @@ class Batch(Base):
     created_count: Mapped[int] = mapped_column(default=0, server_default="0")
     duplicate_count: Mapped[int] = mapped_column(default=0, server_default="0")
     refused_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    # rows from before batches ran in the background were finished when written, hence "done" there
+    status: Mapped[str] = mapped_column(
+        String(16), default=BatchStatus.RUNNING.value, server_default=BatchStatus.DONE.value
+    )
+    # the real batch root when the batch was asked for: the walk (perhaps resumed by another process)
+    # confines itself to it again
+    root: Mapped[str | None] = mapped_column(Text)
+    refused_reasons: Mapped[dict[str, int]] = mapped_column(JSON, default=dict, server_default="{}")
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # moved on with every progress update: a running batch untouched for long has lost its walker
+    updated_at: Mapped[datetime | None] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Document(Base):
@@ -259,3 +278,6 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
     locked_until: Mapped[datetime | None]
+    # set by an admin: a disabled account cannot sign in and its open sessions stop working; the row stays,
+    # because reviews and the audit log name the account
+    disabled: Mapped[bool] = mapped_column(default=False, server_default=false())

@@ -1,13 +1,21 @@
-"""POST /v1/batches: a folder under the batch root, each supported file enqueued once, nothing outside
-the root ever read."""
+"""POST /v1/batches: a folder under the batch root, refused at once when outside it or missing, else
+recorded as running and walked in the background; each supported file enqueued once, nothing outside
+the root ever read. An app with an enqueue of its own (here the recording one) walks in-process after the
+response (a background task, which TestClient finishes before it returns); the last test has the real
+embedded worker walk it, as an app with the workers' enqueue does."""
 
 from __future__ import annotations
 
+import itertools
 import os
+import time
 
 import pytest
 from sqlalchemy import func, select
 
+from api.batches import batch_starter
+from api.queueing import workers_enqueue
+from bayou.intake.batches import BatchJob, run_batch
 from storage.models import Batch, Document
 
 
@@ -16,6 +24,18 @@ def root(tmp_path):
     path = tmp_path / "inbox"
     path.mkdir()
     return path
+
+
+def _job(client) -> BatchJob:
+    state = client.app.state.bayou
+    return BatchJob(state.sessions, state.blobs, state.settings, enqueue=state.enqueue)
+
+
+def hold_walks(client) -> list[str]:
+    """Batches of this client are recorded but not walked; returns the list their ids land in."""
+    held: list[str] = []
+    client.app.dependency_overrides[batch_starter] = lambda: held.append
+    return held
 
 
 @pytest.fixture
@@ -49,17 +69,30 @@ def _fill(folder, make_png) -> None:
     (scans / "sub" / "c.png").write_bytes(make_png(4))
 
 
-def test_batch_enqueues_each_supported_file_once(client, root, make_png):
+def _batch(client, **body) -> dict:
+    """POST, checked to answer 202 running before any file is counted, then the batch as GET has it."""
+    response = client.post("/v1/batches", json={"doc_type": "receipt", **body})
+    assert response.status_code == 202, response.text
+    started = response.json()
+    assert started["status"] == "running" and started["total_files"] == 0 and started["statuses"] == {}
+    return client.get(f"/v1/batches/{started['id']}").json()
+
+
+def _tally(batch: dict) -> tuple[int, int, int, int]:
+    return batch["total_files"], batch["created"], batch["duplicates"], batch["refused"]
+
+
+def test_batch_answers_at_once_and_enqueues_each_supported_file_once(client, root, make_png):
     _fill(root, make_png)
-    response = client.post("/v1/batches", json={"folder": "scans", "doc_type": "receipt"})
-    assert response.status_code == 201, response.text
-    batch = response.json()
-    assert (batch["total_files"], batch["created"], batch["duplicates"], batch["refused"]) == (5, 3, 1, 1)
+    batch = _batch(client, folder="scans")
+    assert batch["status"] == "done" and batch["error"] is None
+    assert _tally(batch) == (5, 3, 1, 1)
+    assert batch["refused_reasons"] == {"unsupported_type": 1}
     assert batch["statuses"] == {"queued": 3}
     calls = client.app.state.bayou.enqueue.calls
     assert len(calls) == 3 and {call[1:] for call in calls} == {("h2ovl-800m", "receipt")}
 
-    again = client.post("/v1/batches", json={"folder": "scans/", "doc_type": "receipt"}).json()
+    again = _batch(client, folder="scans/")
     assert (again["created"], again["duplicates"]) == (0, 4)
     assert len(calls) == 3
     assert client.get(f"/v1/batches/{batch['id']}").json() == batch
@@ -67,11 +100,22 @@ def test_batch_enqueues_each_supported_file_once(client, root, make_png):
     assert sorted(item["filename"] for item in listed) == ["a.png", "b.png", "c.png"]
 
 
+def test_a_batch_is_running_until_walked(make_api_client, root, make_png):
+    client = make_api_client(app_kwargs={"batch_root": root})
+    held = hold_walks(client)
+    _fill(root, make_png)
+    response = client.post("/v1/batches", json={"folder": "scans", "doc_type": "receipt"})
+    assert response.status_code == 202
+    assert client.get(f"/v1/batches/{held[0]}").json()["status"] == "running"
+    assert _counts(client) == (0, 1)
+
+    assert run_batch(_job(client), held[0]) == "done"
+    assert _tally(client.get(f"/v1/batches/{held[0]}").json()) == (5, 3, 1, 1)
+
+
 def test_non_recursive_batch_stays_in_the_folder(client, root, make_png):
     _fill(root, make_png)
-    batch = client.post(
-        "/v1/batches", json={"folder": "scans", "doc_type": "check", "recursive": False}
-    ).json()
+    batch = _batch(client, folder="scans", doc_type="check", recursive=False)
     assert (batch["total_files"], batch["created"]) == (4, 2)
 
 
@@ -90,11 +134,29 @@ def test_a_symlinked_folder_leading_outside_is_refused(client, root, outside):
     assert _counts(client) == (0, 0)
 
 
+def test_a_folder_swapped_for_a_link_outside_before_the_walk_fails_the_batch(
+    make_api_client, root, outside, make_png
+):
+    client = make_api_client(app_kwargs={"batch_root": root})
+    held = hold_walks(client)
+    (root / "scans").mkdir()
+    (root / "scans" / "ok.png").write_bytes(make_png(5))
+    assert client.post("/v1/batches", json={"folder": "scans", "doc_type": "receipt"}).status_code == 202
+    (root / "scans" / "ok.png").unlink()
+    (root / "scans").rmdir()
+    os.symlink(outside, root / "scans")
+
+    assert run_batch(_job(client), held[0]) == "failed"
+    batch = client.get(f"/v1/batches/{held[0]}").json()
+    assert batch["status"] == "failed" and batch["error"]["code"] == "invalid_folder"
+    assert _counts(client) == (0, 1)
+
+
 def test_symlinked_files_leading_outside_are_skipped(client, root, outside, make_png):
     (root / "scans").mkdir()
     (root / "scans" / "ok.png").write_bytes(make_png(5))
     os.symlink(outside / "licence.png", root / "scans" / "escape.png")
-    batch = client.post("/v1/batches", json={"folder": "scans", "doc_type": "receipt"}).json()
+    batch = _batch(client, folder="scans")
     assert (batch["total_files"], batch["created"]) == (1, 1)
 
 
@@ -108,10 +170,73 @@ def test_missing_folder_is_404_and_unknown_type_is_422(client, root):
 
 
 def test_files_over_the_limits_are_refused_not_stored(make_api_client, root, make_png):
-    client = make_api_client(max_pixels=1000, app_kwargs={"batch_root": root})
+    client = make_api_client(max_pixels=1000, max_upload_mb=1, app_kwargs={"batch_root": root})
     (root / "scans").mkdir()
     (root / "scans" / "big.png").write_bytes(make_png(6, size=(64, 64)))
     (root / "scans" / "empty.png").write_bytes(b"")
-    batch = client.post("/v1/batches", json={"folder": "scans", "doc_type": "receipt"}).json()
-    assert (batch["total_files"], batch["created"], batch["refused"]) == (2, 0, 2)
+    (root / "scans" / "huge.png").write_bytes(make_png(7) + b"\0" * (1 << 20))
+    batch = _batch(client, folder="scans")
+    assert _tally(batch) == (3, 0, 0, 3)
+    assert batch["refused_reasons"] == {"empty_file": 1, "too_large": 1, "too_many_pixels": 1}
     assert list(client.app.state.bayou.blobs.iter_hashes()) == []
+
+
+def test_a_walk_cut_short_resumes_with_the_right_counts(make_api_client, root, make_png, monkeypatch):
+    from bayou.intake import batches as walking
+
+    client = make_api_client(app_kwargs={"batch_root": root})
+    held = hold_walks(client)
+    _fill(root, make_png)
+    client.post("/v1/batches", json={"folder": "scans", "doc_type": "receipt"})
+    real_take = walking.take_file
+    taken: list[object] = []
+
+    def dies_at_the_third_file(*args, **kwargs):
+        if len(taken) == 2:
+            raise SystemExit("the worker was killed")
+        taken.append(real_take(*args, **kwargs))
+        return taken[-1]
+
+    monkeypatch.setattr(walking, "take_file", dies_at_the_third_file)
+    with pytest.raises(SystemExit):
+        # a clock 10 s on at each look: progress reaches the row after every file
+        run_batch(_job(client), held[0], clock=itertools.count(step=10).__next__)
+    progress = client.get(f"/v1/batches/{held[0]}").json()
+    assert progress["status"] == "running" and _tally(progress) == (2, 2, 0, 0)
+    enqueued = client.app.state.bayou.enqueue.calls
+    assert len(enqueued) == 2
+
+    monkeypatch.setattr(walking, "take_file", real_take)
+    assert run_batch(_job(client), held[0]) == "done"
+    batch = client.get(f"/v1/batches/{held[0]}").json()
+    assert _tally(batch) == (5, 3, 1, 1) and batch["statuses"] == {"queued": 3}
+    assert _counts(client) == (3, 1)
+    # the first walk's documents, still queued, are sent again: their messages may have died with it
+    assert len(enqueued) == 5 and len({call[0] for call in enqueued}) == 3
+
+    # a message delivered again after the batch finished changes nothing
+    assert run_batch(_job(client), held[0]) is None
+    assert client.get(f"/v1/batches/{held[0]}").json() == batch
+
+
+def test_the_embedded_worker_walks_a_batch_to_done(make_api_client, embedded_worker, root, make_png):
+    # the workers' enqueue: the route sends the walk to the worker over the embedded broker; the API's
+    # data dir is the worker's (both tmp_path/data)
+    client = make_api_client(app_kwargs={"batch_root": root, "enqueue": workers_enqueue})
+    assert client.app.state.bayou.settings.data_dir == embedded_worker.settings.data_dir
+    _fill(root, make_png)
+    response = client.post("/v1/batches", json={"folder": "scans", "doc_type": "receipt"})
+    assert response.status_code == 202 and response.json()["status"] == "running"
+
+    batch_id = response.json()["id"]
+    deadline = time.monotonic() + 60
+    while (batch := client.get(f"/v1/batches/{batch_id}").json())["status"] == "running":
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.2)
+    assert batch["status"] == "done"
+    assert _tally(batch) == (5, 3, 1, 1) and batch["refused_reasons"] == {"unsupported_type": 1}
+    assert sum(batch["statuses"].values()) == 3
+    # the worker enqueued the documents: it takes them from the queue (rasterising) in turn
+    while "queued" in (statuses := client.get(f"/v1/batches/{batch_id}").json()["statuses"]):
+        assert time.monotonic() < deadline + 60, statuses
+        time.sleep(0.2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import types
 
@@ -21,11 +22,16 @@ def serve(api_data_dir, monkeypatch):
     ran: list[tuple] = []
     monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: ran.append((app, kwargs)))
     get_settings.cache_clear()
+    root = logging.getLogger()
+    saved_logging = list(root.handlers), root.level  # serve sets up the root logger
     app = typer.Typer()
     serve_cli.register(app)
     app.command("noop", hidden=True)(lambda: None)  # a second command keeps `serve` a subcommand
     yield lambda *args: (CliRunner().invoke(app, ["serve", *args]), ran)
     get_settings.cache_clear()
+    handlers, level = saved_logging
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_serve_runs_uvicorn_on_the_app_and_starts_the_embedded_worker(serve, monkeypatch):
@@ -54,7 +60,8 @@ def test_serve_without_an_embedded_worker_module_still_serves(serve, monkeypatch
     with caplog.at_level("WARNING", logger="bayou.serve"):
         result, ran = serve()
     assert result.exit_code == 0, result.output
-    assert len(ran) == 1 and ran[0][1] == {"host": "127.0.0.1", "port": 8000, "log_level": "info"}
+    expected = {"host": "127.0.0.1", "port": 8000, "log_level": "info", "log_config": None}
+    assert len(ran) == 1 and ran[0][1] == expected
     assert "no embedded worker" in caplog.text
 
 

@@ -1,11 +1,12 @@
 """The review UI in a real browser: Playwright (Python) driving Debian's Chromium headless (no browser download:
 `executable_path=/usr/bin/chromium`). Signing in, the queue's filters, correcting a field and a line item,
 approving, rejecting with a reason, the dashboard's figures moving after a review, CSRF-less posts refused,
-admin pages closed to reviewers, and keyboard-only use with every form control labelled.
+admin pages closed to reviewers, an admin creating and disabling an account, and keyboard-only use with every
+form control labelled.
 
 Screenshots of the queue, a document and the dashboard go to the test's tmp dir, or to the folder named by
 BAYOU_SCREENSHOTS (relative to the repository root): `BAYOU_SCREENSHOTS=docs pytest tests/test_review_browser.py`
-refreshes docs/review-{queue,document,dashboard}.png."""
+refreshes docs/review-{queue,document,dashboard,users}.png."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from storage.models import ExtractionRun, Review, Score
+from storage.models import ExtractionRun, Review, Score, User
 from tests.conftest import REVIEW_PASSWORD
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -51,6 +52,12 @@ UNLABELLED_JS = """() => Array.from(document.querySelectorAll("input, select, te
 
 
 # --- serving the app, the browser, screenshots -------------------------------------------------------------
+
+
+@pytest.fixture
+def review_db_url(api_data_dir: Path) -> str:
+    """SQLite only: the route tests run on both databases; a browser adds nothing there but minutes."""
+    return f"sqlite:///{api_data_dir / 'bayou.db'}"
 
 
 def _free_port() -> int:
@@ -207,7 +214,7 @@ def reviewed_history(client, receipt: dict) -> None:
     history = [
         (4, {}),
         (4, {"tip": "2.50"}),
-        (3, {}),
+        (3, {"tax": "1.10"}),
         (2, {"total": "15.77", "tax": "1.20"}),
         (2, {}),
         (1, {"merchant_phone": "(207) 555-0124"}),
@@ -416,6 +423,8 @@ def test_correct_a_field_and_a_line_item_approve_and_the_dashboard_moves(
     assert abs(scale() - fitted) < 1e-6
     page.click(".page-tab[data-page='2']")
     expect(page.locator("#page-image")).to_have_attribute("src", re.compile(r"/pages/2$"))
+    expect(page.get_by_role("button", name="Page 2")).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_role("button", name="Page 1")).to_have_attribute("aria-pressed", "false")
 
     # a row added then removed leaves the two extracted rows; the new row's cells are labelled too
     rows = page.locator("fieldset.rows tbody tr.row")
@@ -516,10 +525,26 @@ def test_a_reviewer_cannot_reach_admin_pages(page, desk, receipt_example) -> Non
     approved(desk, receipt_example)
     sign_in(page)
     expect(page.locator(".topbar nav")).not_to_contain_text("Export")
+    expect(page.locator(".topbar nav")).not_to_contain_text("Users")
+    token = page.locator("input[name=csrf_token]").first.get_attribute("value")
     answer = page.goto("/review/export?format=csv")
     assert answer.status == 403
     expect(page.locator("p.error")).to_have_text("this page is for admins")
     assert page.request.get("/review/export?format=jsonl").status == 403
+    for path in ("/review/admin/users", "/review/admin"):
+        answer = page.goto(path)
+        assert answer.status == 403, path
+        expect(page.locator("p.error")).to_have_text("this page is for admins")
+        assert not page.locator("#users, #new-user").count()
+    # her own valid token does not make an admin's post of hers go through
+    answer = page.request.post(
+        "/review/admin/users",
+        form={"csrf_token": token, "email": "eve@example.com", "role": "admin", "password": "x" * 12},
+        max_redirects=0,
+    )
+    assert answer.status == 403
+    with desk.review.state.sessions() as session:
+        assert session.scalar(select(User).where(User.email == "eve@example.com")) is None
 
     # an admin, in a browser of her own, sees the links and gets the file
     desk.review.user("ada@example.com", role="admin")
@@ -533,6 +558,61 @@ def test_a_reviewer_cannot_reach_admin_pages(page, desk, receipt_example) -> Non
         assert "Blue Fern Cafe" in answer.text()
     finally:
         admin.close()
+
+
+def test_an_admin_creates_a_reviewer_then_disables_them(page, desk, shots: Path) -> None:
+    """Ada creates Sam's account, Sam signs in; Ada disables it: Sam's open page and a new sign-in fail."""
+    from playwright.sync_api import expect
+
+    desk.review.user("ada@example.com", role="admin")
+    sign_in(page, "ada@example.com")
+    page.get_by_role("link", name="Users").click()
+    expect(page).to_have_url(re.compile(r"/review/admin/users$"))
+    expect(page.locator("#users tr.user-row")).to_have_count(2)  # ada, rita
+    assert unlabelled(page) == []
+    form = page.locator("#new-user")
+    form.get_by_label("Email").fill("sam@example.com")
+    form.get_by_label("Role", exact=True).select_option("reviewer")
+    form.get_by_label("Password").fill("sam's long password")
+    form.get_by_role("button", name="Create account").click()
+    expect(page.locator("#notice")).to_have_text("Account created.")
+    row = page.locator("#users tr.user-row[data-email='sam@example.com']")
+    expect(row).to_contain_text("active")
+    expect(page.get_by_label("Role of sam@example.com", exact=True)).to_have_value("reviewer")
+    expect(page.locator("#user-audit")).to_contain_text("user.create")
+    assert "$argon2" not in page.content()
+
+    sam = page.context.browser.new_context(viewport=VIEWPORT, base_url=page.url.split("/review")[0])
+    try:
+        other = sam.new_page()
+        sign_in(other, "sam@example.com", "sam's long password")
+        expect(other.locator(".topbar .who")).to_have_text("sam@example.com (reviewer)")
+
+        page.get_by_role("button", name="Disable sam@example.com").click()
+        expect(page.locator("#notice")).to_contain_text("Account disabled")
+        expect(row).to_contain_text("disabled")
+        expect(page.locator("#user-audit")).to_contain_text("user.disable")
+        _screenshot(page, shots, "users")
+
+        # Sam's open session ends: the next page is the sign-in form, and signing in again is refused
+        other.reload()
+        expect(other).to_have_url(re.compile(r"/review/login"))
+        other.get_by_label("Email").fill("sam@example.com")
+        other.get_by_label("Password").fill("sam's long password")
+        other.get_by_role("button", name="Sign in").click()
+        expect(other.locator("#login-error")).to_have_text(
+            "This account is disabled: ask an admin to enable it."
+        )
+        expect(other).to_have_url(re.compile(r"/review/login"))
+        assert other.request.get("/review/queue", max_redirects=0).status == 303
+    finally:
+        sam.close()
+
+    # no button to disable oneself
+    assert not page.get_by_role("button", name="Disable ada@example.com").count()
+    page.get_by_role("button", name="Enable sam@example.com").click()
+    expect(page.locator("#notice")).to_have_text("Account enabled.")
+    expect(row).to_contain_text("active")
 
 
 def test_keyboard_only(page, desk, receipt_example) -> None:
@@ -624,6 +704,21 @@ def test_keyboard_only(page, desk, receipt_example) -> None:
     assert page.evaluate("() => getComputedStyle(document.getElementById('page-image')).transform") != before
     keys.press("0")
     assert page.evaluate("() => getComputedStyle(document.getElementById('page-image')).transform") == before
+    # Tab reaches the page image; the arrow keys pan it
+    for _ in range(20):
+        keys.press("Tab")
+        if page.evaluate("() => document.activeElement.classList.contains('viewport')"):
+            break
+    else:
+        pytest.fail("Tab never reached the page image")
+    keys.press("ArrowLeft")
+    keys.press("ArrowUp")
+    moved = page.evaluate(
+        "() => { const m = new DOMMatrix(getComputedStyle(document.getElementById('page-image')).transform);"
+        " return [m.e, m.f] }"
+    )
+    start = page.evaluate("(t) => { const m = new DOMMatrix(t); return [m.e, m.f] }", before)
+    assert moved == pytest.approx([start[0] + 40, start[1] + 40])
 
     page.goto("/review/dashboard")
     assert unlabelled(page) == []

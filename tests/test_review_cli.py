@@ -86,3 +86,41 @@ def test_an_existing_email_is_refused(cli, tmp_path: Path) -> None:
     assert again.exit_code == 2
     assert "exists" in again.output
     assert [(e, r) for e, r, _ in users(tmp_path)] == [("r@example.com", "reviewer")]
+
+
+def test_list_disable_and_enable(cli, tmp_path: Path) -> None:
+    for email, role in (("ada@example.com", "admin"), ("rita@example.com", "reviewer")):
+        assert run(cli, "--email", email, "--role", role, "--password-stdin").exit_code == 0
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["user", "list"])
+    assert listed.exit_code == 0
+    assert listed.stdout.splitlines() == [
+        "ada@example.com\tadmin\tactive",
+        "rita@example.com\treviewer\tactive",
+    ]
+    assert "$argon2" not in listed.output
+
+    assert runner.invoke(cli, ["user", "disable", "RITA@example.com"]).exit_code == 0
+    assert "rita@example.com\treviewer\tdisabled" in runner.invoke(cli, ["user", "list"]).stdout
+    from api.review.auth import AccountDisabled, authenticate
+    from storage.db import make_engine, make_session_factory
+    from storage.models import AuditEntry
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'bayou.db'}")
+    with make_session_factory(engine)() as session:
+        with pytest.raises(AccountDisabled):
+            authenticate(session, "rita@example.com", "a long enough password")
+        [entry] = session.scalars(select(AuditEntry))
+        assert (entry.actor, entry.action, entry.detail["user"]) == (
+            "cli",
+            "user.disable",
+            "rita@example.com",
+        )
+    assert runner.invoke(cli, ["user", "enable", "rita@example.com"]).exit_code == 0
+    with make_session_factory(engine)() as session:
+        assert authenticate(session, "rita@example.com", "a long enough password") is not None
+    engine.dispose()
+
+    unknown = runner.invoke(cli, ["user", "disable", "nobody@example.com"])
+    assert unknown.exit_code == 2
+    assert "no user nobody@example.com" in unknown.output

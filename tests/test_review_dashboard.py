@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from sqlalchemy import select
 
@@ -77,6 +78,12 @@ def test_fields_most_often_corrected(review_client, receipt_example) -> None:
     assert '<td><code>tax</code></td><td class="num">2</td>' in table
     assert '<td><code>items[].total_price</code></td><td class="num">1</td>' in table
     assert table.index("tax") < table.index("items[].total_price")
+    # and as a bar chart: one bar each, the longest for the most corrected field
+    chart = html[html.index('<svg class="chart bars"') :]
+    chart = chart[: chart.index("</svg>")]
+    widths = [float(w) for w in re.findall(r'<rect class="bar" [^>]*width="([0-9.]+)"', chart)]
+    assert len(widths) == 2 and widths[0] == 2 * widths[1]
+    assert "receipt · tax: 2" in chart and "receipt · items[].total_price: 1" in chart
 
 
 def test_an_empty_dashboard_says_so(review_client) -> None:

@@ -18,15 +18,19 @@ from celery.signals import worker_init, worker_process_init
 from kombu import Exchange, Queue
 
 from bayou.settings import Settings, get_settings
+from workers.batching import register_batch_tasks
 from workers.broker import broker_url, prepare_embedded, transport_options
 from workers.callbacks import register_callback_task
 from workers.names import REQUEUE_STUCK_TASK
+from workers.observing import connect_signals
 from workers.queues import ALL_QUEUES, CPU_QUEUE, GPU_QUEUES
 from workers.runtime import check_schema, preload_models, reset_runtime
 from workers.stuck import STUCK_AFTER_S
 from workers.tasks import register_tasks
 
 log = logging.getLogger(__name__)
+
+connect_signals()  # bayou's log format and ids, task metrics: see workers.observing
 
 APP_NAME = "bayou"
 REQUEUE_EVERY_S = 5 * 60
@@ -38,6 +42,7 @@ def make_app(settings: Settings) -> Celery:
     app.conf.update(celery_config(settings))
     register_tasks(app)
     register_callback_task(app)
+    register_batch_tasks(app)
     return app
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from celery import Celery
 from celery.worker import WorkController
 
+from workers.batching import resume_stalled_batches
 from workers.broker import prune_embedded_broker
 from workers.runtime import check_schema, get_runtime
 from workers.stuck import STUCK_AFTER_S, requeue_stuck
@@ -87,6 +88,7 @@ def _sweep(app: Celery, stopping: threading.Event, every_s: float, stuck_after_s
     while not stopping.is_set():
         try:
             requeue_stuck(older_than_s=stuck_after_s, app=app)
+            resume_stalled_batches(app=app)
             prune_embedded_broker(get_runtime().settings, older_than_s=stuck_after_s)
         except Exception:  # the database or broker may be briefly away; the next sweep tries again
             log.exception("requeue sweep failed")

@@ -7,3 +7,6 @@ EXTRACT_TASK = "bayou.extract"
 REQUEUE_STUCK_TASK = "bayou.requeue_stuck"
 # the normal extraction path: messages gathered into one batched generate (celery-batches)
 EXTRACT_BATCH_TASK = "bayou.extract_batch"
+# a server-side batch's folder walked on `cpu` (POST /v1/batches answers before it starts)
+INGEST_BATCH_TASK = "bayou.ingest_batch"
+RESUME_BATCHES_TASK = "bayou.resume_batches"

@@ -47,6 +47,10 @@ class UserExists(Exception):
     pass
 
 
+class AccountDisabled(Exception):
+    """The password was right but an admin has disabled the account."""
+
+
 class LoginLocked(Exception):
     def __init__(self, until: datetime) -> None:
         super().__init__(f"locked until {until:%H:%M} UTC")
@@ -70,20 +74,25 @@ def check_new_user(email: str, role: str, password: str) -> None:
         raise ValueError(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
 
 
-def create_user(session: Session, *, email: str, role: str, password: str) -> User:
+def create_user(session: Session, *, email: str, role: str, password: str, commit: bool = True) -> User:
+    """`commit=False` only flushes (the id is known), for a caller that commits more with it."""
     email = normalize_email(email)
     check_new_user(email, role, password)
     if session.scalar(select(User).where(User.email == email)) is not None:
         raise UserExists(f"a user {email} exists already")
-    user = User(email=email, role=UserRole(role).value, password_hash=_hasher.hash(password))
+    user = User(email=email, role=UserRole(role).value, password_hash=_hasher.hash(password), disabled=False)
     session.add(user)
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
     return user
 
 
 def authenticate(session: Session, email: str, password: str, *, now: datetime | None = None) -> User | None:
     """The user whose password this is, or None. Raises LoginLocked while the account is locked (the
-    password is then not even looked at, so guessing on cannot unlock it)."""
+    password is then not even looked at, so guessing on cannot unlock it), and AccountDisabled for the
+    right password of a disabled account (only someone who knows the password learns it is disabled)."""
     now = now or utcnow()
     user = session.scalar(select(User).where(User.email == normalize_email(email)))
     if user is None:
@@ -102,6 +111,9 @@ def authenticate(session: Session, email: str, password: str, *, now: datetime |
         return None
     user.failed_logins = 0
     user.locked_until = None
+    if user.disabled:
+        session.commit()
+        raise AccountDisabled()
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     session.commit()
@@ -171,7 +183,8 @@ def session_user(session: Session, browser: BrowserSession | None) -> User | Non
     if browser is None or browser.user_id is None:
         return None
     user = session.get(User, browser.user_id)
-    if user is None or not hmac.compare_digest(fingerprint(user), browser.fingerprint or ""):
+    # looked up on every request: disabling an account ends its sessions at once
+    if user is None or user.disabled or not hmac.compare_digest(fingerprint(user), browser.fingerprint or ""):
         return None
     return user
 

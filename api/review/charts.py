@@ -1,4 +1,5 @@
-"""Small line charts as inline SVG, drawn on the server: one line per metric over days, values 0..1."""
+"""Small charts as inline SVG, drawn on the server (the pages' CSP allows no inline styles or scripts, and
+there is no charting library to load): lines of metrics 0..1 over days, and bars of counts."""
 
 from __future__ import annotations
 
@@ -68,3 +69,34 @@ def line_chart(days: Sequence[DayStats], *, title: str) -> Markup:
 
 def _day_label(text: str, x: float, anchor: str) -> str:
     return f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}">{escape(text)}</text>'
+
+
+BAR_HEIGHT, BAR_GAP, BAR_LABEL_WIDTH, BAR_COUNT_WIDTH = 16, 6, 230, 36
+
+
+def bar_chart(rows: Sequence[tuple[str, int]], *, title: str) -> Markup:
+    """One horizontal bar per (label, count), longest for the largest count; the caller's order is kept."""
+    height = max(1, len(rows)) * (BAR_HEIGHT + BAR_GAP) + BAR_GAP
+    span = WIDTH - BAR_LABEL_WIDTH - BAR_COUNT_WIDTH
+    largest = max((count for _, count in rows), default=0) or 1
+    parts = [
+        f'<svg class="chart bars" viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for index, (label, count) in enumerate(rows):
+        top = BAR_GAP + index * (BAR_HEIGHT + BAR_GAP)
+        middle = top + BAR_HEIGHT / 2 + 4
+        width = max(2.0, span * count / largest)
+        parts.append(
+            f'<text class="axis bar-label" x="{BAR_LABEL_WIDTH - 8}" y="{middle:.1f}" text-anchor="end">'
+            f"{escape(label)}</text>"
+        )
+        parts.append(
+            f'<rect class="bar" x="{BAR_LABEL_WIDTH}" y="{top}" width="{width:.1f}" height="{BAR_HEIGHT}">'
+            f"<title>{escape(label)}: {count}</title></rect>"
+        )
+        parts.append(
+            f'<text class="axis" x="{BAR_LABEL_WIDTH + width + 6:.1f}" y="{middle:.1f}">{count}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -13,10 +13,10 @@ from sqlalchemy import select
 from api import reviewing
 from api.deps import BlobsDep, SessionDep, State
 from api.export import csv_chunks, jsonl_lines
-from api.review import views
-from api.review.auth import LoginLocked, authenticate, new_anonymous
+from api.review import admin, views
+from api.review.auth import AccountDisabled, LoginLocked, authenticate, new_anonymous
 from api.review.auth import signed_in as signed_in_session
-from api.review.charts import line_chart
+from api.review.charts import bar_chart, line_chart
 from api.review.forms import parse_form
 from api.review.web import (
     PREFIX,
@@ -36,6 +36,7 @@ from storage.errors import IllegalTransition
 from storage.models import DocumentStatus, GroundTruthSource, Page
 
 router = APIRouter(prefix=PREFIX, route_class=ReviewRoute, include_in_schema=False)
+router.include_router(admin.router)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 STATIC_FILES = {"review.css": "text/css", "review.js": "text/javascript"}
@@ -65,6 +66,9 @@ def login(visitor: VisitorDep, session: SessionDep, form: FormDep) -> Response:
     except LoginLocked as exc:
         message = f"Too many failed sign-ins: this account is locked until {exc.until:%H:%M} UTC."
         return visitor.render("login.html", {"next": target, "error": message, "email": email}, status=429)
+    except AccountDisabled:
+        message = "This account is disabled: ask an admin to enable it."
+        return visitor.render("login.html", {"next": target, "error": message, "email": email}, status=403)
     if user is None:
         error = "Wrong email or password."
         return visitor.render("login.html", {"next": target, "error": error, "email": email}, status=401)
@@ -230,8 +234,13 @@ def dashboard(
         (group.doc_type, group.model): line_chart(group.days, title=f"{group.doc_type} / {group.model}")
         for group in board.groups
     }
+    corrected = bar_chart(
+        [(f"{doc_type} · {name}", count) for doc_type, name, count in board.corrected_fields],
+        title="Fields most often corrected (documents)",
+    )
     sources = [views.ALL, *(s.value for s in GroundTruthSource)]
-    return visitor.render("dashboard.html", {"board": board, "charts": charts, "sources": sources})
+    context = {"board": board, "charts": charts, "corrected_chart": corrected, "sources": sources}
+    return visitor.render("dashboard.html", context)
 
 
 @router.get("/export")

@@ -19,6 +19,7 @@ from api.schemas import DocumentList, DocumentOut, ReviewIn, error_responses
 from api.serialize import document_json, preload
 from api.uploads import Limits, inspect, store_upload
 from bayou.engines import model_name
+from bayou.logs import bind_document_id
 from bayou.settings import MODEL_ALIASES
 from extractor.schemas import available_types
 from storage.documents import (
@@ -114,6 +115,7 @@ def upload_document(
         log.info("upload refused (%s) for key %s", exc.code, key.name)
         raise
     state.metrics.uploads.labels("created" if created else "duplicate").inc()
+    bind_document_id(document.id)
     if created:
         log.info("document %s stored (%s, %s)", document.id, doc_type, media_type)
         enqueue_safely(state.enqueue, document.id, model=document.model, doc_type=doc_type)

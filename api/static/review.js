@@ -83,13 +83,28 @@ function setupViewer() {
   const stop = () => { drag = null; viewport.classList.remove("dragging"); };
   viewport.addEventListener("pointerup", stop);
   viewport.addEventListener("pointercancel", stop);
+  // keyboard panning: the viewport takes focus (Tab) and the arrow keys move the page under it
+  const PAN_STEP = 40;
+  const PAN = { ArrowLeft: [PAN_STEP, 0], ArrowRight: [-PAN_STEP, 0], ArrowUp: [0, PAN_STEP], ArrowDown: [0, -PAN_STEP] };
+  viewport.addEventListener("keydown", (event) => {
+    const step = PAN[event.key];
+    if (!step || event.ctrlKey || event.metaKey || event.altKey) return;
+    state.x += step[0];
+    state.y += step[1];
+    apply();
+    event.preventDefault();
+  });
   viewer.querySelectorAll("[data-zoom]").forEach((button) => button.addEventListener("click", () => {
     const how = button.dataset.zoom;
     if (how === "fit") fit(); else zoom(how === "in" ? 1.25 : 0.8);
   }));
   viewer.querySelectorAll(".page-tab").forEach((tab) => tab.addEventListener("click", () => {
-    viewer.querySelectorAll(".page-tab").forEach((other) => other.classList.remove("active"));
+    viewer.querySelectorAll(".page-tab").forEach((other) => {
+      other.classList.remove("active");
+      other.setAttribute("aria-pressed", "false");
+    });
     tab.classList.add("active");
+    tab.setAttribute("aria-pressed", "true");
     image.src = `/review/documents/${viewer.dataset.document}/pages/${tab.dataset.page}`;
     image.alt = `Page ${tab.dataset.page}`;
   }));

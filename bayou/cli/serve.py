@@ -22,13 +22,18 @@ def serve(
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
 ) -> None:
     """Run the API (and, with the embedded broker, one worker)."""
+    from bayou.logs import configure_logging
+    from bayou.settings import get_settings
+
+    settings = get_settings()
+    # first, so that what importing the app logs is in the chosen format too
+    configure_logging(settings.log_format, settings.log_level)
+
     import uvicorn
 
     from api.app import create_app
-    from bayou.settings import get_settings
     from extractor.errors import ConfigurationError
 
-    settings = get_settings()
     try:
         application = create_app(settings)
     except ConfigurationError as exc:
@@ -36,7 +41,9 @@ def serve(
         raise typer.Exit(2) from exc
     worker = _start_embedded_worker() if not settings.broker_url else None
     try:
-        uvicorn.run(application, host=host, port=port, log_level="info")
+        # log_config=None: uvicorn's lines go through the root logger set up above (same format, same
+        # request id) instead of uvicorn's own handlers
+        uvicorn.run(application, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
     finally:
         stop = getattr(worker, "stop", None)
         if callable(stop):

@@ -1,12 +1,15 @@
 """`bayou user create --email E --role {reviewer,admin} --password-stdin`: an account for the review UI
-(/review). The password is read from stdin only, never from the command line (shell history, `ps`)."""
+(/review). The password is read from stdin only, never from the command line (shell history, `ps`).
+
+`bayou user list`, `bayou user disable EMAIL`, `bayou user enable EMAIL`: the same as the admin page
+(/review/admin/users) for an operator at the server, e.g. when no admin can sign in any more."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
@@ -19,6 +22,9 @@ EXIT_CONFIGURATION = 2
 def register(app: typer.Typer) -> None:
     users_app = typer.Typer(help="Accounts for the review UI (/review).", no_args_is_help=True)
     users_app.command("create")(create)
+    users_app.command("list")(list_users)
+    users_app.command("disable")(disable)
+    users_app.command("enable")(enable)
     app.add_typer(users_app, name="user")
 
 
@@ -47,7 +53,37 @@ def create(
         typer.echo(f"created {user.role} {user.email}", err=True)
 
 
-def _fail(message: str) -> None:
+def list_users() -> None:
+    """Print every account, one a line: email, role, active or disabled (tab separated)."""
+    from api.review.users import list_users as all_users
+
+    with _session() as session:
+        for user in all_users(session):
+            typer.echo(f"{user.email}\t{user.role}\t{'disabled' if user.disabled else 'active'}")
+
+
+def disable(email: str = typer.Argument(..., help="The account's sign-in address.")) -> None:
+    """Disable an account: it cannot sign in, and its open sessions stop working."""
+    _set_disabled(email, disabled=True)
+
+
+def enable(email: str = typer.Argument(..., help="The account's sign-in address.")) -> None:
+    """Enable a disabled account again (and lift a sign-in lock)."""
+    _set_disabled(email, disabled=False)
+
+
+def _set_disabled(email: str, *, disabled: bool) -> None:
+    from api.review.users import apply_disabled, find_user
+
+    with _session() as session:
+        user = find_user(session, email)
+        if user is None:
+            _fail(f"no user {email}")
+        apply_disabled(session, user, disabled=disabled, actor="cli")
+        typer.echo(f"{'disabled' if disabled else 'enabled'} {user.email}", err=True)
+
+
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(EXIT_CONFIGURATION)
 

@@ -16,7 +16,14 @@ def worker(
     concurrency: int = typer.Option(
         0, "--concurrency", "-c", min=0, help="worker processes; default 1 with a GPU queue, else one per CPU"
     ),
-    loglevel: str = typer.Option("INFO", "--loglevel", "-l"),
+    loglevel: str = typer.Option("", "--loglevel", "-l", help="default: BAYOU_LOG_LEVEL"),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=1,
+        max=65535,
+        help="serve Prometheus metrics on this port (pool process i on port + i)",
+    ),
 ) -> None:
     """Run a worker. Production GPU workers name one model queue each (`--queues gpu.2b`) and load that
     model at start; without --queues every queue is served and a model is loaded on first use."""
@@ -24,6 +31,7 @@ def worker(
     from workers.app import get_app
     from workers.queues import parse_queues
     from workers.runtime import check_schema, get_runtime
+    from workers.telemetry import serve_metrics_on
 
     try:
         selected = parse_queues(queues)
@@ -34,6 +42,9 @@ def worker(
     except ConfigurationError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(EXIT_CONFIGURATION) from exc
+    # before the pool forks: each pool process starts its exporter as it starts (workers.observing)
+    serve_metrics_on(metrics_port)
+    loglevel = loglevel or get_runtime().settings.log_level
     argv = ["worker", f"--queues={','.join(selected)}", f"--loglevel={loglevel}"]
     argv.append(f"--concurrency={concurrency or _default_concurrency(selected)}")
     argv += _batching(selected)

@@ -76,7 +76,7 @@ def run_ingest(
 def _recorder(
     settings: Settings, target: Target, tally: Tally, enqueue: Enqueue | None
 ) -> Iterator[Recorder]:
-    from api.uploads import Limits
+    from bayou.intake import Limits
     from storage.blobs import BlobStore
     from storage.db import make_engine, make_session_factory
     from storage.migrate import ensure_schema

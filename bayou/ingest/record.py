@@ -1,21 +1,18 @@
-"""One settled file in: the upload's cheap checks, then blob and row, then the queue."""
+"""One settled file in: the intake's cheap checks, then blob and row, then the queue."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from api.errors import ApiError
-from api.uploads import Limits, inspect, store_upload
-from bayou.ingest.scan import FileStat
 from bayou.ingest.sending import Sender
 from bayou.ingest.tally import Outcome, Tally
+from bayou.intake import Limits, take_file
+from extractor.errors import InputError
 from storage.blobs import BlobStore
-from storage.documents import _find_duplicate as find_duplicate
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +45,11 @@ class Recorder:
         self._sender = sender
         self.tally = tally
 
-    def record(self, path: Path, stat: FileStat) -> Outcome:
+    def record(self, path: Path) -> Outcome:
         """Checks, stores and enqueues one file; the outcome is also counted in `tally`."""
         try:
-            outcome, code = self._store(path, stat)
-        except ApiError as exc:
+            outcome, code = self._store(path)
+        except InputError as exc:
             outcome, code = Outcome.REFUSED, exc.code
         except OSError as exc:
             # gone, or not ours to read; file names can be personal, so the log gets the error type only
@@ -65,31 +62,18 @@ class Recorder:
         self.tally.count(outcome, code)
         return outcome
 
-    def _store(self, path: Path, stat: FileStat) -> tuple[Outcome, None]:
-        if stat.size > self._limits.max_bytes:
-            # refused before reading, like the API's size check on the declared length
-            raise ApiError(413, "too_large", f"the file is over {self._limits.max_bytes} bytes")
-        with path.open("rb") as stream:
-            # a re-run meets mostly recorded content: knowing it by its hash spares staging a copy
-            if self._is_recorded(hashlib.file_digest(stream, "sha256").hexdigest()):
-                return Outcome.DUPLICATE, None
-            media_type = inspect(stream, self._limits)
-            document, created = store_upload(
-                self._session,
-                self._blobs,
-                source=stream,
-                filename=path.name,
-                media_type=media_type,
-                doc_type=self._target.doc_type,
-                model=self._target.model,
-                limits=self._limits,
-            )
+    def _store(self, path: Path) -> tuple[Outcome, None]:
+        document, created = take_file(
+            self._session,
+            self._blobs,
+            path,
+            doc_type=self._target.doc_type,
+            model=self._target.model,
+            limits=self._limits,
+        )
         if not created:
             return Outcome.DUPLICATE, None
         if not self._sender.send(document.id, model=document.model, doc_type=document.doc_type):
             self.tally.unsent += 1
             self.tally.unsent_reason = self._sender.problem
         return Outcome.QUEUED, None
-
-    def _is_recorded(self, sha256: str) -> bool:
-        return find_duplicate(self._session, sha256, self._target.doc_type, self._target.model) is not None

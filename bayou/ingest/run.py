@@ -52,7 +52,7 @@ class _Taker:
         for done, (path, stat) in enumerate(settled, start=1):
             if self._stop.is_set():
                 return False
-            self._recorder.record(path, stat)
+            self._recorder.record(path)
             self.handled.add(path, stat)
             self._display.show(self._recorder.tally, len(tracker) + len(settled) - done)
         self._display.show(self._recorder.tally, len(tracker))

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from api.batches import candidate_files
+from bayou.intake import candidate_files
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,77 @@
+"""bayou.intake: refusals are typed InputErrors with stable codes (no HTTP in them), a refused file
+leaves nothing stored, and neither the intake nor `bayou ingest` needs the web package."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import func, select
+
+from bayou.intake import Limits, inspect, store_file, take_file
+from extractor.errors import InputError
+from storage.models import Document
+
+LIMITS = Limits(max_bytes=4096, max_pages=2, max_pixels=10_000)
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b"", "empty_file"),
+        (b"plain text, no magic", "unsupported_type"),
+        (b"%PDF-1.7\n%%EOF", "corrupt_file"),
+    ],
+)
+def test_inspect_refuses_with_typed_codes(content, code):
+    with pytest.raises(InputError) as refused:
+        inspect(io.BytesIO(content), LIMITS)
+    assert refused.value.code == code
+
+
+def test_inspect_names_the_media_type_and_rewinds(make_png):
+    stream = io.BytesIO(make_png(1))
+    assert inspect(stream, LIMITS) == "image/png"
+    assert stream.tell() == 0
+
+
+def test_a_file_over_the_size_cap_is_refused_and_leaves_nothing(db_session, blob_store, make_png, tmp_path):
+    big = make_png(2) + b"\0" * LIMITS.max_bytes
+    with pytest.raises(InputError) as refused:
+        store_file(
+            db_session,
+            blob_store,
+            source=io.BytesIO(big),
+            filename="big.png",
+            media_type="image/png",
+            doc_type="receipt",
+            model=None,
+            limits=LIMITS,
+        )
+    assert refused.value.code == "too_large"
+    path = tmp_path / "big.png"
+    path.write_bytes(big)
+    with pytest.raises(InputError, match="over"):
+        take_file(db_session, blob_store, path, doc_type="receipt", model=None, limits=LIMITS)
+    assert db_session.scalar(select(func.count()).select_from(Document)) == 0
+    assert list(blob_store.iter_hashes()) == []
+
+
+def test_taking_the_same_content_twice_is_one_document(db_session, blob_store, make_png, tmp_path):
+    first, second = tmp_path / "a.png", tmp_path / "copy.png"
+    first.write_bytes(make_png(3))
+    second.write_bytes(make_png(3))
+    taken = take_file(db_session, blob_store, first, doc_type="receipt", model="h2ovl-800m", limits=LIMITS)
+    again = take_file(db_session, blob_store, second, doc_type="receipt", model="h2ovl-800m", limits=LIMITS)
+    assert taken.created and not again.created and again.document.id == taken.document.id
+
+
+def test_intake_and_ingest_do_not_import_the_web_package():
+    code = (
+        "import sys, bayou.intake, bayou.ingest.job, bayou.ingest.record, bayou.ingest.scan\n"
+        "web = sorted(m for m in sys.modules if m == 'api' or m.startswith(('api.', 'fastapi')))\n"
+        "assert not web, web\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
