@@ -16,7 +16,6 @@ from api.deps import AppState, Enqueue
 from api.errors import install_error_handlers
 from api.logcontext import RequestContextMiddleware, bind_path_document_id
 from api.metrics import Metrics
-from api.queueing import workers_enqueue
 from api.ratelimit import RateLimit, TokenBuckets
 from api.review import routes as review_routes
 from api.routes import batches, documents, health
@@ -25,6 +24,7 @@ from bayou.settings import Settings, get_settings
 from storage.blobs import BlobStore
 from storage.db import make_engine, make_session_factory
 from storage.migrate import ensure_schema
+from workers.dispatch import enqueue as workers_enqueue
 
 # room for the multipart framing and the form fields around the file itself
 MULTIPART_SLACK_BYTES = 64 * 1024

@@ -15,12 +15,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.deps import AppState, State
-from api.queueing import workers_enqueue
 from bayou.intake import resolve_folder
 from bayou.intake.batches import BatchJob, run_batch
 from storage.errors import NotFound
 from storage.ids import new_id
 from storage.models import Batch, BatchStatus, Document
+from workers.dispatch import enqueue as workers_enqueue
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import func, select
 
 from api.batches import batch_starter
-from api.queueing import workers_enqueue
 from bayou.intake.batches import BatchJob, run_batch
 from storage.models import Batch, Document
+from workers.dispatch import enqueue as workers_enqueue
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
-import types
 
 import pytest
 import typer
@@ -37,36 +35,27 @@ def serve(api_data_dir, monkeypatch):
 def test_serve_runs_uvicorn_on_the_app_and_starts_the_embedded_worker(serve, monkeypatch):
     started = []
 
-    class Handle:
+    class RecordingWorker:  # stands in for the embedded worker's handle; the real one is tested elsewhere
         stopped = False
 
         def stop(self):
-            Handle.stopped = True
+            RecordingWorker.stopped = True
 
-    fake = types.ModuleType("fake_embedded_for_tests")
-    fake.start_worker_thread = lambda: started.append(True) or Handle()
-    monkeypatch.setitem(sys.modules, "fake_embedded_for_tests", fake)
-    monkeypatch.setattr(serve_cli, "EMBEDDED_WORKER_MODULE", "fake_embedded_for_tests")
+    monkeypatch.setattr(
+        "workers.embedded.start_worker_thread", lambda: started.append(True) or RecordingWorker()
+    )
     result, ran = serve("--host", "0.0.0.0", "--port", "8123")
     assert result.exit_code == 0, result.output
     ((app, kwargs),) = ran
-    assert kwargs["host"] == "0.0.0.0" and kwargs["port"] == 8123
+    assert kwargs == {"host": "0.0.0.0", "port": 8123, "log_level": "info", "log_config": None}
     assert "/v1/documents" in app.openapi()["paths"]
-    assert len(started) == 1 and Handle.stopped
-
-
-def test_serve_without_an_embedded_worker_module_still_serves(serve, monkeypatch, caplog):
-    monkeypatch.setattr(serve_cli, "EMBEDDED_WORKER_MODULE", "workers_no_such_module_for_tests")
-    with caplog.at_level("WARNING", logger="bayou.serve"):
-        result, ran = serve()
-    assert result.exit_code == 0, result.output
-    expected = {"host": "127.0.0.1", "port": 8000, "log_level": "info", "log_config": None}
-    assert len(ran) == 1 and ran[0][1] == expected
-    assert "no embedded worker" in caplog.text
+    assert len(started) == 1 and RecordingWorker.stopped
 
 
 def test_serve_with_a_broker_configured_starts_no_worker(serve, monkeypatch):
     monkeypatch.setenv("BAYOU_BROKER_URL", "redis://127.0.0.1:6379/0")
-    monkeypatch.setattr(serve_cli, "EMBEDDED_WORKER_MODULE", "must_not_be_imported")
+    started = []
+    monkeypatch.setattr("workers.embedded.start_worker_thread", lambda: started.append(True))
     result, ran = serve()
-    assert result.exit_code == 0, result.output and len(ran) == 1
+    assert result.exit_code == 0, result.output
+    assert len(ran) == 1 and started == []

@@ -324,19 +324,34 @@ def test_declared_length_over_the_cap_is_refused_before_reading(make_api_client)
     assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
 
 
-def test_default_enqueue_hands_over_to_the_workers_or_leaves_the_document_queued(monkeypatch, caplog):
-    from api import queueing
+def test_an_app_made_without_an_enqueue_hands_documents_to_the_workers(make_api_client, monkeypatch):
+    from workers import dispatch
 
     handed: list[tuple] = []
 
-    def fake_workers_enqueue(document_id, *, model, doc_type):
-        handed.append((document_id, model, doc_type))
+    def recording_send_rasterize(document_id, gpu_queue, *, app=None):
+        handed.append((document_id, gpu_queue))
 
-    monkeypatch.setattr(queueing, "_find_enqueue", lambda: fake_workers_enqueue)
-    queueing.workers_enqueue("doc_1", model="h2ovl-2b", doc_type="check")
-    assert handed == [("doc_1", "h2ovl-2b", "check")]
+    # the real workers.enqueue, down to the one call that would talk to the broker
+    monkeypatch.setattr(dispatch, "send_rasterize", recording_send_rasterize)
+    client = make_api_client(app_kwargs={"enqueue": None})
+    response = client.post(
+        "/v1/documents", files={"file": ("a.png", _png_claiming(64, 64))}, data={"doc_type": "check"}
+    )
+    assert response.status_code == 202
+    assert handed == [(response.json()["id"], "gpu.2b")]
 
-    monkeypatch.setattr(queueing, "_find_enqueue", lambda: None)
-    with caplog.at_level("WARNING"):
-        queueing.workers_enqueue("doc_2", model=None, doc_type="receipt")
-    assert "doc_2 stays queued" in caplog.text
+
+def test_an_enqueue_that_fails_leaves_the_document_stored_and_queued(make_api_client, caplog):
+    def broker_down(document_id, *, model, doc_type):
+        raise ConnectionError("broker unreachable")
+
+    client = make_api_client(app_kwargs={"enqueue": broker_down})
+    with caplog.at_level("ERROR"):
+        response = client.post(
+            "/v1/documents", files={"file": ("a.png", _png_claiming(64, 64))}, data={"doc_type": "check"}
+        )
+    assert response.status_code == 202
+    document_id = response.json()["id"]
+    assert client.get(f"/v1/documents/{document_id}").json()["status"] == "queued"
+    assert f"{document_id}; it stays queued" in caplog.text
