@@ -155,6 +155,7 @@ class Load:
         self.latencies_ms: list[float] = []
         self.outcomes: Counter[str] = Counter()
         self.bytes_sent = 0
+        self.load_average = (float("nan"), float("nan"))  # the machine's, before and after the run
 
     def next_number(self) -> int:
         with self.lock:
@@ -255,7 +256,10 @@ def main() -> None:
                 flush=True,
             )
             profiler = start_profiler(args, process.pid)
+            load_before = os.getloadavg()[0]
             load.run(args.clients)
+            # the machine may be shared: figures taken under other load are not comparable to quiet ones
+            load.load_average = (load_before, os.getloadavg()[0])
             if profiler is not None:
                 profiler.wait()
         finally:
@@ -290,7 +294,8 @@ def report(args: argparse.Namespace, load: Load, mean_kb: float, log_tail: str) 
 {datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {cpu} cores, Python {platform.python_version()}; uvicorn with
 `{args.app}`, one process, embedded SQLite, {broker}, no worker (documents stay queued: the upload
 path only); {args.clients} client threads (httpx, keep-alive) on the same machine, {args.warmup:g} s warm-up,
-{args.duration:g} s measured; every upload a distinct document, spread over {args.keys} API keys.
+{args.duration:g} s measured; every upload a distinct document, spread over {args.keys} API keys; load average
+{load.load_average[0]:.1f} before, {load.load_average[1]:.1f} after.
 
 | uploads/s | MiB/s | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) | requests | errors |
 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |

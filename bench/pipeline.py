@@ -25,8 +25,8 @@ Per stage (from Celery's task_prerun/postrun in this process): upload request, w
 starts (broker hop), rasterise task, wait until the extraction batch starts (broker hop + batch wait),
 extraction task (fixed answer, parse, validate, store).
 
-Modes: (a) `embedded`: SQLite + the embedded broker (kombu's SQLAlchemy transport on SQLite) in a fresh
-data dir; (b) `redis`: Redis (a redis-server of its own on a free port when the binary is there, else
+Modes: (a) `embedded`: SQLite + the embedded broker (kombu's SQLAlchemy transport on SQLite, through
+`workers.sqlite_broker`) in a fresh data dir; (b) `redis`: Redis (a redis-server of its own on a free port when the binary is there, else
 `--redis-url`) + a throwaway PostgreSQL database, dropped at the end.
 
 Prints the figures and a markdown block for docs/benchmarks.md. Client, API and worker share this
@@ -561,7 +561,9 @@ def _summarise(
 
 
 def print_result(r: dict[str, Any]) -> None:
-    print(f"\n== {r['mode']}: {r['backend']}")
+    print(
+        f"\n== {r['mode']}: {r['backend']} (load average {r['load'][0]:.1f} before, {r['load'][1]:.1f} after)"
+    )
     print(
         f"burst of {r['documents']}: {r['stored']} stored, {r['throughput']:.1f} documents/s end to end "
         f"(uploads alone {r['upload_rate']:.1f}/s); latency median {r['burst_median_ms']:.0f} ms, "
@@ -591,15 +593,15 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         + ("in a child process of its own." if args.worker_process else "in the same process."),
         "",
         "| mode | burst: documents/s | burst: median / p95 latency | isolated: median / p95 latency "
-        "| documents per generate (burst) |",
-        "|---|---|---|---|---|",
+        "| documents per generate (burst) | load average before / after |",
+        "|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['backend']} | {r['throughput']:.1f} ({r['stored']}/{r['documents']}) "
             f"| {r['burst_median_ms']:.0f} / {r['burst_p95_ms']:.0f} ms "
             f"| {r['isolated_median_ms']:.0f} / {r['isolated_p95_ms']:.0f} ms ({r['isolated']} docs) "
-            f"| mean {r['batch_mean']:.2f}, sizes {r['batch_sizes']} |"
+            f"| mean {r['batch_mean']:.2f}, sizes {r['batch_sizes']} | {r['load'][0]:.1f} / {r['load'][1]:.1f} |"
         )
     lines += [
         "",
@@ -641,8 +643,11 @@ def main() -> None:
     results = []
     for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
         started = time.monotonic()
+        load_before = os.getloadavg()[0]
         result = run_mode(mode, args, engine)
         result["wall_s"] = time.monotonic() - started
+        # the machine may be shared: figures taken under other load are not comparable to quiet ones
+        result["load"] = (load_before, os.getloadavg()[0])
         print_result(result)
         results.append(result)
     print("\n" + markdown(results, args))

@@ -8,6 +8,7 @@ grammar forces (keys, quotes, braces) ride along in the next forward pass instea
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -85,6 +86,9 @@ class Generator:
         # one thread computes grammar masks while the model runs (xgrammar releases the GIL)
         self._masks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grammar-mask")
         self._grammars: GrammarCache | None = None
+        # one batch at a time: a worker may flush two batches from two threads (celery-batches' timer and
+        # the consumer), and two generates at once would only compete for the same device memory
+        self._running = threading.Lock()
 
     @property
     def vocabulary(self) -> Vocabulary:
@@ -98,10 +102,14 @@ class Generator:
             self._grammars = GrammarCache(self.vocabulary)
         return self._grammars
 
-    @torch.inference_mode()
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationOutput]:
         if not requests:
             return []
+        with self._running:
+            return self._generate(requests)
+
+    @torch.inference_mode()
+    def _generate(self, requests: list[GenerationRequest]) -> list[GenerationOutput]:
         device = self.loaded.device
         sequences = [self._start(r) for r in requests]
         bitmask = xgr.allocate_token_bitmask(len(sequences), self.vocab_size)

@@ -237,8 +237,7 @@ def store_pages(
         new_hashes = [blob.sha256 for blob in staged]
         try:
             with blobs.lock_many(new_hashes):
-                old_hashes = _page_hashes(session, document_id)
-                rows = _replace_page_rows(session, document_id, images, staged)
+                rows, old_hashes = _replace_page_rows(session, document_id, images, staged)
                 session.commit()
         except BaseException:
             session.rollback()
@@ -250,11 +249,13 @@ def store_pages(
 
 def _replace_page_rows(
     session: Session, document_id: str, images: Sequence[PageImage], staged: Sequence[StagedBlob]
-) -> list[Page]:
+) -> tuple[list[Page], list[str]]:
+    """The new page rows, and the blob hashes of those they replaced (one DELETE ... RETURNING)."""
     document = get_document(session, document_id)
     for blob in staged:
         blob.commit()
-    session.execute(delete(Page).where(Page.document_id == document_id))
+    deleted = session.execute(delete(Page).where(Page.document_id == document_id).returning(Page.blob_sha256))
+    old_hashes = list(deleted.scalars())
     rows = [
         Page(
             document_id=document_id, number=n, blob_sha256=blob.sha256, width=image.width, height=image.height
@@ -263,7 +264,7 @@ def _replace_page_rows(
     ]
     session.add_all(rows)
     document.pages = len(rows)
-    return rows
+    return rows, old_hashes
 
 
 def store_run(
@@ -277,13 +278,11 @@ def store_run(
     """Stores one extraction run, and moves the document to `status` in the same transaction if given.
     A key already stored for the document (a redelivered task) returns that run and `created` False,
     changing nothing."""
-    existing = _find_run(session, document_id, idempotency_key)
-    if existing is not None:
-        return existing, False
     row = ExtractionRun(document_id=document_id, idempotency_key=idempotency_key, **asdict(run))
     try:
         session.add(row)
-        # insert before the status update: a concurrent twin then fails on the key, not on the status
+        # the insert comes first: a stored key (a redelivery, or a concurrent twin) fails on the unique
+        # key before the status moves; no lookup beforehand, since a first delivery is the common case
         session.flush()
         if status is not None:
             transition(session, document_id, status)

@@ -175,3 +175,36 @@ def test_finished_documents_leave_the_batch_and_the_rest_is_unchanged(
     assert rows_per_forward[0] == len(requests)
     assert rows_per_forward[-1] < len(requests)
     assert rows_per_forward == sorted(rows_per_forward, reverse=True)
+
+
+def test_two_threads_generating_at_once_take_turns(tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    generator = Generator(tiny_model)
+    inside, most_inside = 0, 0
+    count_lock = threading.Lock()
+    generate_batch = Generator._generate
+
+    def counting(self, requests):
+        nonlocal inside, most_inside
+        with count_lock:
+            inside += 1
+            most_inside = max(most_inside, inside)
+        time.sleep(0.05)  # long enough for the other thread to arrive
+        try:
+            return generate_batch(self, requests)
+        finally:
+            with count_lock:
+                inside -= 1
+
+    monkeypatch.setattr(Generator, "_generate", counting)
+    request = GenerationRequest(prompt=build_prompt("hi", []), pixel_values=None, max_new_tokens=4)
+    outputs: list[str] = []
+    threads = [threading.Thread(target=lambda: outputs.append(generator.generate([request])[0].text)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most_inside == 1
+    assert len(outputs) == 2 and outputs[0] == outputs[1]

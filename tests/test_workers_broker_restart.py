@@ -13,6 +13,16 @@ stuck-document sweep re-sends their documents after STUCK_AFTER_S (30 min). With
 documents stay queued/processing: measured here, 4 of 12. So each case shortens one of the two recovery
 paths to seconds, and shows it brings every document through with one run — the redelivered or re-sent
 message of a document that was in fact finished stores nothing (idempotent stores).
+
+Two faults the restart used to bring out (issue #4), fixed and so covered here:
+- a rasterise task sending its extraction while the client reconnects: kombu then publishes on a channel
+  its own reconnect closed and raises AttributeError, once taken for a bug that failed the document
+  (internal_error). `workers.dispatch` now raises BrokerUnavailable for any error from inside the broker
+  client, a transient error: the task is retried, finds its pages stored and sends the extraction.
+- the extraction batcher's flush timer, lost when Celery clears its timers on a connection error: what
+  the batcher held then waited for more extractions to arrive (here the shortened recovery paths bring
+  them soon; in production a lone one waited for the sweep). `workers.reconnect` re-arms it at every
+  reconnect; tests/test_workers_units.py covers it directly.
 """
 
 from __future__ import annotations
@@ -34,12 +44,6 @@ SHORT_SWEEP_EVERY_S = 2
 
 @pytest.mark.slow
 @pytest.mark.redis
-# Known bug (issue #4 note): when Redis dies while a rasterise task sends the follow-up extract message,
-# kombu raises AttributeError, which is not treated as transient, so about one run in three ends with a
-# document `failed`/internal_error; and celery-batches loses its flush timer on reconnect (slow recovery).
-@pytest.mark.xfail(
-    strict=False, reason="kombu AttributeError on publish during broker restart is not retried yet"
-)
 @pytest.mark.parametrize("recovery", ["redis_redelivers", "sweep_resends"])
 def test_a_broker_restart_mid_run_loses_and_doubles_no_document(
     recovery: str,

@@ -24,6 +24,7 @@ from workers.callbacks import register_callback_task
 from workers.names import REQUEUE_STUCK_TASK
 from workers.observing import connect_signals
 from workers.queues import ALL_QUEUES, CPU_QUEUE, GPU_QUEUES
+from workers.reconnect import register_reconnect_steps
 from workers.runtime import check_schema, preload_models, reset_runtime
 from workers.stuck import STUCK_AFTER_S
 from workers.tasks import register_tasks
@@ -43,6 +44,7 @@ def make_app(settings: Settings) -> Celery:
     register_tasks(app)
     register_callback_task(app)
     register_batch_tasks(app)
+    register_reconnect_steps(app)  # celery-batches' flush timer after a broker reconnect
     return app
 
 

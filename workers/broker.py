@@ -1,9 +1,11 @@
 """The broker URL: the configured server, or the embedded broker that needs none.
 
-The embedded broker is kombu's SQLAlchemy transport on a SQLite file in the data directory. It was chosen
-over the filesystem transport because SQLite's `BEGIN IMMEDIATE` makes taking a message atomic across
-processes, so two workers never receive the same one. It never redelivers a message whose worker died
-holding it (it does give back, at a clean shutdown, those it held): the stuck-document sweep covers that.
+The embedded broker is kombu's SQLAlchemy transport on a SQLite file in the data directory (through
+`workers.sqlite_broker`, which adds WAL and wakes consumers when a message comes instead of polling once a
+second). It was chosen over the filesystem transport because SQLite's `BEGIN IMMEDIATE` makes taking a
+message atomic across processes, so two workers never receive the same one. It never redelivers a message
+whose worker died holding it (it does give back, at a clean shutdown, those it held): the stuck-document
+sweep covers that.
 """
 
 from __future__ import annotations
@@ -19,16 +21,20 @@ from kombu.exceptions import ChannelError
 from sqlalchemy import Engine, create_engine, inspect, text
 
 from bayou.settings import Settings
+from workers import sqlite_broker
+
+# kombu finds a URL's transport by alias only: every process that builds the URL below knows it
+sqlite_broker.register()
 
 EMBEDDED_FILENAME = "broker.db"
 # how long Redis keeps a taken, unacknowledged message before handing it to another worker; it must
 # outlast the longest task, or a slow extraction would run twice
 VISIBILITY_TIMEOUT_S = 2 * 60 * 60
-SQLITE_LOCK_TIMEOUT_S = 30
+SQLITE_LOCK_TIMEOUT_S = sqlite_broker.SQLITE_LOCK_TIMEOUT_S
 
 
 def embedded_broker_url(data_dir: Path) -> str:
-    return f"sqla+sqlite:///{Path(data_dir).resolve() / EMBEDDED_FILENAME}"
+    return f"{sqlite_broker.ALIAS}+sqlite:///{Path(data_dir).resolve() / EMBEDDED_FILENAME}"
 
 
 def broker_url(settings: Settings) -> str:
@@ -41,9 +47,13 @@ def is_embedded(settings: Settings) -> bool:
 
 def transport_options(settings: Settings) -> dict[str, Any]:
     if is_embedded(settings):
-        # kombu hands these to SQLAlchemy's create_engine (so no `polling_interval` here); several
-        # processes share the file, and a writer waits for another's lock rather than failing at once
-        return {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
+        # kombu hands the rest to SQLAlchemy's create_engine (our transport keeps `polling_interval`
+        # back): several processes share the file, and a writer waits for another's lock rather than
+        # failing at once
+        return {
+            "connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S},
+            "polling_interval": sqlite_broker.POLLING_INTERVAL_S,
+        }
     return {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 
 

@@ -13,14 +13,17 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bayou.logs import bind_document_id
 from extractor.errors import BayouError
 from storage.documents import NewRun, store_run
 from storage.errors import IllegalTransition
-from storage.models import DocumentStatus, Page
+from storage.lifecycle import transition
+from storage.models import Document, DocumentStatus, Page
 from workers.callbacks import schedule_callback
-from workers.documents import fail, start_attempt
-from workers.outcomes import Outcome
+from workers.documents import fail
+from workers.outcomes import MAX_ATTEMPTS, TOO_MANY_ATTEMPTS, Outcome
 from workers.runtime import Runtime
+from workers.telemetry import record_result
 
 if TYPE_CHECKING:
     from extractor.pipeline import Rasterized
@@ -40,6 +43,14 @@ class ExtractJob:
 
     document_id: str
     idempotency_key: str
+
+
+@dataclass(frozen=True)
+class _Started:
+    """A document moved to processing for this delivery, with its pages' blob hashes in page order."""
+
+    document: Document
+    page_hashes: list[str]
 
 
 @dataclass
@@ -64,8 +75,9 @@ def extract_batch(runtime: Runtime, jobs: list[ExtractJob], *, max_tiles: int | 
     outcomes: dict[int, Outcome] = {}
     by_model: dict[str, list[_Ready]] = defaultdict(list)
     with runtime.sessions() as session:
+        started = _start_attempts(session, jobs)
         for index, job in enumerate(jobs):
-            ready = _prepare(session, runtime, index, job)
+            ready = _prepare(session, runtime, index, job, started[index])
             if isinstance(ready, Outcome):
                 outcomes[index] = ready
             else:
@@ -75,16 +87,71 @@ def extract_batch(runtime: Runtime, jobs: list[ExtractJob], *, max_tiles: int | 
     return [outcomes[index] for index in range(len(jobs))]
 
 
-def _prepare(session: Session, runtime: Runtime, index: int, job: ExtractJob) -> _Ready | Outcome:
+def _start_attempts(session: Session, jobs: list[ExtractJob]) -> list[_Started | None]:
+    """`workers.documents.start_attempt` for every job of the batch in one transaction, which also reads
+    their page rows: a transaction per document was most of a batch's database round trips. Each job's
+    move is its own conditional UPDATE, so a twin or a finished document is refused as before; the
+    transaction is committed before any blob is read or the model runs."""
+    ids = sorted({job.document_id for job in jobs})
+    try:
+        before = _documents(session, ids)
+        moved = [_move_to_processing(session, before.get(job.document_id)) for job in jobs]
+        after = _documents(session, ids)  # attempts as the moves left them
+        pages = _page_hashes(session, ids)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    started: list[_Started | None] = []
+    for job, ok in zip(jobs, moved, strict=True):
+        document = after.get(job.document_id)
+        if not ok or document is None:
+            started.append(None)
+        elif document.attempts > MAX_ATTEMPTS:
+            fail(session, job.document_id, TOO_MANY_ATTEMPTS, f"gave up after {MAX_ATTEMPTS} attempts")
+            started.append(None)
+        else:
+            started.append(_Started(document, pages.get(job.document_id, [])))
+    return started
+
+
+def _documents(session: Session, ids: list[str]) -> dict[str, Document]:
+    statement = select(Document).where(Document.id.in_(ids)).execution_options(populate_existing=True)
+    return {document.id: document for document in session.scalars(statement)}
+
+
+def _move_to_processing(session: Session, document: Document | None) -> bool:
+    if document is None or S(document.status) not in _STARTABLE:
+        return False
+    try:
+        transition(session, document.id, S.PROCESSING)
+    except IllegalTransition:  # another delivery moved it since it was read
+        return False
+    return True
+
+
+def _page_hashes(session: Session, ids: list[str]) -> dict[str, list[str]]:
+    statement = (
+        select(Page.document_id, Page.blob_sha256)
+        .where(Page.document_id.in_(ids))
+        .order_by(Page.document_id, Page.number)
+    )
+    hashes: dict[str, list[str]] = defaultdict(list)
+    for document_id, sha256 in session.execute(statement):
+        hashes[document_id].append(sha256)
+    return hashes
+
+
+def _prepare(
+    session: Session, runtime: Runtime, index: int, job: ExtractJob, started: _Started | None
+) -> _Ready | Outcome:
     from bayou.engines import model_name
     from extractor.pipeline import DocumentInput, Rasterized
 
-    document = start_attempt(session, job.document_id, allowed=_STARTABLE)
-    if document is None:
+    if started is None:
         return Outcome.SKIPPED
-    images = _page_images(session, runtime, job.document_id)
-    # end the read transaction: no connection should sit idle in one while the model runs
-    session.commit()
+    document = started.document
+    images = _page_images(runtime, started.page_hashes)
     if not images:
         fail(session, job.document_id, NO_PAGES, "the document has no rasterised pages")
         return Outcome.FAILED
@@ -94,11 +161,10 @@ def _prepare(session: Session, runtime: Runtime, index: int, job: ExtractJob) ->
     )
 
 
-def _page_images(session: Session, runtime: Runtime, document_id: str) -> list[Image.Image]:
-    pages = session.scalars(select(Page).where(Page.document_id == document_id).order_by(Page.number))
+def _page_images(runtime: Runtime, hashes: list[str]) -> list[Image.Image]:
     images = []
-    for page in pages:
-        with runtime.blobs.open(page.blob_sha256) as handle:
+    for sha256 in hashes:
+        with runtime.blobs.open(sha256) as handle:
             image = Image.open(io.BytesIO(handle.read()))
             image.load()
         images.append(image.convert("RGB"))
@@ -126,6 +192,8 @@ def _extract_group(
 def _store(session: Session, job: ExtractJob, result: Result) -> Outcome:
     from extractor.pipeline import review_reasons
 
+    bind_document_id(job.document_id)  # a batch's lines from here on are about this document
+    record_result(result)
     if result.error is not None:
         fail(session, job.document_id, result.error["code"], result.error["message"])
         return Outcome.FAILED

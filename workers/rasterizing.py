@@ -21,13 +21,22 @@ _STARTABLE = frozenset({S.QUEUED, S.PROCESSING})
 
 def rasterize_stored(runtime: Runtime, document_id: str) -> Outcome:
     """Rasterises the document's original file and stores its pages; a bad file fails the document
-    with the file's error code (never retried: the bytes will not get better)."""
+    with the file's error code (never retried: the bytes will not get better).
+
+    Safe to run again: a retry or a redelivery of a document whose pages an earlier delivery stored
+    (its extraction message then failed to go out, say) finds them and answers RASTERIZED at once, so
+    the caller sends the extraction; a finished document is SKIPPED."""
     from extractor.pipeline import DocumentInput, Limits, rasterize_document
 
     with runtime.sessions() as session:
         document = start_attempt(session, document_id, allowed=_STARTABLE)
         if document is None:
             return Outcome.SKIPPED
+        if document.pages:
+            # store_pages commits the page rows and the count together: a count means all pages are
+            # there. Rasterising again would only rewrite the same rows under an extraction reading them
+            log.info("document %s was rasterised by an earlier delivery", document_id)
+            return Outcome.RASTERIZED
         source = DocumentInput(
             sources=[runtime.blobs.path(document.content_sha256)],
             doc_type=document.doc_type,

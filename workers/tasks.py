@@ -12,6 +12,7 @@ from celery_batches import Batches, SimpleRequest
 
 from workers.dispatch import send_extract, send_extract_alone
 from workers.documents import fail
+from workers.microbatch import MicroBatches
 from workers.names import EXTRACT_BATCH_TASK, EXTRACT_TASK, RASTERIZE_TASK, REQUEUE_STUCK_TASK
 from workers.outcomes import Outcome
 from workers.queues import CPU_QUEUE, FALLBACK_GPU_QUEUE
@@ -31,8 +32,9 @@ RASTERIZE_LIMITS_S = (300, 330)
 EXTRACT_LIMITS_S = (900, 960)
 OOM_RETRY_DELAY_S = 5
 TRANSIENT_RETRY_DELAY_S = 10
-# a batch is run when this many extractions are in hand, or this long after the first arrived; a GPU
-# worker must prefetch at least BATCH_SIZE messages for batches to form (`bayou worker` sees to it)
+# a batch is run when this many extractions are in hand, when no more are waiting in the broker
+# (workers.microbatch), or at the latest this long after the first arrived; a GPU worker must prefetch
+# at least BATCH_SIZE messages for batches to form (`bayou worker` sees to it)
 BATCH_SIZE = 8
 BATCH_WAIT_S = 0.5
 
@@ -66,6 +68,8 @@ def rasterize_task(self: Task, document_id: str, gpu_queue: str) -> str:
 
     outcome = rasterize_stored(get_runtime(), document_id)
     if outcome is Outcome.RASTERIZED:
+        # a broker that cannot take the message raises BrokerUnavailable (transient): the task is retried,
+        # and the retry finds the pages stored and sends the extraction again
         send_extract(document_id, gpu_queue, app=self.app)
     return outcome.value
 
@@ -153,7 +157,7 @@ def register_tasks(app: Celery) -> None:
         shared=False,
         name=EXTRACT_BATCH_TASK,
         bind=True,
-        base=Batches,
+        base=MicroBatches,
         flush_every=BATCH_SIZE,
         flush_interval=BATCH_WAIT_S,
     )(extract_batch_task)

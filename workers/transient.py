@@ -8,11 +8,16 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import OperationalError as DatabaseOperationalError
 
+from workers.dispatch import BrokerUnavailable
+
 # faults of the surroundings, not of the document: retried with backoff, a bounded number of times
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     DatabaseOperationalError,
     DisconnectionError,
     BrokerOperationalError,
+    # a message the broker could not take (workers.dispatch): already a BrokerOperationalError, named
+    # here because the broker client's own errors while it reconnects are not (issue #4)
+    BrokerUnavailable,
     ConnectionError,
 )
 DEFAULT_MAX_TILES = 6  # both published checkpoints' max_dynamic_patch
