@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MODEL_ALIASES = {"h2ovl-800m": "model_800m", "h2ovl-2b": "model_2b"}
+EXTRACT_KILL_GRACE_S = 60  # between the extract task's soft time limit and the kill
 
 
 class Settings(BaseSettings):
@@ -40,6 +41,15 @@ class Settings(BaseSettings):
     # logs of `bayou serve` / `bayou worker`: `text` for a terminal, `json` (one object a line) for a pipeline
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+    # GPU workers: at most this many extractions in one batched generate; a batch that could still grow
+    # waits at most batch_wait_s for company (it runs at once when nothing more is on its way)
+    batch_size: int = Field(8, ge=1, le=256)
+    batch_wait_s: float = Field(0.5, ge=0, le=600)
+    # the extract task's soft time limit (the document fails `timeout`); the process is killed a minute later
+    extract_time_limit_s: int = Field(900, ge=10)
+    # a document untouched this long in queued or processing is sent again (a worker died with it, or the
+    # broker lost its message); must outlast the extract task's hard limit, or live work would go twice
+    stuck_after_s: float = Field(30 * 60, gt=0)
 
     @field_validator("log_level")
     @classmethod
@@ -56,6 +66,19 @@ class Settings(BaseSettings):
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'bayou.db'}"
         return self
+
+    @model_validator(mode="after")
+    def _stuck_outlasts_the_extract_limit(self) -> Settings:
+        if self.stuck_after_s <= self.extract_hard_limit_s:
+            raise ValueError(
+                f"stuck_after_s ({self.stuck_after_s:g}) must be longer than the extract task's hard time "
+                f"limit ({self.extract_hard_limit_s} s = extract_time_limit_s + {EXTRACT_KILL_GRACE_S})"
+            )
+        return self
+
+    @property
+    def extract_hard_limit_s(self) -> int:
+        return self.extract_time_limit_s + EXTRACT_KILL_GRACE_S
 
     def model_source(self, name: str) -> str:
         """A model alias (`h2ovl-800m`, `h2ovl-2b`) to its hub id or directory; anything else is a source."""

@@ -9,7 +9,7 @@ hands), Redis is killed (SIGKILL) and started again on the same port and directo
 What a restart does to messages the worker held: their acknowledgements fail ("Couldn't ack") and the
 consumer, reconnecting, drops what it had prefetched, so those messages sit in Redis's unacked set. Redis
 (kombu) gives them back only once they are older than the visibility timeout (2 h in production), and the
-stuck-document sweep re-sends their documents after STUCK_AFTER_S (30 min). Without either, such
+stuck-document sweep re-sends their documents after `stuck_after_s` (30 min). Without either, such
 documents stay queued/processing: measured here, 4 of 12. So each case shortens one of the two recovery
 paths to seconds, and shows it brings every document through with one run — the redelivered or re-sent
 message of a document that was in fact finished stores nothing (idempotent stores).

@@ -125,7 +125,7 @@ def test_a_lone_extraction_runs_without_waiting_for_the_batch_timer(
     from workers.runtime import check_schema, get_runtime
 
     # a timer that never fires within the test: only the flush on "nothing coming" can run the batch
-    monkeypatch.setattr("workers.tasks.BATCH_WAIT_S", 3600)
+    monkeypatch.setenv("BAYOU_BATCH_WAIT_S", "600")
     worker_env()
     runtime = get_runtime()
     check_schema(runtime.settings)

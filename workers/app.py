@@ -26,7 +26,6 @@ from workers.observing import connect_signals
 from workers.queues import ALL_QUEUES, CPU_QUEUE, GPU_QUEUES
 from workers.reconnect import register_reconnect_steps
 from workers.runtime import check_schema, preload_models, reset_runtime
-from workers.stuck import STUCK_AFTER_S
 from workers.tasks import register_tasks
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ def make_app(settings: Settings) -> Celery:
     prepare_embedded(settings)
     app = Celery(APP_NAME, set_as_current=False)
     app.conf.update(celery_config(settings))
-    register_tasks(app)
+    register_tasks(app, settings)
     register_callback_task(app)
     register_batch_tasks(app)
     register_reconnect_steps(app)  # celery-batches' flush timer after a broker reconnect
@@ -68,7 +67,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "requeue-stuck": {
                 "task": REQUEUE_STUCK_TASK,
                 "schedule": REQUEUE_EVERY_S,
-                "kwargs": {"older_than_s": STUCK_AFTER_S},
+                "kwargs": {"older_than_s": settings.stuck_after_s},
             }
         },
     }

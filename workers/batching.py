@@ -20,24 +20,16 @@ from storage.models import Batch, BatchStatus
 from workers.broker import waiting_messages
 from workers.dispatch import enqueue
 from workers.names import INGEST_BATCH_TASK, RESUME_BATCHES_TASK
+from workers.outcomes import INTERNAL_ERROR
 from workers.queues import CPU_QUEUE
 from workers.runtime import Runtime, get_runtime
-from workers.transient import TRANSIENT_ERRORS
+from workers.transient import RETRY_POLICY, TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
-INTERNAL_ERROR = "internal_error"
 # a walk records progress every second or so; this long without any, it is gone
 BATCH_STALLED_AFTER_S = 10 * 60
 RESUME_EVERY_S = 5 * 60
-
-_RETRY_POLICY: dict[str, Any] = {
-    "autoretry_for": TRANSIENT_ERRORS,
-    "max_retries": 5,
-    "retry_backoff": 2,
-    "retry_backoff_max": 120,
-    "retry_jitter": True,
-}
 
 
 class BatchTask(Task):
@@ -113,9 +105,9 @@ def register_batch_tasks(app: Celery) -> None:
     # no time limit: a folder may hold more than any limit would allow, and a walk that is killed
     # resumes from the start at no cost but the re-reading
     app.task(
-        shared=False, name=INGEST_BATCH_TASK, bind=True, base=BatchTask, queue=CPU_QUEUE, **_RETRY_POLICY
+        shared=False, name=INGEST_BATCH_TASK, bind=True, base=BatchTask, queue=CPU_QUEUE, **RETRY_POLICY
     )(ingest_batch_task)
-    app.task(shared=False, name=RESUME_BATCHES_TASK, bind=True, queue=CPU_QUEUE, **_RETRY_POLICY)(
+    app.task(shared=False, name=RESUME_BATCHES_TASK, bind=True, queue=CPU_QUEUE, **RETRY_POLICY)(
         resume_stalled_batches_task
     )
     # for deployments that run `celery -A workers.app beat`; the embedded worker sweeps by itself

@@ -14,8 +14,7 @@ from celery.worker import WorkController
 from workers.batching import resume_stalled_batches
 from workers.broker import prune_embedded_broker
 from workers.runtime import check_schema, get_runtime
-from workers.stuck import STUCK_AFTER_S, requeue_stuck
-from workers.tasks import BATCH_SIZE
+from workers.stuck import requeue_stuck
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ def start_worker_thread(
     app: Celery | None = None,
     *,
     sweep_every_s: float = SWEEP_EVERY_S,
-    stuck_after_s: float = STUCK_AFTER_S,
+    stuck_after_s: float | None = None,
 ) -> EmbeddedWorker:
     """Starts a worker on every queue in a daemon thread and returns at once (it starts consuming
     within a second or two). Stop it with `.stop()`."""
@@ -51,7 +50,8 @@ def start_worker_thread(
         from workers.app import get_app
 
         app = get_app()
-    check_schema(get_runtime().settings)
+    settings = get_runtime().settings
+    check_schema(settings)
     app.finalize()
     controller = WorkController(
         app=app,
@@ -59,7 +59,7 @@ def start_worker_thread(
         concurrency=1,
         # the only worker there is: holding a batch's worth of messages keeps no one else waiting, and
         # lets extractions form batches
-        prefetch_multiplier=BATCH_SIZE,
+        prefetch_multiplier=settings.batch_size,
         without_heartbeat=True,
         without_mingle=True,
         without_gossip=True,
@@ -68,7 +68,10 @@ def start_worker_thread(
     thread = threading.Thread(target=_run, args=(app, controller), name="bayou-worker", daemon=True)
     stopping = threading.Event()
     sweeper = threading.Thread(
-        target=_sweep, args=(app, stopping, sweep_every_s, stuck_after_s), name="bayou-requeue", daemon=True
+        target=_sweep,
+        args=(app, stopping, sweep_every_s, stuck_after_s or settings.stuck_after_s),
+        name="bayou-requeue",
+        daemon=True,
     )
     worker = EmbeddedWorker(controller, thread, sweeper, stopping)
     thread.start()

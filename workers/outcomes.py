@@ -8,6 +8,7 @@ import enum
 # kills its worker each time (and is redelivered each time) cannot loop forever
 MAX_ATTEMPTS = 8
 TOO_MANY_ATTEMPTS = "too_many_attempts"
+INTERNAL_ERROR = "internal_error"  # a fault in bayou, not in the document: its message names the exception
 
 
 class Outcome(enum.StrEnum):

@@ -22,21 +22,17 @@ from workers.runtime import Runtime, get_runtime
 log = logging.getLogger(__name__)
 
 S = DocumentStatus
-# longer than the extract task's hard time limit, so a document still being worked on is left alone
-STUCK_AFTER_S = 30 * 60
-
-
 def requeue_stuck(
-    *, older_than_s: float = STUCK_AFTER_S, app: Celery | None = None, runtime: Runtime | None = None
+    *, older_than_s: float | None = None, app: Celery | None = None, runtime: Runtime | None = None
 ) -> list[str]:
-    """Re-sends every document untouched in queued or processing for `older_than_s` whose next queue
-    is empty; returns their ids."""
+    """Re-sends every document untouched in queued or processing for `older_than_s` (default: the
+    `stuck_after_s` setting) whose next queue is empty; returns their ids."""
     if app is None:
         from workers.app import get_app
 
         app = get_app()
     runtime = runtime or get_runtime()
-    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    cutoff = utcnow() - timedelta(seconds=older_than_s or runtime.settings.stuck_after_s)
     backlog: dict[str, int] = {}
     resent = []
     with runtime.sessions() as session:

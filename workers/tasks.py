@@ -10,42 +10,31 @@ from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery_batches import Batches, SimpleRequest
 
+from bayou.settings import Settings
 from workers.dispatch import send_extract, send_extract_alone
 from workers.documents import fail
 from workers.microbatch import MicroBatches
 from workers.names import EXTRACT_BATCH_TASK, EXTRACT_TASK, RASTERIZE_TASK, REQUEUE_STUCK_TASK
-from workers.outcomes import Outcome
+from workers.outcomes import INTERNAL_ERROR, Outcome
 from workers.queues import CPU_QUEUE, FALLBACK_GPU_QUEUE
 from workers.runtime import get_runtime
-from workers.stuck import STUCK_AFTER_S, requeue_stuck
-from workers.transient import TRANSIENT_ERRORS, fewer_tiles, free_gpu_memory, is_out_of_memory
+from workers.stuck import requeue_stuck
+from workers.transient import RETRY_POLICY, TRANSIENT_ERRORS, fewer_tiles, free_gpu_memory, is_out_of_memory
 
 log = logging.getLogger(__name__)
 
 OUT_OF_MEMORY = "out_of_memory"
 TIMED_OUT = "timeout"
-INTERNAL_ERROR = "internal_error"
 
 # soft: the task is told and fails the document; hard: the process is killed and the document is
-# left to requeue_stuck (STUCK_AFTER_S is longer than any of these)
+# left to requeue_stuck (Settings.stuck_after_s is longer than any of these). The extract task's limits
+# are settings (a slow GPU, a large batch); rasterising has no such knob
 RASTERIZE_LIMITS_S = (300, 330)
-EXTRACT_LIMITS_S = (900, 960)
 OOM_RETRY_DELAY_S = 5
 TRANSIENT_RETRY_DELAY_S = 10
-# a batch is run when this many extractions are in hand, when no more are waiting in the broker
-# (workers.microbatch), or at the latest this long after the first arrived; a GPU worker must prefetch
-# at least BATCH_SIZE messages for batches to form (`bayou worker` sees to it)
-BATCH_SIZE = 8
-BATCH_WAIT_S = 0.5
-
-_RETRY_POLICY: dict[str, Any] = {
-    "autoretry_for": TRANSIENT_ERRORS,
-    "max_retries": 5,
-    "retry_backoff": 2,
-    "retry_backoff_max": 120,
-    "retry_jitter": True,
-}
-
+# A batch is run when Settings.batch_size extractions are in hand, when no more are waiting in the
+# broker (workers.microbatch), or at the latest Settings.batch_wait_s after the first arrived; a GPU
+# worker must prefetch at least batch_size messages for batches to form (`bayou worker` sees to it).
 
 class DocumentTask(Task):
     """A task whose first argument is a document id. A failure that is not transient fails the document
@@ -133,16 +122,16 @@ def _hand_over(self: Batches, requests: list[SimpleRequest], error: Exception) -
         send_extract_alone(request.args[0], queue, app=self.app, **options)
 
 
-def requeue_stuck_task(self: Task, older_than_s: float = STUCK_AFTER_S) -> list[str]:
+def requeue_stuck_task(self: Task, older_than_s: float | None = None) -> list[str]:
     return requeue_stuck(older_than_s=older_than_s, app=self.app)
 
 
-def register_tasks(app: Celery) -> None:
+def register_tasks(app: Celery, settings: Settings) -> None:
     # shared=False: Celery would otherwise also give these tasks to every app made later, the default
     # app included, and a task bound to that one sends its follow-up messages to no broker at all
     for name, function, (soft, hard) in (
         (RASTERIZE_TASK, rasterize_task, RASTERIZE_LIMITS_S),
-        (EXTRACT_TASK, extract_task, EXTRACT_LIMITS_S),
+        (EXTRACT_TASK, extract_task, (settings.extract_time_limit_s, settings.extract_hard_limit_s)),
     ):
         app.task(
             shared=False,
@@ -151,16 +140,16 @@ def register_tasks(app: Celery) -> None:
             base=DocumentTask,
             soft_time_limit=soft,
             time_limit=hard,
-            **_RETRY_POLICY,
+            **RETRY_POLICY,
         )(function)
     app.task(
         shared=False,
         name=EXTRACT_BATCH_TASK,
         bind=True,
         base=MicroBatches,
-        flush_every=BATCH_SIZE,
-        flush_interval=BATCH_WAIT_S,
+        flush_every=settings.batch_size,
+        flush_interval=settings.batch_wait_s,
     )(extract_batch_task)
-    app.task(name=REQUEUE_STUCK_TASK, shared=False, bind=True, queue=CPU_QUEUE, **_RETRY_POLICY)(
+    app.task(name=REQUEUE_STUCK_TASK, shared=False, bind=True, queue=CPU_QUEUE, **RETRY_POLICY)(
         requeue_stuck_task
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from sqlalchemy.exc import DisconnectionError
@@ -20,6 +21,14 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     BrokerUnavailable,
     ConnectionError,
 )
+# how a task retries a transient failure: bounded, with growing, jittered delays (no retry storm)
+RETRY_POLICY: dict[str, Any] = {
+    "autoretry_for": TRANSIENT_ERRORS,
+    "max_retries": 5,
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "retry_jitter": True,
+}
 DEFAULT_MAX_TILES = 6  # both published checkpoints' max_dynamic_patch
 
 

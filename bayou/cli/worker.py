@@ -47,20 +47,19 @@ def worker(
     loglevel = loglevel or get_runtime().settings.log_level
     argv = ["worker", f"--queues={','.join(selected)}", f"--loglevel={loglevel}"]
     argv.append(f"--concurrency={concurrency or _default_concurrency(selected)}")
-    argv += _batching(selected)
+    argv += _batching(selected, get_runtime().settings.batch_size)
     get_app().worker_main(argv)
 
 
-def _batching(queues: list[str]) -> list[str]:
+def _batching(queues: list[str], batch_size: int) -> list[str]:
     from workers.queues import CPU_QUEUE
-    from workers.tasks import BATCH_SIZE
 
     # extractions are batched only from the messages a worker holds, so a GPU-only worker takes a batch's
     # worth at once (unacknowledged until done, so a crash loses none); with `cpu` too it would also
     # hoard rasterisations that other workers could run
     if CPU_QUEUE in queues:
         return []
-    return [f"--prefetch-multiplier={BATCH_SIZE}"]
+    return [f"--prefetch-multiplier={batch_size}"]
 
 
 def _default_concurrency(queues: list[str]) -> int:
