@@ -5,7 +5,9 @@ embedded broker never redelivers a message whose worker died with it."""
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+import traceback
 from dataclasses import dataclass, field
 
 from celery import Celery
@@ -35,7 +37,15 @@ class EmbeddedWorker:
         self.thread.join(timeout)
         self.sweeper.join(timeout)
         if self.thread.is_alive():
-            log.warning("the embedded worker did not stop within %.0f s", timeout)
+            log.warning(
+                "the embedded worker did not stop within %.0f s; it is at:\n%s", timeout, _stack(self.thread)
+            )
+
+
+def _stack(thread: threading.Thread) -> str:
+    # where a thread that will not stop is stuck: what an operator (or a bug report) needs
+    frame = sys._current_frames().get(thread.ident or -1)
+    return "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)"
 
 
 def start_worker_thread(
