@@ -132,6 +132,10 @@ class StderrHandler(logging.StreamHandler):
         pass
 
 
+# libraries whose INFO lines say nothing an operator needs (alembic lists its plugins at every start)
+QUIET_LOGGERS = ("alembic.runtime.plugins",)
+
+
 def make_handler(log_format: LogFormat, stream: Any = None) -> logging.Handler:
     handler = logging.StreamHandler(stream) if stream is not None else StderrHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
@@ -150,6 +154,8 @@ def configure_logging(log_format: LogFormat = "text", level: str | int = "INFO")
     handler = make_handler(log_format)
     root.addHandler(handler)
     root.setLevel(_level(level))
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, _level(level)))
     return handler
 
 

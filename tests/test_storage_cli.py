@@ -57,3 +57,19 @@ def test_db_upgrade_of_an_unreachable_database_exits_2(monkeypatch: pytest.Monke
     assert result.exit_code == 2
     assert "error: database" in result.stderr
     assert "secret" not in result.output
+
+
+def test_settings_that_do_not_validate_are_a_configuration_error_with_exit_2(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BAYOU_DATA_DIR": str(tmp_path), "BAYOU_STUCK_AFTER_S": "5"}
+    env.pop("BAYOU_DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "bayou.cli", "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert "error: invalid settings: stuck_after_s (5) must be longer" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert not (tmp_path / "bayou.db").exists()  # nothing was done with settings that are wrong

@@ -25,6 +25,35 @@ def _assemble() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    from pydantic import ValidationError
+
+    _configure_logging()
     _assemble()
-    app()
+    try:
+        app()
+    except ValidationError as exc:  # settings from the environment or .env that do not validate
+        problems = "; ".join(_problem(error) for error in exc.errors())
+        typer.echo(f"error: invalid settings: {problems}", err=True)
+        sys.exit(2)
+
+
+def _configure_logging() -> None:
+    """Every command logs to stderr in BAYOU_LOG_FORMAT (stdout is for results)."""
+    from pydantic import ValidationError
+
+    from bayou.logs import configure_logging
+    from bayou.settings import get_settings
+
+    try:
+        settings = get_settings()
+    except ValidationError:
+        # the command that needs the settings reports what is wrong with them; logging still works
+        configure_logging("text", logging.INFO)
+        return
+    configure_logging(settings.log_format, settings.log_level)
+
+
+def _problem(error: dict) -> str:
+    where = ".".join(map(str, error["loc"]))
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
