@@ -51,12 +51,21 @@ def _make_sqlite_engine(url: str | URL, **kwargs: Any) -> Engine:
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    set_pragmas(
+        dbapi_connection,
+        # WAL: readers (API) do not block the writer (worker) and vice versa
+        journal_mode="WAL",
+        # SQLite ignores foreign keys (and ON DELETE CASCADE) unless asked, per connection
+        foreign_keys="ON",
+        busy_timeout=SQLITE_BUSY_TIMEOUT_MS,
+    )
+
+
+def set_pragmas(dbapi_connection: Any, **pragmas: str | int) -> None:
+    """Sets SQLite PRAGMAs on a new DB-API connection (they hold per connection, not per file)."""
     cursor = dbapi_connection.cursor()
     try:
-        # WAL: readers (API) do not block the writer (worker) and vice versa
-        cursor.execute("PRAGMA journal_mode=WAL")
-        # SQLite ignores foreign keys (and ON DELETE CASCADE) unless asked, per connection
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        for name, value in pragmas.items():
+            cursor.execute(f"PRAGMA {name}={value}")
     finally:
         cursor.close()

@@ -31,6 +31,8 @@ from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy import Engine, create_engine, event, make_url
 
+from storage.db import set_pragmas
+
 # the URL prefix that selects this transport (`<ALIAS>+sqlite:///...`); kombu takes a URL's transport
 # only by alias, never by import path
 ALIAS = "bayousqlite"
@@ -60,13 +62,9 @@ _live_lock = threading.Lock()
 def configure_connection(dbapi_connection: Any, _record: Any = None) -> None:
     """Per connection: WAL (a publish appends to the log and does not block readers), NORMAL sync
     (no fsync per commit; safe from corruption in WAL mode), and a writer waits for another's lock."""
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_LOCK_TIMEOUT_S * 1000}")
-    finally:
-        cursor.close()
+    set_pragmas(
+        dbapi_connection, journal_mode="WAL", synchronous="NORMAL", busy_timeout=SQLITE_LOCK_TIMEOUT_S * 1000
+    )
 
 
 def _wake_all() -> None:
