@@ -229,15 +229,22 @@ def _page_hashes(session: Session, document_id: str) -> list[str]:
 
 
 def store_pages(
-    session: Session, blobs: BlobStore, document_id: str, images: Sequence[PageImage]
+    session: Session,
+    blobs: BlobStore,
+    document_id: str,
+    images: Sequence[PageImage],
+    *,
+    rasterize_ms: float | None = None,
 ) -> list[Page]:
-    """The rasterised pages (numbered from 1), replacing any from an earlier attempt, and the page count."""
+    """The rasterised pages (numbered from 1), replacing any from an earlier attempt, the page count and
+    how long rasterising took."""
     with ExitStack() as stack:
         staged = [stack.enter_context(blobs.stage(io.BytesIO(image.data))) for image in images]
         new_hashes = [blob.sha256 for blob in staged]
         try:
             with blobs.lock_many(new_hashes):
                 rows, old_hashes = _replace_page_rows(session, document_id, images, staged)
+                get_document(session, document_id).rasterize_ms = rasterize_ms
                 session.commit()
         except BaseException:
             session.rollback()

@@ -124,6 +124,8 @@ class Document(Base):
     model_key: Mapped[str] = mapped_column(String(512), default="")
     status: Mapped[str] = mapped_column(String(16), default=DocumentStatus.QUEUED.value)
     pages: Mapped[int | None]
+    # how long rasterising took (a CPU task of its own): reported in the run's timings beside the GPU stages
+    rasterize_ms: Mapped[float | None] = mapped_column(Float)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     callback_url: Mapped[str | None] = mapped_column(Text)

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from celery.signals import task_postrun
 from PIL import Image
+from sqlalchemy import select
 
 from storage.documents import get_document_fresh
-from storage.models import Document, DocumentStatus
+from storage.models import Document, DocumentStatus, ExtractionRun
 from tests.conftest import WorkerDocuments
 from workers import dispatch
 from workers.broker import waiting_messages
@@ -105,6 +106,11 @@ def test_embedded_worker_takes_a_document_from_queued_to_finished_with_one_run(
     assert document.pages == 1
     assert document.error_code is None
     assert _runs(embedded_worker, document_id) == 1
+    # the run's timings cover the CPU stage too, though it ran in another task
+    with embedded_worker.sessions() as session:
+        timings = session.scalars(select(ExtractionRun.timings_ms).where(ExtractionRun.document_id == document_id)).one()
+    assert 0 < timings["rasterize"] == document.rasterize_ms
+    assert timings["total"] >= timings["rasterize"] + timings["generate"] - 0.01
 
 
 def test_a_poison_document_fails_with_its_code_and_is_not_retried(embedded_worker: Runtime) -> None:

@@ -157,7 +157,10 @@ def _prepare(
         return Outcome.FAILED
     source = DocumentInput(sources=[], doc_type=document.doc_type, name=document.filename)
     return _Ready(
-        index, job, model_name(document.model, document.doc_type), Rasterized(source, images=images)
+        index,
+        job,
+        model_name(document.model, document.doc_type),
+        Rasterized(source, images=images, ms=document.rasterize_ms or 0.0),
     )
 
 

@@ -50,7 +50,8 @@ def rasterize_stored(runtime: Runtime, document_id: str) -> Outcome:
             log.info("document %s failed to rasterise: %s", document_id, rasterized.error.code)
             fail(session, document_id, rasterized.error.code, rasterized.error.message)
             return Outcome.FAILED
-        store_pages(session, runtime.blobs, document_id, [_png(image) for image in rasterized.images])
+        pages = [_png(image) for image in rasterized.images]
+        store_pages(session, runtime.blobs, document_id, pages, rasterize_ms=rasterized.ms)
     return Outcome.RASTERIZED
 
 
