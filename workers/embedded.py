@@ -79,7 +79,7 @@ def start_worker_thread(
     stopping = threading.Event()
     sweeper = threading.Thread(
         target=_sweep,
-        args=(app, stopping, sweep_every_s, stuck_after_s or settings.stuck_after_s),
+        args=(app, stopping, sweep_every_s, settings.stuck_after_s if stuck_after_s is None else stuck_after_s),
         name="bayou-requeue",
         daemon=True,
     )

@@ -32,7 +32,9 @@ def requeue_stuck(
 
         app = get_app()
     runtime = runtime or get_runtime()
-    cutoff = utcnow() - timedelta(seconds=older_than_s or runtime.settings.stuck_after_s)
+    if older_than_s is None:
+        older_than_s = runtime.settings.stuck_after_s
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
     backlog: dict[str, int] = {}
     resent = []
     with runtime.sessions() as session:
