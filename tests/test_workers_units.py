@@ -538,3 +538,30 @@ def test_a_batcher_with_nothing_in_hand_gets_no_timer_at_a_reconnect(
     RearmBatchFlushTimers(parent=None).start(SimpleNamespace(app=app, timer=timer))
 
     assert len(timer) == 0
+
+
+# --- stopping the embedded worker ---
+
+
+@pytest.mark.parametrize("broker", ["embedded", "redis"])
+def test_the_embedded_worker_stops_in_its_own_thread_without_errors(
+    broker: str, worker_env: Callable[..., dict[str, str]], request: pytest.FixtureRequest, caplog
+) -> None:
+    import logging
+    import time
+
+    from celery.worker import state as worker_state
+
+    from workers.embedded import start_worker_thread
+
+    worker_env(broker_url=request.getfixturevalue("redis_broker_url") if broker == "redis" else "")
+    check_schema(get_runtime().settings)
+    for _ in range(3):  # the race it avoids (a connection closed under the reading thread) was intermittent
+        worker = start_worker_thread(sweep_every_s=3600)
+        time.sleep(1.0)  # consuming: waiting on the broker
+        with caplog.at_level(logging.WARNING):
+            worker.stop(timeout=20)
+        assert not worker.thread.is_alive()
+        assert worker_state.should_stop is None  # the next worker of this process must not stop at once
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or "did not stop" in r.getMessage()]
+    assert errors == []

@@ -11,11 +11,14 @@ import traceback
 from dataclasses import dataclass, field
 
 from celery import Celery
+from celery.platforms import EX_OK
 from celery.worker import WorkController
+from celery.worker import state as worker_state
 
 from workers.batching import resume_stalled_batches
 from workers.broker import prune_embedded_broker
 from workers.runtime import check_schema, get_runtime
+from workers.sqlite_broker import interrupt_waits
 from workers.stuck import requeue_stuck
 
 log = logging.getLogger(__name__)
@@ -33,8 +36,15 @@ class EmbeddedWorker:
     def stop(self, timeout: float = 30.0) -> None:
         """Stops after the task in hand (its message is given back to the broker if it does not end)."""
         self.stopping.set()
-        self.controller.stop(in_sighandler=False)
-        self.thread.join(timeout)
+        # the flag a SIGTERM would set: the worker's event loop sees it at its next turn and shuts down
+        # in its own thread. Stopping it from this thread instead closes its broker connection under it
+        # while it reads (with Redis: "I/O operation on closed file", and sometimes a hang)
+        worker_state.should_stop = EX_OK
+        interrupt_waits()  # the embedded broker's consumer would otherwise see the flag after its wait
+        try:
+            self.thread.join(timeout)
+        finally:
+            worker_state.should_stop = None  # the process may start another worker later (tests do)
         self.sweeper.join(timeout)
         if self.thread.is_alive():
             log.warning(

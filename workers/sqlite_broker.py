@@ -38,6 +38,7 @@ from storage.db import set_pragmas
 ALIAS = "bayousqlite"
 POLLING_INTERVAL_S = 1.0
 CHANGE_CHECK_S = 0.005
+INTERRUPT_S = 5.0
 SQLITE_LOCK_TIMEOUT_S = 30
 # transport options that are no create_engine arguments: kombu's own channel drops its own, and would hand
 # `polling_interval` on to create_engine, which refuses it
@@ -68,10 +69,23 @@ def configure_connection(dbapi_connection: Any, _record: Any = None) -> None:
 
 
 def _wake_all() -> None:
-    with _live_lock:
-        transports = list(_live)
-    for transport in transports:
+    for transport in _transports():
         transport.wake.set()
+
+
+def interrupt_waits(for_s: float = INTERRUPT_S) -> None:
+    """For the next `for_s` seconds every consumer of this process returns from its waits at once, as on
+    a timeout, so that its loop looks at its flags: how a stop reaches a worker whose queues are quiet.
+    A window, not one wake-up: Celery's loop drains once more after it has seen the stop flag."""
+    until = monotonic() + for_s
+    for transport in _transports():
+        transport.interrupted_until = until
+        transport.wake.set()
+
+
+def _transports() -> list[Transport]:
+    with _live_lock:
+        return list(_live)
 
 
 class Channel(kombu_sqlalchemy.Channel):
@@ -104,6 +118,7 @@ class Transport(kombu_sqlalchemy.Transport):
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self.wake = threading.Event()
+        self.interrupted_until = 0.0
         # kept here: kombu drops `client` when the connection closes, maybe while a consumer waits
         self._database = make_url(client.hostname).database
         self._watcher: sqlite3.Connection | None = None
@@ -115,6 +130,8 @@ class Transport(kombu_sqlalchemy.Transport):
         """kombu's loop, with `_wait_for_change` where it sleeps `polling_interval`."""
         started = monotonic()
         while True:
+            if monotonic() < self.interrupted_until:
+                raise TimeoutError()
             self.wake.clear()
             seen = self._data_version()  # before the poll: a commit during it is not missed
             try:
