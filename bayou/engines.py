@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from functools import lru_cache
 
-from bayou.settings import MODEL_ALIASES, Settings, get_settings
+from bayou.settings import Settings, get_settings
 
 _lock = threading.Lock()
 
@@ -14,12 +14,6 @@ def model_name(requested: str | None, doc_type: str, settings: Settings | None =
     """The model alias or directory a document goes to: the one asked for, else the type's default."""
     settings = settings or get_settings()
     return requested or settings.default_models.get(doc_type, "h2ovl-2b")
-
-
-def is_known_model(name: str) -> bool:
-    from pathlib import Path
-
-    return name in MODEL_ALIASES or Path(name).is_dir()
 
 
 def get_engine(name: str, settings: Settings | None = None):

@@ -39,10 +39,6 @@ def bind_task_id(task_id: str | None) -> None:
     _task_id.set(task_id)
 
 
-def bind_request_id(request_id: str | None) -> None:
-    _request_id.set(request_id)
-
-
 def clear_context() -> None:
     for variable in _VARIABLES.values():
         variable.set(None)

@@ -47,9 +47,6 @@ class SettleTracker:
                 if current is not None:
                     self._pending[path] = _Sighting(current, self._monotonic())
 
-    def forget(self, path: Path) -> None:
-        self._pending.pop(path, None)
-
     def take_settled(self) -> list[tuple[Path, FileStat]]:
         """The tracked files that have settled, with their stat; they are no longer tracked. Files that
         vanished are dropped; files that changed start their wait again."""

@@ -76,11 +76,6 @@ def to_cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def text_width(draw: ImageDraw.ImageDraw, text: str, face: Font) -> int:
-    left, _, right, _ = draw.textbbox((0, 0), text, font=face)
-    return int(right - left)
-
-
 def draw_slanted_text(
     canvas: Image.Image,
     xy: tuple[int, int],
