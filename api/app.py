@@ -19,7 +19,7 @@ from api.metrics import Metrics
 from api.ratelimit import RateLimit, TokenBuckets
 from api.review import routes as review_routes
 from api.routes import batches, documents, health
-from api.uploads import MIB
+from bayou.intake import MIB
 from bayou.settings import Settings, get_settings
 from storage.blobs import BlobStore
 from storage.db import make_engine, make_session_factory

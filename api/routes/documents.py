@@ -12,15 +12,16 @@ from sqlalchemy import select
 
 from api import reviewing
 from api.deps import BlobsDep, CurrentKey, SessionDep, State, actor
-from api.errors import ApiError
+from api.errors import ApiError, refusal
 from api.export import csv_chunks, jsonl_lines
 from api.queueing import enqueue_safely
 from api.schemas import DocumentList, DocumentOut, ReviewIn, error_responses
 from api.serialize import document_json, preload
-from api.uploads import Limits, inspect, store_upload
 from bayou.engines import model_name
+from bayou.intake import Limits, inspect, store_file
 from bayou.logs import bind_document_id
 from bayou.settings import MODEL_ALIASES
+from extractor.errors import InputError
 from extractor.schemas import available_types
 from storage.documents import (
     DEFAULT_PAGE_SIZE,
@@ -99,7 +100,7 @@ def upload_document(
         media_type = inspect(file.file, limits)
         # stored under the model that will serve it, so an upload naming the default model and one
         # naming none are the same document
-        document, created = store_upload(
+        document, created = store_file(
             session,
             blobs,
             source=file.file,
@@ -110,10 +111,10 @@ def upload_document(
             limits=limits,
             callback_url=callback_url,
         )
-    except ApiError as exc:
+    except InputError as exc:
         state.metrics.uploads.labels(exc.code).inc()
         log.info("upload refused (%s) for key %s", exc.code, key.name)
-        raise
+        raise refusal(exc) from exc
     state.metrics.uploads.labels("created" if created else "duplicate").inc()
     bind_document_id(document.id)
     if created:
