@@ -29,6 +29,9 @@ def sqlite_path(url: str | URL) -> Path | None:
 
 
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+    # a failed statement's error names the statement, never its values: those are documents' fields and
+    # file names (personal data, for a driver's licence), and such errors reach logs and error messages
+    kwargs.setdefault("hide_parameters", True)
     if is_sqlite(url):
         return _make_sqlite_engine(url, **kwargs)
     # pre-ping: a pooled connection may have been cut by a PostgreSQL restart or an idle timeout

@@ -444,3 +444,19 @@ def test_audit_detail_takes_names_not_nested_values(db_session: Session) -> None
             db_session, actor="a", action="review.approve", detail={"data": {"family_name": "Doe"}}
         )
     assert _count(db_session, AuditEntry) == 1
+
+
+def test_a_failed_statement_names_no_stored_values(any_db_url: str) -> None:
+    # errors reach logs and a document's error message; the values may be a licence holder's data
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.db import make_engine
+
+    engine = make_engine(any_db_url)
+    try:
+        with engine.begin() as connection, pytest.raises(SQLAlchemyError) as caught:
+            connection.execute(text("INSERT INTO no_such_table (name) VALUES (:name)"), {"name": "JANE Q DOE"})
+    finally:
+        engine.dispose()
+    assert "JANE Q DOE" not in str(caught.value)
