@@ -91,7 +91,7 @@ def create_document(
     """Stores the upload's bytes, then its row. The same bytes, doc_type and model again give the
     existing document and `created` False."""
     with blobs.stage(stream_or_path, max_bytes=max_bytes) as staged:
-        existing = _find_duplicate(session, staged.sha256, doc_type, model)
+        existing = find_duplicate(session, staged.sha256, doc_type, model)
         if existing is not None:
             return existing, False
         row = Document(
@@ -122,7 +122,7 @@ def _place_blob_and_insert(
     except IntegrityError:
         session.rollback()
         # a concurrent upload of the same content won the unique constraint: it is the document
-        existing = _find_duplicate(session, row.content_sha256, row.doc_type, row.model)
+        existing = find_duplicate(session, row.content_sha256, row.doc_type, row.model)
         if existing is not None:
             return existing, False
         discard_if_unreferenced(session, blobs, [row.content_sha256])
@@ -133,7 +133,7 @@ def _place_blob_and_insert(
         raise
 
 
-def _find_duplicate(session: Session, sha256: str, doc_type: str, model: str | None) -> Document | None:
+def find_duplicate(session: Session, sha256: str, doc_type: str, model: str | None) -> Document | None:
     return session.scalar(
         select(Document).where(
             Document.content_sha256 == sha256,

@@ -75,3 +75,27 @@ def test_intake_and_ingest_do_not_import_the_web_package():
         "assert not web, web\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_file_that_cannot_be_read_is_refused_as_unreadable_without_its_name(db_session, blob_store, tmp_path):
+    missing = tmp_path / "JANE-DOE-licence.png"  # gone between the folder listing and the read
+    with pytest.raises(InputError) as refused:
+        take_file(db_session, blob_store, missing, doc_type="drivers_license", model=None, limits=LIMITS)
+    assert refused.value.code == "unreadable"
+    assert "JANE" not in refused.value.message
+
+
+def test_a_store_that_cannot_write_is_not_the_files_fault(db_session, blob_store, make_png, tmp_path, monkeypatch):
+    import errno
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(blob_store, "stage", disk_full)
+    path = tmp_path / "fine.png"
+    path.write_bytes(make_png(3))
+    # an OSError, not a refusal: a batch walk fails (and is resumed) instead of counting every file refused
+    with pytest.raises(OSError) as caught:
+        take_file(db_session, blob_store, path, doc_type="receipt", model=None, limits=LIMITS)
+    assert not isinstance(caught.value, InputError) and caught.value.errno == errno.ENOSPC
+    assert db_session.scalar(select(func.count()).select_from(Document)) == 0

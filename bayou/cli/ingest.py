@@ -77,6 +77,9 @@ def ingest(
     except SQLAlchemyError as exc:
         # the driver's own message names the problem (host, auth, database) without the URL
         _fail(f"database: {getattr(exc, 'orig', None) or exc}")
+    except OSError as exc:
+        # the files' own read errors are refusals (`unreadable`); this is the data directory's
+        _fail(f"cannot store in {settings.data_dir}: {exc.strerror or exc}; files taken so far stay recorded")
     typer.echo(report.tally.summary())
     raise typer.Exit(_exit_code(report, keep_watching))
 

@@ -16,7 +16,6 @@ from storage.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 
-UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True)
@@ -51,10 +50,6 @@ class Recorder:
             outcome, code = self._store(path)
         except InputError as exc:
             outcome, code = Outcome.REFUSED, exc.code
-        except OSError as exc:
-            # gone, or not ours to read; file names can be personal, so the log gets the error type only
-            log.info("file unreadable (%s)", type(exc).__name__)
-            outcome, code = Outcome.REFUSED, UNREADABLE
         finally:
             # between files the session holds nothing: no open read transaction (which would keep
             # SQLite's WAL from being checkpointed during a long watch) and no rows piling up

@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 # enqueue(document_id, *, model, doc_type), as `workers.enqueue`
 Enqueue = Callable[..., None]
 
-UNREADABLE = "unreadable"
 NO_ROOT = "no_root"
 # progress reaches the row at most this often (and at the end): often enough for a client polling it,
 # seldom enough not to double the writes of a folder of small files
@@ -134,10 +133,6 @@ def _take(
         # file names can be personal (a licence holder's name): the log gets codes only
         log.info("batch %s: file refused (%s)", batch_id, exc.code)
         tally.refused[exc.code] += 1
-        return
-    except OSError as exc:
-        log.info("batch %s: file unreadable (%s)", batch_id, type(exc).__name__)
-        tally.refused[UNREADABLE] += 1
         return
     finally:
         # between files the session holds nothing: no read transaction keeping SQLite's WAL growing

@@ -12,11 +12,13 @@ from sqlalchemy.orm import Session
 
 from bayou.intake.inspection import inspect
 from bayou.intake.limits import Limits, check_size, too_large
+from extractor.errors import InputError
 from storage.blobs import BlobStore
-from storage.documents import _find_duplicate as find_duplicate
-from storage.documents import create_document
+from storage.documents import create_document, find_duplicate
 from storage.errors import BlobTooLarge
 from storage.models import Document
+
+UNREADABLE = "unreadable"
 
 
 class Taken(NamedTuple):
@@ -69,14 +71,26 @@ def take_file(
     batch_id: str | None = None,
 ) -> Taken:
     """A file on disk in: refused by its size before it is read, known by its hash if recorded before,
-    else inspected and stored. Raises InputError (refused) or OSError (gone, not readable)."""
-    with path.open("rb") as stream:
-        check_size(os.fstat(stream.fileno()).st_size, limits)
-        # a re-run (or a resumed batch) meets mostly recorded content: the hash spares staging a copy
-        existing = find_duplicate(session, hashlib.file_digest(stream, "sha256").hexdigest(), doc_type, model)
+    else inspected and stored. Raises InputError (refused; `unreadable` when the file is gone or not
+    ours to read); an OSError is the store's own (a full or read-only data directory), not the file's."""
+    try:
+        stream = path.open("rb")
+    except OSError as exc:
+        raise unreadable(exc) from exc
+    with stream:
+        try:
+            check_size(os.fstat(stream.fileno()).st_size, limits)
+            # a re-run (or a resumed batch) meets mostly recorded content: the hash spares staging a copy
+            digest = hashlib.file_digest(stream, "sha256").hexdigest()
+        except OSError as exc:
+            raise unreadable(exc) from exc
+        existing = find_duplicate(session, digest, doc_type, model)
         if existing is not None:
             return Taken(existing, False)
-        media_type = inspect(stream, limits)
+        try:
+            media_type = inspect(stream, limits)
+        except OSError as exc:
+            raise unreadable(exc) from exc
         return store_file(
             session,
             blobs,
@@ -88,3 +102,8 @@ def take_file(
             limits=limits,
             batch_id=batch_id,
         )
+
+
+def unreadable(error: OSError) -> InputError:
+    # the file name can be personal: the message names the kind of failure only
+    return InputError(f"the file could not be read ({type(error).__name__})", code=UNREADABLE)
