@@ -3,8 +3,8 @@ row as the walk goes, `done` at the end.
 
 A walk can be cut short (its worker killed) and run again from the start: the content dedupe makes
 re-taking a file harmless, and the counts are rebuilt from nothing. A document this batch created in an
-earlier, interrupted walk counts as created (and is sent again if still queued, in case its message
-went down with the worker); met a second time in the same walk, it is a duplicate.
+earlier, interrupted walk counts as created (it is not sent again: if its message went down with the
+worker, the stuck-document sweep re-sends it); met a second time in the same walk, it is a duplicate.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from bayou.settings import Settings
 from extractor.errors import InputError
 from storage.blobs import BlobStore
 from storage.columns import utcnow
-from storage.models import Batch, BatchStatus, DocumentStatus
+from storage.models import Batch, BatchStatus
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,9 @@ def _take(
     if _is_new(taken, batch_id, tally):
         tally.created += 1
         tally.seen.add(taken.document.id)
-        if taken.created or taken.document.status == DocumentStatus.QUEUED:
+        if taken.created:
+            # one from an interrupted walk is not sent again: its message may still be queued (two would
+            # run the model twice), and the stuck-document sweep re-sends it if not
             _send(job, taken)
     else:
         tally.duplicates += 1
