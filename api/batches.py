@@ -20,6 +20,7 @@ from bayou.intake.batches import BatchJob, run_batch
 from storage.errors import NotFound
 from storage.ids import new_id
 from storage.models import Batch, BatchStatus, Document
+from workers.batching import send_ingest_batch
 from workers.dispatch import enqueue as workers_enqueue
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,6 @@ def record_batch(session: Session, *, root: Path, folder: str, doc_type: str, re
 def start_in_workers(batch_id: str) -> None:
     """Sends the batch's walk to a cpu worker. A failure to send leaves the batch running, where the
     workers' sweep of stalled batches starts it later, rather than failing the request."""
-    try:
-        from workers.batching import send_ingest_batch
-    except ImportError:
-        log.warning("workers.batching is not available; batch %s waits for a worker's sweep", batch_id)
-        return
     try:
         send_ingest_batch(batch_id)
     except Exception:

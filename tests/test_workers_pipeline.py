@@ -135,7 +135,7 @@ def test_the_same_message_delivered_twice_stores_one_run(embedded_worker: Runtim
     with _outcomes() as seen:
         # one message id, sent twice: what a broker's redelivery looks like to the worker
         for _ in range(2):
-            dispatch._app(None).send_task(task, args=[document_id], queue="gpu.800m", task_id="twice")
+            dispatch.app_or_default(None).send_task(task, args=[document_id], queue="gpu.800m", task_id="twice")
         deadline = time.monotonic() + 60
         while len(_flat(seen)) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -219,7 +219,7 @@ def test_redis_and_postgresql_take_a_document_to_finished_and_a_poison_one_to_fa
     runtime = get_runtime()
     good = DOCUMENTS.submit(runtime, DOCUMENTS.png(448, 448))
     poison = DOCUMENTS.submit(runtime, POISON)
-    assert waiting_messages(dispatch._app(None), runtime.settings, "cpu") == 2
+    assert waiting_messages(dispatch.app_or_default(None), runtime.settings, "cpu") == 2
 
     worker = start_worker_thread(sweep_every_s=3600)
     try:
@@ -232,7 +232,7 @@ def test_redis_and_postgresql_take_a_document_to_finished_and_a_poison_one_to_fa
     assert _runs(runtime, good) == 1
     assert (poison_document.status, poison_document.error_code) == (S.FAILED.value, "corrupt_file")
     assert _runs(runtime, poison) == 0
-    assert waiting_messages(dispatch._app(None), runtime.settings, "cpu") == 0
+    assert waiting_messages(dispatch.app_or_default(None), runtime.settings, "cpu") == 0
 
 
 # --- a worker process, started as `bayou worker` starts it, killed with SIGKILL ---

@@ -18,7 +18,7 @@ from bayou.intake.batches import BatchJob, mark_failed, run_batch
 from storage.columns import utcnow
 from storage.models import Batch, BatchStatus
 from workers.broker import waiting_messages
-from workers.dispatch import enqueue
+from workers.dispatch import app_or_default, enqueue
 from workers.names import INGEST_BATCH_TASK, RESUME_BATCHES_TASK
 from workers.outcomes import INTERNAL_ERROR
 from workers.queues import CPU_QUEUE
@@ -56,7 +56,7 @@ def batch_job(runtime: Runtime, app: Celery) -> BatchJob:
 def send_ingest_batch(batch_id: str, *, app: Celery | None = None) -> None:
     """Starts the batch's walk on a cpu worker. Raises kombu's OperationalError when the broker cannot
     be reached (the batch stays running, and `resume_stalled_batches` sends it later)."""
-    _app(app).send_task(INGEST_BATCH_TASK, args=[batch_id], queue=CPU_QUEUE)
+    app_or_default(app).send_task(INGEST_BATCH_TASK, args=[batch_id], queue=CPU_QUEUE)
 
 
 def resume_stalled_batches(
@@ -64,11 +64,12 @@ def resume_stalled_batches(
 ) -> list[str]:
     """Sends again every running batch without progress for `older_than_s`, unless the cpu queue still
     holds messages (its own may be among them); returns their ids. Sending one twice is harmless."""
-    app = _app(app)
+    app = app_or_default(app)
     runtime = runtime or get_runtime()
     cutoff = utcnow() - timedelta(seconds=older_than_s)
     with runtime.sessions() as session:
         stalled = list(session.scalars(select(Batch.id).where(_stalled(cutoff))))
+        session.commit()  # no transaction left open while the broker is asked (it may be slow to answer)
         if not stalled or waiting_messages(app, runtime.settings, CPU_QUEUE):
             return []
         resumed = [batch_id for batch_id in stalled if _claim(session, batch_id, cutoff)]
@@ -116,10 +117,3 @@ def register_batch_tasks(app: Celery) -> None:
         "resume-batches": {"task": RESUME_BATCHES_TASK, "schedule": RESUME_EVERY_S},
     }
 
-
-def _app(app: Celery | None) -> Celery:
-    if app is not None:
-        return app
-    from workers.app import get_app
-
-    return get_app()

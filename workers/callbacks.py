@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 from bayou.secrets_store import installation_secret
 from bayou.settings import Settings, get_settings
 from storage.models import Document
+from workers.dispatch import app_or_default
 
 log = logging.getLogger(__name__)
 
@@ -294,10 +295,6 @@ def schedule_callback(session: Session, document_id: str, *, app: Celery | None 
             session.commit()  # end the read it took: no idle transaction while a model runs
         if not url:
             return
-        if app is None:
-            from workers.app import get_app
-
-            app = get_app()
-        app.send_task(CALLBACK_TASK, args=[document_id], queue="cpu")
+        app_or_default(app).send_task(CALLBACK_TASK, args=[document_id], queue="cpu")
     except Exception:
         log.exception("could not queue the callback for document %s", document_id)

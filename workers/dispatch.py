@@ -79,7 +79,7 @@ def send_extract_alone(
 
 
 def _send(app: Celery | None, name: str, **options: Any) -> None:
-    sender = _app(app)
+    sender = app_or_default(app)
     try:
         sender.send_task(name, **options)
     except Exception as error:
@@ -112,9 +112,10 @@ def _raised_in(traceback: TracebackType | None, modules: tuple[str, ...]) -> boo
     return any(module == name or module.startswith(f"{name}.") for name in modules)
 
 
-def _app(app: Celery | None) -> Celery:
+def app_or_default(app: Celery | None) -> Celery:
+    """`app`, or the process's own (made from the settings on first use)."""
     if app is not None:
         return app
-    from workers.app import get_app
+    from workers.app import get_app  # workers.app imports this module
 
     return get_app()

@@ -8,6 +8,7 @@ import logging
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from celery import Celery
@@ -17,6 +18,7 @@ from celery.worker import state as worker_state
 
 from workers.batching import resume_stalled_batches
 from workers.broker import prune_embedded_broker
+from workers.dispatch import app_or_default
 from workers.runtime import check_schema, get_runtime
 from workers.sqlite_broker import interrupt_waits
 from workers.stuck import requeue_stuck
@@ -66,10 +68,7 @@ def start_worker_thread(
 ) -> EmbeddedWorker:
     """Starts a worker on every queue in a daemon thread and returns at once (it starts consuming
     within a second or two). Stop it with `.stop()`."""
-    if app is None:
-        from workers.app import get_app
-
-        app = get_app()
+    app = app_or_default(app)
     settings = get_runtime().settings
     check_schema(settings)
     app.finalize()
@@ -108,11 +107,15 @@ def _run(app: Celery, controller: WorkController) -> None:
 
 def _sweep(app: Celery, stopping: threading.Event, every_s: float, stuck_after_s: float) -> None:
     # first sweep at once: documents left behind by the previous run of the process go again
+    chores: list[tuple[str, Callable[[], object]]] = [
+        ("re-sending stuck documents", lambda: requeue_stuck(older_than_s=stuck_after_s, app=app)),
+        ("resuming stalled batches", lambda: resume_stalled_batches(app=app)),
+        ("pruning the broker", lambda: prune_embedded_broker(get_runtime().settings, older_than_s=stuck_after_s)),
+    ]
     while not stopping.is_set():
-        try:
-            requeue_stuck(older_than_s=stuck_after_s, app=app)
-            resume_stalled_batches(app=app)
-            prune_embedded_broker(get_runtime().settings, older_than_s=stuck_after_s)
-        except Exception:  # the database or broker may be briefly away; the next sweep tries again
-            log.exception("requeue sweep failed")
+        for name, chore in chores:
+            try:
+                chore()
+            except Exception:  # the database or broker may be briefly away; the next sweep tries again
+                log.exception("sweep: %s failed", name)
         stopping.wait(every_s)

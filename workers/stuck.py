@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from storage.columns import utcnow
 from storage.models import Document, DocumentStatus
 from workers.broker import waiting_messages
-from workers.dispatch import send_extract, send_rasterize
+from workers.dispatch import app_or_default, send_extract, send_rasterize
 from workers.queues import CPU_QUEUE, extract_queue
 from workers.runtime import Runtime, get_runtime
 
@@ -27,10 +27,7 @@ def requeue_stuck(
 ) -> list[str]:
     """Re-sends every document untouched in queued or processing for `older_than_s` (default: the
     `stuck_after_s` setting) whose next queue is empty; returns their ids."""
-    if app is None:
-        from workers.app import get_app
-
-        app = get_app()
+    app = app_or_default(app)
     runtime = runtime or get_runtime()
     if older_than_s is None:
         older_than_s = runtime.settings.stuck_after_s
