@@ -89,3 +89,69 @@ def test_the_sweep_uses_the_stuck_deadline_setting(
             )
         session.commit()
     assert requeue_stuck() == [older]
+
+
+def test_the_batched_extraction_has_the_extract_time_limits(
+    worker_env: Callable[..., dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.microbatch import TimeLimitedPool
+
+    monkeypatch.setenv("BAYOU_EXTRACT_TIME_LIMIT_S", "120")
+    worker_env()
+    batch_task = get_app().tasks[EXTRACT_BATCH_TASK]
+    assert (batch_task.soft_time_limit, batch_task.time_limit) == (120, 180)
+
+    class RecordingPool:  # stands in for the worker's pool: records what a batch is handed over with
+        def __init__(self) -> None:
+            self.options: dict[str, object] = {}
+
+        def apply_async(self, target, args=None, kwargs=None, **options):
+            self.options = options
+
+    # celery-batches passes no time limits to the pool; the wrapper adds the task's
+    pool = RecordingPool()
+    TimeLimitedPool(pool, soft_s=batch_task.soft_time_limit, hard_s=batch_task.time_limit).apply_async(print, ())
+    assert (pool.options["soft_timeout"], pool.options["timeout"]) == (120, 180)
+
+
+def test_a_batch_past_its_soft_time_limit_fails_its_documents_as_timeout(
+    worker_env: Callable[..., dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+    from celery_batches import SimpleRequest
+
+    import workers.extracting
+    from storage.documents import set_status
+    from storage.models import Document, DocumentStatus
+    from tests.conftest import WorkerDocuments
+    from workers.runtime import check_schema, get_runtime
+    from workers.tasks import extract_batch_task
+
+    worker_env()
+    runtime = get_runtime()
+    check_schema(runtime.settings)
+    documents = WorkerDocuments()
+    document_id = documents.create(runtime, documents.png(64, 64))
+
+    def too_slow(runtime, jobs, **kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(workers.extracting, "extract_batch", too_slow)
+    request = SimpleRequest(
+        id="m1",
+        name=EXTRACT_BATCH_TASK,
+        args=[document_id],
+        kwargs={},
+        delivery_info={},
+        hostname="h",
+        ignore_result=True,
+        reply_to=None,
+        correlation_id="m1",
+        request_dict={},
+    )
+    with runtime.sessions() as session:
+        set_status(session, document_id, DocumentStatus.PROCESSING)
+    extract_batch_task(get_app().tasks[EXTRACT_BATCH_TASK], [request])
+    with runtime.sessions() as session:
+        document = session.get(Document, document_id)
+        assert (document.status, document.error_code) == ("failed", "timeout")

@@ -28,6 +28,8 @@ class MicroBatches(Batches):
 
     def Strategy(self, task: Any, app: Any, consumer: Any) -> Callable[..., None]:
         handle = super().Strategy(task, app, consumer)
+        # celery-batches hands a batch to the pool without the task's time limits; this pool adds them
+        self._pool = TimeLimitedPool(self._pool, soft_s=self.soft_time_limit, hard_s=self.time_limit)
 
         def on_request(message: Any, *args: Any, **kwargs: Any) -> None:
             handle(message, *args, **kwargs)
@@ -76,3 +78,21 @@ def waiting(channel: Any, queue: str) -> int:
         return channel.queue_declare(queue, passive=True).message_count
     except ChannelError:  # Redis drops an empty list: no queue is an empty queue
         return 0
+
+
+class TimeLimitedPool:
+    """A worker pool whose `apply_async` passes the batch task's soft and hard time limits, as Celery does
+    for a plain task. Pools that cannot enforce limits (solo, threads) ignore them, as for plain tasks."""
+
+    def __init__(self, pool: Any, *, soft_s: float | None, hard_s: float | None) -> None:
+        self.pool = pool
+        self.soft_s = soft_s
+        self.hard_s = hard_s
+
+    def apply_async(self, target: Any, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        options.setdefault("soft_timeout", self.soft_s)
+        options.setdefault("timeout", self.hard_s)
+        return self.pool.apply_async(target, args, kwargs, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pool, name)

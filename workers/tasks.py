@@ -112,9 +112,10 @@ def _hand_over(self: Batches, requests: list[SimpleRequest], error: Exception) -
         options = {"countdown": TRANSIENT_RETRY_DELAY_S}
     else:
         log.exception("extraction batch failed", exc_info=error)
+        code = TIMED_OUT if isinstance(error, SoftTimeLimitExceeded) else INTERNAL_ERROR
         with get_runtime().sessions() as session:
             for request in requests:
-                fail(session, request.args[0], INTERNAL_ERROR, f"{type(error).__name__}: {error}")
+                fail(session, request.args[0], code, f"{type(error).__name__}: {error}")
         return
     log.warning("batch of %d: %s; extracting its documents one by one", len(requests), type(error).__name__)
     for request in requests:
@@ -149,6 +150,8 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         base=MicroBatches,
         flush_every=settings.batch_size,
         flush_interval=settings.batch_wait_s,
+        soft_time_limit=settings.extract_time_limit_s,
+        time_limit=settings.extract_hard_limit_s,
     )(extract_batch_task)
     app.task(name=REQUEUE_STUCK_TASK, shared=False, bind=True, queue=CPU_QUEUE, **RETRY_POLICY)(
         requeue_stuck_task
