@@ -191,6 +191,7 @@ def test_a_document_task_logs_under_its_task_and_document_id(json_lines: io.Stri
     logging.getLogger("workers.test").info("after")
 
     batch = FakeTask(EXTRACT_BATCH_TASK)
+    stage_counts = _stage_counts()
     task_prerun.send(sender=batch, task_id="t-2", task=batch, args=[[SimpleNamespace(args=["d"])]], kwargs={})
     logging.getLogger("workers.test").info("batch")
     task_postrun.send(sender=batch, task_id="t-2", task=batch, args=[], kwargs={}, retval=[])
@@ -201,7 +202,20 @@ def test_a_document_task_logs_under_its_task_and_document_id(json_lines: io.Stri
     # a batch's documents are bound one by one where they are stored, not by the task
     assert in_batch["task_id"] == "t-2" and "document_id" not in in_batch
     assert _default_value("bayou_stage_seconds_count", stage="rasterize") == before + 1
-    assert _default_value("bayou_stage_seconds_count", stage="extract_batch") == 0
+    # the batch task's own duration is no stage (its documents' stages come from their results)
+    assert _stage_counts() == stage_counts
+
+
+def _stage_counts() -> dict[str, float]:
+    from prometheus_client import REGISTRY
+
+    return {
+        sample.labels["stage"]: sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "bayou_stage_seconds"
+        for sample in metric.samples
+        if sample.name == "bayou_stage_seconds_count"
+    }
 
 
 def test_celery_logging_set_up_is_bayous(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -365,25 +379,26 @@ def _result(**overrides: Any):
     return Result(**values)
 
 
-def test_a_result_counts_tokens_stages_and_its_outcome() -> None:
-    from workers.telemetry import record_result
+def test_a_result_counts_its_tokens_and_stages_and_a_stored_outcome_its_status() -> None:
+    from workers.telemetry import record_generation, record_outcome
 
     tokens = _default_value("bayou_generated_tokens_total", model="fake-model")
     done = _default_value("bayou_documents_processed_total", model="fake-model", outcome="done")
-    failed = _default_value("bayou_documents_processed_total", model="fake-model", outcome="failed")
     generate = _default_value("bayou_stage_seconds_sum", stage="generate")
+    extract_sum = _default_value("bayou_stage_seconds_sum", stage="extract")
     extract = _default_value("bayou_stage_seconds_count", stage="extract")
 
-    record_result(_result())
-    record_result(_result(error={"code": "corrupt_file", "message": "..."}, tokens={}, timings_ms={}))
+    timings = {"rasterize": 30.0, "preprocess": 20.0, "generate": 1500.0, "total": 1550.0}
+    record_generation(_result(timings_ms=timings))
+    record_generation(_result(error={"code": "corrupt_file", "message": "..."}, tokens={}, timings_ms={}))
+    record_outcome("fake-model", "done")
 
     assert _default_value("bayou_generated_tokens_total", model="fake-model") == tokens + 25
     assert _default_value("bayou_documents_processed_total", model="fake-model", outcome="done") == done + 1
-    assert (
-        _default_value("bayou_documents_processed_total", model="fake-model", outcome="failed") == failed + 1
-    )
     assert _default_value("bayou_stage_seconds_sum", stage="generate") == pytest.approx(generate + 1.5)
+    # extract is the run less its rasterising, which is a stage of its own
     assert _default_value("bayou_stage_seconds_count", stage="extract") == extract + 1
+    assert _default_value("bayou_stage_seconds_sum", stage="extract") == pytest.approx(extract_sum + 1.52)
 
 
 class FakeTorchCuda:

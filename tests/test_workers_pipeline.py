@@ -131,6 +131,7 @@ def test_the_same_message_delivered_twice_stores_one_run(embedded_worker: Runtim
 
     document_id = DOCUMENTS.create(embedded_worker, DOCUMENTS.png(448, 448))
     assert rasterize_stored(embedded_worker, document_id).value == "rasterized"
+    processed_before = _processed()
 
     with _outcomes() as seen:
         # one message id, sent twice: what a broker's redelivery looks like to the worker
@@ -144,6 +145,19 @@ def test_the_same_message_delivered_twice_stores_one_run(embedded_worker: Runtim
     assert sorted(_flat(seen)) in (["done", "skipped"], ["needs_review", "skipped"])
     assert _document(embedded_worker, document_id).status in FINISHED
     assert _runs(embedded_worker, document_id) == 1
+    assert _processed() == processed_before + 1  # the metric counts stored outcomes, not deliveries
+
+
+def _processed() -> float:
+    from prometheus_client import REGISTRY
+
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "bayou_documents_processed"
+        for sample in metric.samples
+        if sample.name == "bayou_documents_processed_total"
+    )
 
 
 def _flat(seen: list[tuple[str, str, Any]]) -> list[str]:

@@ -23,7 +23,7 @@ from workers.callbacks import schedule_callback
 from workers.documents import fail
 from workers.outcomes import MAX_ATTEMPTS, TOO_MANY_ATTEMPTS, Outcome
 from workers.runtime import Runtime
-from workers.telemetry import record_result
+from workers.telemetry import record_generation, record_outcome
 
 if TYPE_CHECKING:
     from extractor.pipeline import Rasterized
@@ -196,9 +196,10 @@ def _store(session: Session, job: ExtractJob, result: Result) -> Outcome:
     from extractor.pipeline import review_reasons
 
     bind_document_id(job.document_id)  # a batch's lines from here on are about this document
-    record_result(result)
+    record_generation(result)
     if result.error is not None:
-        fail(session, job.document_id, result.error["code"], result.error["message"])
+        if fail(session, job.document_id, result.error["code"], result.error["message"]):
+            record_outcome(result.model, Outcome.FAILED.value)
         return Outcome.FAILED
     reasons = review_reasons(result)
     status = S.NEEDS_REVIEW if reasons else S.DONE
@@ -209,6 +210,7 @@ def _store(session: Session, job: ExtractJob, result: Result) -> Outcome:
         return Outcome.SKIPPED
     if not created:
         return Outcome.SKIPPED
+    record_outcome(result.model, status.value)
     schedule_callback(session, job.document_id)
     log.info(
         "document %s is %s%s",

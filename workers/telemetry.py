@@ -24,16 +24,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# stage label ← key of a Result's timings_ms. `generate` and `total` are what the document waited for, its
-# whole batch's generate included; `total` is called `extract` here so it is not read as end to end
+# stage label ← key of a Result's timings_ms. `generate` is what the document waited for, its whole
+# batch's generate included; `extract` (computed) is the run's total less rasterising, which is observed
+# on its own as `rasterize`
 RUN_STAGES = {
     "preprocess": "preprocess",
     "generate": "generate",
     "vision": "vision",
     "prefill": "prefill",
     "decode": "decode",
-    "total": "extract",
 }
+EXTRACT_STAGE = "extract"
 RASTERIZE_STAGE = "rasterize"
 # from a fast rasterisation (tens of ms) to a slow CPU generate (minutes)
 STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -63,25 +64,25 @@ WORKER_METRIC_PREFIXES = (
 )
 
 
-def record_result(result: Result) -> None:
-    """Counts one document's extraction: its tokens, its stage timings and its outcome."""
+def record_generation(result: Result) -> None:
+    """Counts the model's work for one document: its generated tokens and its stage timings (a
+    redelivered document's work is counted again: it was done again)."""
     generated = result.tokens.get("generated") or 0
     if generated:
         GENERATED_TOKENS.labels(result.model).inc(generated)
+    timings = result.timings_ms
     for key, stage in RUN_STAGES.items():
-        milliseconds = result.timings_ms.get(key)
+        milliseconds = timings.get(key)
         if milliseconds is not None:
             STAGE_SECONDS.labels(stage).observe(milliseconds / 1000)
-    DOCUMENTS_PROCESSED.labels(result.model, _outcome(result)).inc()
+    if timings.get("total") is not None:
+        extract_ms = timings["total"] - (timings.get("rasterize") or 0.0)
+        STAGE_SECONDS.labels(EXTRACT_STAGE).observe(max(extract_ms, 0.0) / 1000)
 
 
-def _outcome(result: Result) -> str:
-    from extractor.pipeline import review_reasons
-
-    # the same rule as the status the run is stored with (workers.extracting._store)
-    if result.error is not None:
-        return "failed"
-    return "needs_review" if review_reasons(result) else "done"
+def record_outcome(model: str, outcome: str) -> None:
+    """Counts one document finished by an extraction, with the status it was stored with."""
+    DOCUMENTS_PROCESSED.labels(model, outcome).inc()
 
 
 # --- task durations: the rasterize stage is the rasterize task's own time ---
