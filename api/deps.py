@@ -4,7 +4,7 @@ caller's API key (authenticated and rate limited)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -18,14 +18,13 @@ from api.errors import ApiError
 from api.keys import verify_key
 from api.metrics import Metrics
 from api.ratelimit import TokenBuckets, retry_after_header
+from bayou.intake.sending import Enqueue
 from bayou.settings import Settings
 from storage.blobs import BlobStore
 from storage.models import ApiKey
 
 log = logging.getLogger(__name__)
 
-# enqueue(document_id, *, model, doc_type)
-Enqueue = Callable[..., None]
 
 
 @dataclass

@@ -14,11 +14,11 @@ from api import reviewing
 from api.deps import BlobsDep, CurrentKey, SessionDep, State, actor
 from api.errors import ApiError, refusal
 from api.export import csv_chunks, jsonl_lines
-from api.queueing import enqueue_safely
 from api.schemas import DocumentList, DocumentOut, ReviewIn, error_responses
 from api.serialize import document_json, preload
 from bayou.engines import model_name
 from bayou.intake import Limits, inspect, store_file
+from bayou.intake.sending import enqueue_safely
 from bayou.logs import bind_document_id
 from bayou.settings import MODEL_ALIASES
 from extractor.errors import InputError

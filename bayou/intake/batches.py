@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bayou.engines import model_name
 from bayou.intake.folders import candidate_files, resolve_folder
 from bayou.intake.limits import Limits
+from bayou.intake.sending import Enqueue, enqueue_safely
 from bayou.intake.storing import Taken, take_file
 from bayou.settings import Settings
 from extractor.errors import InputError
@@ -31,8 +32,6 @@ from storage.models import Batch, BatchStatus
 
 log = logging.getLogger(__name__)
 
-# enqueue(document_id, *, model, doc_type), as `workers.enqueue`
-Enqueue = Callable[..., None]
 
 NO_ROOT = "no_root"
 # progress reaches the row at most this often (and at the end): often enough for a client polling it,
@@ -143,7 +142,7 @@ def _take(
         if taken.created:
             # one from an interrupted walk is not sent again: its message may still be queued (two would
             # run the model twice), and the stuck-document sweep re-sends it if not
-            _send(job, taken)
+            enqueue_safely(job.enqueue, taken.document.id, model=taken.document.model, doc_type=doc_type)
     else:
         tally.duplicates += 1
 
@@ -153,15 +152,6 @@ def _is_new(taken: Taken, batch_id: str, tally: BatchTally) -> bool:
     if taken.created:
         return True
     return taken.document.batch_id == batch_id and taken.document.id not in tally.seen
-
-
-def _send(job: BatchJob, taken: Taken) -> None:
-    document = taken.document
-    try:
-        job.enqueue(document.id, model=document.model, doc_type=document.doc_type)
-    except Exception:
-        # the broker may be down: the document is stored and stays queued for the stuck-document sweep
-        log.exception("could not enqueue document %s; it stays queued", document.id)
 
 
 def _record(session: Session, batch_id: str, tally: BatchTally, *, status: BatchStatus | None = None) -> None:
