@@ -93,7 +93,7 @@ def test_a_worker_that_also_rasterises_counts_the_cpu_queue_as_company_coming() 
     assert feeding_queues("gpu.2b", {"gpu.2b"}) == ["gpu.2b"]
 
 
-class _Channel:
+class FakeChannel:
     def __init__(self, sizes: dict[str, int] | None = None) -> None:
         self.sizes = sizes
 
@@ -103,17 +103,17 @@ class _Channel:
         return self.sizes.get(queue, 0)
 
 
-def _message(channel: _Channel, queue: str = "gpu.800m") -> Any:
+def _message(channel: FakeChannel, queue: str = "gpu.800m") -> Any:
     return SimpleNamespace(channel=channel, delivery_info={"routing_key": queue})
 
 
 def test_a_batch_is_flushed_at_once_only_when_nothing_is_waiting() -> None:
     consumed = {"cpu", "gpu.800m"}
-    assert nothing_coming(_message(_Channel({})), consumed)
-    assert not nothing_coming(_message(_Channel({"gpu.800m": 2})), consumed)
-    assert not nothing_coming(_message(_Channel({"cpu": 5})), consumed)
-    assert nothing_coming(_message(_Channel({"cpu": 5})), {"gpu.800m"})  # a GPU-only worker
-    assert not nothing_coming(_message(_Channel(None)), consumed)  # cannot tell: the timer decides
+    assert nothing_coming(_message(FakeChannel({})), consumed)
+    assert not nothing_coming(_message(FakeChannel({"gpu.800m": 2})), consumed)
+    assert not nothing_coming(_message(FakeChannel({"cpu": 5})), consumed)
+    assert nothing_coming(_message(FakeChannel({"cpu": 5})), {"gpu.800m"})  # a GPU-only worker
+    assert not nothing_coming(_message(FakeChannel(None)), consumed)  # cannot tell: the timer decides
 
 
 def test_a_lone_extraction_runs_without_waiting_for_the_batch_timer(
