@@ -61,6 +61,7 @@ def create_app(
         blobs=BlobStore.in_data_dir(settings.data_dir),
         batch_root=root,
         enqueue=enqueue or workers_enqueue,
+        workers=enqueue is None or enqueue is workers_enqueue,
         buckets=TokenBuckets(rate_limit or RateLimit()),
         metrics=Metrics.for_app(settings, engine),
     )

@@ -21,7 +21,6 @@ from storage.errors import NotFound
 from storage.ids import new_id
 from storage.models import Batch, BatchStatus, Document
 from workers.batching import send_ingest_batch
-from workers.dispatch import enqueue as workers_enqueue
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ def batch_starter(state: State, background: BackgroundTasks) -> StartBatch:
     """Where the walk goes: to the workers, like the app's documents; an app built with an enqueue of
     its own (tests, a program embedding the API) has no workers to send it to, so it walks in-process.
     A dependency, so a test can also hold walks back."""
-    if state.enqueue is workers_enqueue:
+    if state.workers:
         return start_in_workers
     return start_in_process(state, background)
 

@@ -37,6 +37,9 @@ class AppState:
     enqueue: Enqueue
     buckets: TokenBuckets
     metrics: Metrics
+    # True when documents go to the Celery workers (the default enqueue): batch walks go there too; an
+    # app given an enqueue of its own (tests, a program embedding the API) walks batches in-process
+    workers: bool = True
 
 
 def get_state(request: Request) -> AppState:

@@ -94,6 +94,8 @@ def test_a_worker_that_also_rasterises_counts_the_cpu_queue_as_company_coming() 
 
 
 class FakeChannel:
+    """Stands in for a kombu virtual channel: only its queue sizes (None: it cannot tell)."""
+
     def __init__(self, sizes: dict[str, int] | None = None) -> None:
         self.sizes = sizes
 
