@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select
 
 from bayou.settings import Settings
 from storage.models import Document, DocumentStatus
-from workers.broker import broker_url, is_embedded, transport_options, waiting_messages
+from workers.broker import broker_url, is_embedded, transport_options, waiting_counts
 from workers.queues import ALL_QUEUES
 from workers.telemetry import WorkerMetricsBridge
 
@@ -91,9 +91,9 @@ class BacklogCollector(Collector):
         family = GaugeMetricFamily(
             "bayou_queue_depth", "Messages waiting in a queue, not yet taken by a worker.", labels=["queue"]
         )
-        probe = self._broker_probe()
+        counts = waiting_counts(self._broker_probe(), self.settings, list(ALL_QUEUES))
         for queue in ALL_QUEUES:
-            family.add_metric([queue], float(waiting_messages(probe, self.settings, queue)))
+            family.add_metric([queue], float(counts[queue]))
         return family
 
     def _documents(self) -> GaugeMetricFamily:

@@ -84,24 +84,34 @@ def prune_embedded_broker(settings: Settings, *, older_than_s: float) -> int:
 
 def waiting_messages(app: Celery, settings: Settings, queue: str) -> int:
     """Messages in `queue` that no worker has taken yet."""
+    return waiting_counts(app, settings, [queue])[queue]
+
+
+def waiting_counts(app: Celery, settings: Settings, queues: list[str]) -> dict[str, int]:
+    """Messages not yet taken, per queue, over one broker connection."""
     if not is_embedded(settings):
         with app.connection_for_read() as connection:
-            try:
-                return connection.default_channel.queue_declare(queue, passive=True).message_count
-            except ChannelError:  # Redis drops an empty list: no queue is an empty queue
-                return 0
+            return {queue: _declared_count(connection.default_channel, queue) for queue in queues}
     # kombu's own count for this transport includes every message ever taken (see prune_embedded_broker)
     with _embedded_messages(settings) as engine:
         if engine is None:
-            return 0
+            return dict.fromkeys(queues, 0)
         with engine.connect() as connection:
-            return connection.execute(
+            rows = connection.execute(
                 text(
-                    "SELECT count(*) FROM kombu_message m JOIN kombu_queue q ON m.queue_id = q.id "
-                    "WHERE q.name = :queue AND m.visible = 1"
-                ),
-                {"queue": queue},
-            ).scalar_one()
+                    "SELECT q.name, count(*) FROM kombu_message m JOIN kombu_queue q ON m.queue_id = q.id "
+                    "WHERE m.visible = 1 GROUP BY q.name"
+                )
+            )
+            counts = {name: count for name, count in rows}
+    return {queue: int(counts.get(queue, 0)) for queue in queues}
+
+
+def _declared_count(channel: Any, queue: str) -> int:
+    try:
+        return channel.queue_declare(queue, passive=True).message_count
+    except ChannelError:  # Redis drops an empty list: no queue is an empty queue
+        return 0
 
 
 @contextmanager
