@@ -565,3 +565,35 @@ def test_the_embedded_worker_stops_in_its_own_thread_without_errors(
         assert worker_state.should_stop is None  # the next worker of this process must not stop at once
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or "did not stop" in r.getMessage()]
     assert errors == []
+
+
+# --- a document that keeps killing its worker ---
+
+
+@pytest.mark.parametrize("stage", ["rasterize", "extract"])
+def test_a_document_past_its_attempts_fails_instead_of_going_round_again(
+    stage: str, worker_env: Callable[..., dict[str, str]]
+) -> None:
+    from workers.extracting import extract_stored
+    from workers.outcomes import MAX_ATTEMPTS
+    from workers.rasterizing import rasterize_stored
+
+    worker_env()
+    runtime = get_runtime()
+    check_schema(runtime.settings)
+    document_id = _create(runtime)
+    if stage == "extract":
+        assert rasterize_stored(runtime, document_id).value == "rasterized"
+    with runtime.sessions() as session:
+        # every earlier delivery died with its worker (SIGKILL, OOM killer): nothing but the count is left
+        session.execute(update(Document).where(Document.id == document_id).values(attempts=MAX_ATTEMPTS))
+        session.commit()
+
+    if stage == "rasterize":
+        outcome = rasterize_stored(runtime, document_id)
+    else:
+        outcome = extract_stored(runtime, document_id, idempotency_key="last-straw")
+
+    assert outcome.value == "skipped"
+    document = _status(runtime, document_id)
+    assert (document.status, document.error_code) == ("failed", "too_many_attempts")

@@ -23,10 +23,18 @@ def start_attempt(session: Session, document_id: str, *, allowed: frozenset[S]) 
         document = set_status(session, document_id, S.PROCESSING)
     except IllegalTransition:
         return None
-    if document.attempts > MAX_ATTEMPTS:
-        fail(session, document_id, TOO_MANY_ATTEMPTS, f"gave up after {MAX_ATTEMPTS} attempts")
+    if gave_up(session, document):
         return None
     return document
+
+
+def gave_up(session: Session, document: Document) -> bool:
+    """True, and the document failed, when this attempt is one too many (a document that kills its worker
+    every time must not be redelivered forever)."""
+    if document.attempts <= MAX_ATTEMPTS:
+        return False
+    fail(session, document.id, TOO_MANY_ATTEMPTS, f"gave up after {MAX_ATTEMPTS} attempts")
+    return True
 
 
 def fail(session: Session, document_id: str, code: str, message: str) -> bool:

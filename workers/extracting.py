@@ -20,8 +20,8 @@ from storage.errors import IllegalTransition
 from storage.lifecycle import transition
 from storage.models import Document, DocumentStatus, Page
 from workers.callbacks import schedule_callback
-from workers.documents import fail
-from workers.outcomes import MAX_ATTEMPTS, TOO_MANY_ATTEMPTS, Outcome
+from workers.documents import fail, gave_up
+from workers.outcomes import Outcome
 from workers.runtime import Runtime
 from workers.telemetry import record_generation, record_outcome
 
@@ -105,10 +105,7 @@ def _start_attempts(session: Session, jobs: list[ExtractJob]) -> list[_Started |
     started: list[_Started | None] = []
     for job, ok in zip(jobs, moved, strict=True):
         document = after.get(job.document_id)
-        if not ok or document is None:
-            started.append(None)
-        elif document.attempts > MAX_ATTEMPTS:
-            fail(session, job.document_id, TOO_MANY_ATTEMPTS, f"gave up after {MAX_ATTEMPTS} attempts")
+        if not ok or document is None or gave_up(session, document):
             started.append(None)
         else:
             started.append(_Started(document, pages.get(job.document_id, [])))
