@@ -318,17 +318,24 @@ def redis_broker_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def embedded_worker(worker_env: Callable[..., dict[str, str]]) -> Iterator[object]:
-    """The embedded defaults (SQLite, kombu's SQLAlchemy broker in the data dir) served by the embedded
-    worker thread; yields the worker runtime (settings, sessions, blobs)."""
-    from workers.embedded import start_worker_thread
+def worker_runtime(worker_env: Callable[..., dict[str, str]]) -> object:
+    """The embedded defaults (SQLite, kombu's SQLAlchemy broker in the data dir) at schema head, no worker
+    running; the worker runtime (settings, sessions, blobs)."""
     from workers.runtime import check_schema, get_runtime
 
     worker_env()
     runtime = get_runtime()
     check_schema(runtime.settings)
+    return runtime
+
+
+@pytest.fixture
+def embedded_worker(worker_runtime) -> Iterator[object]:
+    """`worker_runtime` served by the embedded worker thread."""
+    from workers.embedded import start_worker_thread
+
     worker = start_worker_thread(sweep_every_s=3600)
-    yield runtime
+    yield worker_runtime
     worker.stop()
 
 

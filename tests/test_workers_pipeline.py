@@ -189,12 +189,10 @@ def test_a_finished_document_sent_again_changes_nothing(embedded_worker: Runtime
     assert _runs(embedded_worker, document_id) == 1
 
 
-def test_extractions_waiting_together_run_as_one_batch(worker_env: Callable[..., dict[str, str]]) -> None:
+def test_extractions_waiting_together_run_as_one_batch(worker_runtime: Runtime) -> None:
     from workers.rasterizing import rasterize_stored
 
-    worker_env()
-    runtime = get_runtime()
-    check_schema(runtime.settings)
+    runtime = worker_runtime
     documents = [
         DOCUMENTS.create(runtime, DOCUMENTS.png(448, 448, colour)) for colour in ("white", "grey", "black")
     ]

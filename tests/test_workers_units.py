@@ -123,11 +123,9 @@ def test_tasks_have_time_limits_and_bounded_retries(worker_env: Callable[..., di
 
 
 def test_an_unexpected_error_fails_the_document_and_a_transient_one_leaves_it(
-    worker_env: Callable[..., dict[str, str]],
+    worker_runtime: Runtime,
 ) -> None:
-    worker_env()
-    runtime = get_runtime()
-    check_schema(runtime.settings)
+    runtime = worker_runtime
     extract = get_app().tasks["bayou.extract"]
     timed_out, flaky, broken = (_create(runtime, _png()[:-i]) for i in (1, 2, 3))
     with runtime.sessions() as session:
@@ -214,11 +212,9 @@ def _queued_messages(queue: str) -> int:
 
 
 def test_the_sweep_resends_only_documents_stuck_past_the_deadline(
-    worker_env: Callable[..., dict[str, str]],
+    worker_runtime: Runtime,
 ) -> None:
-    worker_env()
-    runtime = get_runtime()
-    check_schema(runtime.settings)
+    runtime = worker_runtime
     fresh, stale_queued, stale_rasterized, finished = (_create(runtime, _png()[:-i]) for i in (1, 2, 3, 4))
     with runtime.sessions() as session:
         set_status(session, stale_rasterized, S.PROCESSING)
@@ -420,14 +416,12 @@ def test_a_mistake_of_the_sender_is_not_taken_for_the_broker(
 
 
 def test_a_rasterisation_whose_extraction_cannot_be_sent_is_retried_and_sends_it_once(
-    worker_env: Callable[..., dict[str, str]], monkeypatch: pytest.MonkeyPatch
+    worker_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import extractor.pipeline
     from workers.names import EXTRACT_BATCH_TASK
 
-    worker_env()
-    runtime = get_runtime()
-    check_schema(runtime.settings)
+    runtime = worker_runtime
     app = get_app()
     broker = FlakyBroker(failures=2)
     monkeypatch.setattr(app, "send_task", broker)
@@ -454,13 +448,11 @@ def test_a_rasterisation_whose_extraction_cannot_be_sent_is_retried_and_sends_it
 
 
 def test_a_broker_unavailable_past_the_retries_leaves_the_document_for_the_sweep(
-    worker_env: Callable[..., dict[str, str]],
+    worker_runtime: Runtime,
 ) -> None:
     from workers.dispatch import BrokerUnavailable
 
-    worker_env()
-    runtime = get_runtime()
-    check_schema(runtime.settings)
+    runtime = worker_runtime
     document_id = _create(runtime)
     with runtime.sessions() as session:
         set_status(session, document_id, S.PROCESSING)
@@ -472,11 +464,9 @@ def test_a_broker_unavailable_past_the_retries_leaves_the_document_for_the_sweep
 
 
 def test_a_bug_in_our_code_while_sending_still_fails_the_document(
-    worker_env: Callable[..., dict[str, str]], monkeypatch: pytest.MonkeyPatch
+    worker_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    worker_env()
-    runtime = get_runtime()
-    check_schema(runtime.settings)
+    runtime = worker_runtime
     app = get_app()
     monkeypatch.setattr(app, "send_task", _our_own_bug)
     document_id = _create(runtime)
@@ -572,15 +562,13 @@ def test_the_embedded_worker_stops_in_its_own_thread_without_errors(
 
 @pytest.mark.parametrize("stage", ["rasterize", "extract"])
 def test_a_document_past_its_attempts_fails_instead_of_going_round_again(
-    stage: str, worker_env: Callable[..., dict[str, str]]
+    stage: str, worker_runtime: Runtime
 ) -> None:
     from workers.extracting import extract_stored
     from workers.outcomes import MAX_ATTEMPTS
     from workers.rasterizing import rasterize_stored
 
-    worker_env()
-    runtime = get_runtime()
-    check_schema(runtime.settings)
+    runtime = worker_runtime
     document_id = _create(runtime)
     if stage == "extract":
         assert rasterize_stored(runtime, document_id).value == "rasterized"
