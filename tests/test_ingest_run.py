@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -201,25 +200,6 @@ def test_a_stopped_run_continues_where_it_stopped(
     assert second.completed and (second.tally.queued, second.tally.duplicate) == (15, 5)
     assert len(documents(data_dir)) == 20
     assert broker_messages(data_dir) == 20  # nothing recorded before was sent again
-
-
-def test_without_the_workers_package_documents_stay_queued_and_the_summary_says_so(
-    ingest_env: Callable[..., Path],
-    png_files: Callable[..., list[Path]],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    data_dir = ingest_env()
-    # as if the workers package were not installed: its import fails
-    monkeypatch.setitem(sys.modules, "workers", None)
-    folder = tmp_path / "inbox"
-    png_files(folder, 3)
-
-    report = ingest(folder)
-
-    assert (report.tally.queued, report.tally.unsent) == (3, 3)
-    assert {row[2] for row in documents(data_dir)} == {"queued"}
-    assert "3 not sent to a worker (the workers package cannot be imported" in report.tally.summary()
 
 
 def test_an_unreachable_broker_is_tried_once_and_documents_stay_queued(

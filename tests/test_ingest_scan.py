@@ -137,7 +137,6 @@ def test_sender_stops_trying_after_the_first_failure() -> None:
     assert sender.send("doc_2", model=None, doc_type="receipt") is False
     assert calls == ["doc_1"]
     assert sender.problem is not None and "ConnectionError" in sender.problem
-    assert Sender(None).send("doc_3", model=None, doc_type="receipt") is False
 
 
 def test_handled_files_are_known_until_they_change_or_leave(tmp_path: Path) -> None:

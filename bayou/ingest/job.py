@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bayou.ingest.record import Recorder, Target
 from bayou.ingest.run import Display, Plan, ingest_once, watch
-from bayou.ingest.sending import Enqueue, Sender, find_enqueue
+from bayou.ingest.sending import Enqueue, Sender
 from bayou.ingest.tally import Tally
 from bayou.settings import MODEL_ALIASES, Settings
 
@@ -65,7 +65,9 @@ def run_ingest(
     workers' own; storage errors propagate (the database is not reachable, or is behind)."""
     check_plan(plan)
     tally = Tally()
-    with _recorder(settings, target, tally, enqueue or find_enqueue()) as recorder:
+    if enqueue is None:
+        from workers import enqueue  # loads Celery: only when documents are about to be sent
+    with _recorder(settings, target, tally, enqueue) as recorder:
         if keep_watching:
             watch(plan, recorder, display, stop)
             return Report(tally, completed=True)
@@ -74,7 +76,7 @@ def run_ingest(
 
 @contextmanager
 def _recorder(
-    settings: Settings, target: Target, tally: Tally, enqueue: Enqueue | None
+    settings: Settings, target: Target, tally: Tally, enqueue: Enqueue
 ) -> Iterator[Recorder]:
     from bayou.intake import Limits
     from storage.blobs import BlobStore

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+
+from bayou.intake.sending import Enqueue
 
 log = logging.getLogger(__name__)
-
-# enqueue(document_id, *, model, doc_type), as in api.deps.Enqueue
-Enqueue = Callable[..., None]
-
-NO_WORKERS = "the workers package cannot be imported"
-
-
-def find_enqueue() -> Enqueue | None:
-    """`workers.enqueue`, imported only now (it loads Celery); None when the workers are not installed."""
-    try:
-        from workers import enqueue
-    except ImportError as exc:
-        log.warning("%s (%s): documents will stay queued", NO_WORKERS, exc)
-        return None
-    return enqueue
 
 
 class Sender:
@@ -28,13 +14,13 @@ class Sender:
     broker costs each send its connection retries, and an unsent document is safe (it stays `queued`,
     and a worker's sweep of stuck documents sends it)."""
 
-    def __init__(self, enqueue: Enqueue | None) -> None:
+    def __init__(self, enqueue: Enqueue) -> None:
         self._enqueue = enqueue
-        self.problem: str | None = NO_WORKERS if enqueue is None else None
+        self.problem: str | None = None
 
     def send(self, document_id: str, *, model: str | None, doc_type: str) -> bool:
         """True when the document was handed to the broker."""
-        if self._enqueue is None or self.problem is not None:
+        if self.problem is not None:
             return False
         try:
             self._enqueue(document_id, model=model, doc_type=doc_type)
