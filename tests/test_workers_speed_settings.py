@@ -73,6 +73,21 @@ def test_a_commit_by_another_process_is_seen_without_a_poll(tmp_path: Path) -> N
         assert before is not None and transport._data_version() != before
 
 
+def test_an_idle_consumer_looks_for_other_processes_commits_less_often(tmp_path: Path) -> None:
+    from time import monotonic
+
+    with _embedded(tmp_path) as connection:
+        transport = connection.transport
+        assert transport._check_every() == sqlite_broker.CHANGE_CHECK_S  # just started: busy
+        transport._last_activity = monotonic() - sqlite_broker.IDLE_AFTER_S - 1
+        assert transport._check_every() == sqlite_broker.CHANGE_CHECK_IDLE_S
+        consumer = connection.Consumer([CPU], callbacks=[lambda body, message: message.ack()])
+        consumer.consume()
+        _publish(connection, {"n": 1})
+        connection.drain_events(timeout=10)  # a delivery is activity: quick checks again
+        assert transport._check_every() == sqlite_broker.CHANGE_CHECK_S
+
+
 def test_draining_delivers_a_waiting_message_and_times_out_on_none(tmp_path: Path) -> None:
     received: list[Any] = []
     with _embedded(tmp_path) as connection:

@@ -38,6 +38,10 @@ from storage.db import set_pragmas
 ALIAS = "bayousqlite"
 POLLING_INTERVAL_S = 1.0
 CHANGE_CHECK_S = 0.005
+# once nothing has happened for IDLE_AFTER_S, another process's commit is looked for this often instead:
+# an idle installation should cost next to nothing (a publish in this process wakes the consumer at once)
+CHANGE_CHECK_IDLE_S = 0.05
+IDLE_AFTER_S = 2.0
 INTERRUPT_S = 5.0
 SQLITE_LOCK_TIMEOUT_S = 30
 # transport options that are no create_engine arguments: kombu's own channel drops its own, and would hand
@@ -123,6 +127,7 @@ class Transport(kombu_sqlalchemy.Transport):
         self._database = make_url(client.hostname).database
         self._watcher: sqlite3.Connection | None = None
         self._closed = False
+        self._last_activity = monotonic()
         with _live_lock:
             _live.add(self)
 
@@ -136,6 +141,7 @@ class Transport(kombu_sqlalchemy.Transport):
             seen = self._data_version()  # before the poll: a commit during it is not missed
             try:
                 self.cycle.get(self._deliver, timeout=timeout)
+                self._last_activity = monotonic()
                 return
             except Empty:
                 left = self.polling_interval
@@ -149,10 +155,15 @@ class Transport(kombu_sqlalchemy.Transport):
         deadline = monotonic() + longest_s
         while True:
             left = deadline - monotonic()
-            if left <= 0 or self.wake.wait(min(CHANGE_CHECK_S, left)) or self._closed:
+            if left <= 0 or self._closed:
                 return
-            if self._data_version() != seen:
+            if self.wake.wait(min(self._check_every(), left)) or self._data_version() != seen:
+                self._last_activity = monotonic()
                 return
+
+    def _check_every(self) -> float:
+        idle = monotonic() - self._last_activity > IDLE_AFTER_S
+        return CHANGE_CHECK_IDLE_S if idle else CHANGE_CHECK_S
 
     def _data_version(self) -> int | None:
         """Changes whenever another connection commits to the file; None when it cannot be read (then
