@@ -169,6 +169,14 @@ def test_missing_folder_is_404_and_unknown_type_is_422(client, root):
     assert _counts(client) == (0, 0)
 
 
+def test_a_folder_name_the_file_system_refuses_is_422_not_a_crash(client, root):
+    # found by schemathesis: a name longer than the file system allows (ENAMETOOLONG)
+    response = client.post("/v1/batches", json={"folder": "0" * 1000, "doc_type": "receipt"})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_folder"
+    assert client.get("/healthz").status_code == 200
+    assert _counts(client) == (0, 0)
+
+
 def test_files_over_the_limits_are_refused_not_stored(make_api_client, root, make_png):
     client = make_api_client(max_pixels=1000, max_upload_mb=1, app_kwargs={"batch_root": root})
     (root / "scans").mkdir()

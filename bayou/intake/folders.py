@@ -22,10 +22,14 @@ def resolve_folder(root: Path, folder: str) -> Path:
     if relative.is_absolute() or ".." in relative.parts:
         raise InputError("the folder must be relative to the batch root, without '..'", code=INVALID_FOLDER)
     real_root = root.resolve()
-    target = (real_root / relative).resolve()
+    try:
+        target = (real_root / relative).resolve()
+        is_dir = target.is_dir()
+    except OSError as exc:  # a name the file system refuses (too long, say): no folder by that name
+        raise InputError(f"the folder name is not usable ({type(exc).__name__})", code=INVALID_FOLDER) from exc
     if not target.is_relative_to(real_root):
         raise InputError("the folder leads outside the batch root", code=INVALID_FOLDER)
-    if not target.is_dir():
+    if not is_dir:
         raise InputError("no such folder under the batch root", code=FOLDER_NOT_FOUND)
     return target
 
