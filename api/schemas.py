@@ -169,8 +169,10 @@ class BatchOut(BaseModel):
     created_at: datetime
     updated_at: datetime | None = Field(None, description="The last progress recorded.")
     total_files: int = Field(description="Files looked at.")
-    created: int = Field(description="New documents, enqueued.")
-    duplicates: int = Field(description="Files whose content was already a document of this type.")
+    created: int = Field(description="New documents, enqueued: those that carry this batch's id, now.")
+    duplicates: int = Field(
+        description="Files whose content was already a document of this type (the rest of `total_files`)."
+    )
     refused: int = Field(description="Files that are no supported document, or over a limit.")
     refused_reasons: dict[str, int] = Field(
         default_factory=dict, description="The refused files by error code (`empty_file`, `too_large`, ...)."

@@ -101,6 +101,10 @@ class Batch(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     # moved on with every progress update: a running batch untouched for long has lost its walker
     updated_at: Mapped[datetime | None] = mapped_column(default=utcnow, onupdate=utcnow)
+    # the walk's checkpoint: the relative path (under the folder, as walked) of the last file taken as of
+    # the last recorded progress; a walk resumes just after it, and only the walk that started from it
+    # may move it on (twins from a duplicated message: the first to record wins, the other stops)
+    cursor: Mapped[str | None] = mapped_column(Text)
 
 
 class Document(Base):

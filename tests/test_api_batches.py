@@ -215,7 +215,12 @@ def test_a_walk_cut_short_resumes_with_the_right_counts(make_api_client, root, m
     assert len(enqueued) == 2
 
     monkeypatch.setattr(walking, "take_file", real_take)
-    assert run_batch(_job(client), held[0]) == "done"
+    # the message that started it is stale now: the walk resumes from its checkpoint, the last file counted
+    assert run_batch(_job(client), held[0]) is None
+    with client.app.state.bayou.sessions() as session:
+        cursor = session.get(Batch, held[0]).cursor
+    assert cursor == "b.png"
+    assert run_batch(_job(client), held[0], cursor) == "done"
     batch = client.get(f"/v1/batches/{held[0]}").json()
     assert _tally(batch) == (5, 3, 1, 1) and batch["statuses"] == {"queued": 3}
     assert _counts(client) == (3, 1)
@@ -223,7 +228,7 @@ def test_a_walk_cut_short_resumes_with_the_right_counts(make_api_client, root, m
     assert len(enqueued) == 3 and len({call[0] for call in enqueued}) == 3
 
     # a message delivered again after the batch finished changes nothing
-    assert run_batch(_job(client), held[0]) is None
+    assert run_batch(_job(client), held[0], cursor) is None
     assert client.get(f"/v1/batches/{held[0]}").json() == batch
 
 
@@ -248,3 +253,42 @@ def test_the_embedded_worker_walks_a_batch_to_done(make_api_client, embedded_wor
     while "queued" in (statuses := client.get(f"/v1/batches/{batch_id}").json()["statuses"]):
         assert time.monotonic() < deadline + 60, statuses
         time.sleep(0.2)
+
+
+def test_the_embedded_worker_runs_other_tasks_between_the_slices_of_a_walk(
+    make_api_client, embedded_worker, root, make_png, monkeypatch
+):
+    from celery.signals import task_prerun
+
+    from bayou.intake import batches as walking
+    from workers.names import INGEST_BATCH_TASK, RASTERIZE_TASK
+
+    # a slice of one file: the walk yields after each (the worker runs in this process, a thread of it)
+    monkeypatch.setattr(walking, "WALK_SLICE_S", 0.0)
+    # the cpu queue's order is the point: no extraction follows the rasterising (nor holds the worker)
+    monkeypatch.setattr("workers.tasks.send_extract", lambda *args, **kwargs: None)
+    ran: list[tuple[str, tuple]] = []
+
+    def record(task=None, args=None, **_) -> None:
+        ran.append((task.name, tuple(args or ())))
+
+    client = make_api_client(app_kwargs={"batch_root": root, "enqueue": workers_enqueue})
+    (root / "scans").mkdir()
+    for index in range(3):
+        (root / "scans" / f"{index}.png").write_bytes(make_png(10 + index))
+    task_prerun.connect(record, weak=False)
+    try:
+        batch_id = client.post("/v1/batches", json={"folder": "scans", "doc_type": "receipt"}).json()["id"]
+        deadline = time.monotonic() + 60
+        while (batch := client.get(f"/v1/batches/{batch_id}").json())["status"] == "running":
+            assert time.monotonic() < deadline, batch
+            time.sleep(0.1)
+    finally:
+        task_prerun.disconnect(record)
+
+    assert batch["status"] == "done" and _tally(batch) == (3, 3, 0, 0)
+    walks = [index for index, (name, _) in enumerate(ran) if name == INGEST_BATCH_TASK]
+    assert [ran[index][1] for index in walks] == [(batch_id,), (batch_id, "0.png"), (batch_id, "1.png")]
+    # the documents the first two slices queued were rasterised before the walk went on
+    between = [name for name, _ in ran[walks[0] : walks[-1]]]
+    assert between.count(RASTERIZE_TASK) == 2

@@ -125,6 +125,7 @@ def test_cli_usage_and_configuration_errors_exit_2(tmp_path: Path) -> None:
     assert unknown_type.returncode == 2 and "unknown document type" in unknown_type.stderr
     no_model = _bayou("extract", str(image), "--type", "receipt", env=env)
     assert no_model.returncode == 2 and "huggingface_hub cache" in no_model.stderr
+    assert "bayou models tiny" in no_model.stderr  # the way to try it offline
     assert no_model.stdout == ""
 
 

@@ -463,6 +463,76 @@ def test_a_broker_unavailable_past_the_retries_leaves_the_document_for_the_sweep
     assert _status(runtime, document_id).status == "processing"
 
 
+class RetrySends:
+    """FAKE `Celery.send_task` for a task's retry: the first `failures` sends fail as a publish during a
+    broker restart does (issue #4); the options of every send are kept."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.options: list[dict[str, Any]] = []
+        self.sent: list[str] = []
+
+    def __call__(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> None:
+        self.options.append(options)
+        if self.failures:
+            self.failures -= 1
+            _publish_on_a_closed_channel()
+        self.sent.append(name)
+
+
+@pytest.mark.parametrize(
+    ("task_name", "kwargs"),
+    [("bayou.rasterize", {"gpu_queue": "gpu.800m"}), ("bayou.extract", {}), ("bayou.ingest_batch", {})],
+)
+def test_a_retry_the_broker_cannot_take_gives_the_message_back(
+    task_name: str, kwargs: dict[str, str], worker_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import Reject, Retry
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    from workers.dispatch import FOLLOW_UP_RETRY_POLICY
+
+    app = get_app()
+    task = app.tasks[task_name]
+    sends = RetrySends(failures=1)
+    monkeypatch.setattr(app, "send_task", sends)
+    # as a worker runs it: a delivered message (not called directly), first try
+    task.push_request(id="t1", args=["doc_1"], kwargs=kwargs, retries=0, called_directly=False, delivery_info={})
+    try:
+        # Celery's own retry would reject it without requeue: with acks_late, the message would be gone
+        with pytest.raises(Reject) as rejected:
+            task.retry(exc=BrokerDown("restarting"), countdown=1)
+        assert rejected.value.requeue is True
+        # the broker back, the retry is sent and the run ends as Celery ends a retried one
+        with pytest.raises(Retry):
+            task.retry(exc=BrokerDown("restarting"), countdown=1)
+    finally:
+        task.pop_request()
+    assert sends.sent == [task_name]
+    # the retry waits out a restarting broker as a document's next step does
+    assert [options["retry_policy"] for options in sends.options] == [FOLLOW_UP_RETRY_POLICY] * 2
+
+
+def test_a_retry_that_fails_for_its_own_sake_is_dropped_as_celery_does(
+    worker_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import Reject
+
+    app = get_app()
+    task = app.tasks["bayou.rasterize"]
+    monkeypatch.setattr(app, "send_task", _our_own_bug)
+    task.push_request(
+        id="t1", args=["doc_1"], kwargs={"gpu_queue": "gpu.800m"}, retries=0, called_directly=False, delivery_info={}
+    )
+    try:
+        with pytest.raises(Reject) as rejected:
+            task.retry(exc=RuntimeError("ours"), countdown=1)
+    finally:
+        task.pop_request()
+    # given back, it would fail the same way at once, again and again
+    assert rejected.value.requeue is False
+
+
 def test_a_bug_in_our_code_while_sending_still_fails_the_document(
     worker_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

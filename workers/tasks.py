@@ -19,7 +19,14 @@ from workers.outcomes import INTERNAL_ERROR, Outcome
 from workers.queues import CPU_QUEUE, FALLBACK_GPU_QUEUE
 from workers.runtime import get_runtime
 from workers.stuck import requeue_stuck
-from workers.transient import RETRY_POLICY, TRANSIENT_ERRORS, fewer_tiles, free_gpu_memory, is_out_of_memory
+from workers.transient import (
+    RETRY_POLICY,
+    TRANSIENT_ERRORS,
+    RetryingTask,
+    fewer_tiles,
+    free_gpu_memory,
+    is_out_of_memory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +43,8 @@ TRANSIENT_RETRY_DELAY_S = 10
 # broker (workers.microbatch), or at the latest Settings.batch_wait_s after the first arrived; a GPU
 # worker must prefetch at least batch_size messages for batches to form (`bayou worker` sees to it).
 
-class DocumentTask(Task):
+
+class DocumentTask(RetryingTask):
     """A task whose first argument is a document id. A failure that is not transient fails the document
     (with acks_late the message is gone, and a document left processing would only be re-sent to fail
     the same way); a transient one that outlived its retries leaves it for requeue_stuck."""
@@ -153,6 +161,6 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         soft_time_limit=settings.extract_time_limit_s,
         time_limit=settings.extract_hard_limit_s,
     )(extract_batch_task)
-    app.task(name=REQUEUE_STUCK_TASK, shared=False, bind=True, queue=CPU_QUEUE, **RETRY_POLICY)(
-        requeue_stuck_task
-    )
+    app.task(
+        name=REQUEUE_STUCK_TASK, shared=False, bind=True, base=RetryingTask, queue=CPU_QUEUE, **RETRY_POLICY
+    )(requeue_stuck_task)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
+from celery import Task
+from celery.exceptions import Reject
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import OperationalError as DatabaseOperationalError
 
-from workers.dispatch import BrokerUnavailable
+from workers.dispatch import FOLLOW_UP_RETRY_POLICY, BrokerUnavailable, is_broker_fault
+
+log = logging.getLogger(__name__)
 
 # faults of the surroundings, not of the document: retried with backoff, a bounded number of times
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -29,6 +34,36 @@ RETRY_POLICY: dict[str, Any] = {
     "retry_backoff_max": 120,
     "retry_jitter": True,
 }
+
+
+class RetryingTask(Task):
+    """A task whose retry, when the broker cannot take it, gives its message back instead of losing it.
+
+    Celery sends a retry as a new message and, if that send fails, rejects the message in hand without
+    requeueing it: with acks_late that drops it, and its document waits for the stuck sweep (30 minutes) —
+    in just the case the retries are for, a broker restarting (the broker-restart test lost one document in
+    a few runs this way). Here the send waits out a restart as a follow-up send does, and if the broker is
+    still away the message is rejected *with* requeue: Redis puts it back, or, its connection being gone,
+    keeps it unacknowledged and hands it out again after the visibility timeout; the embedded broker keeps
+    it for the sweep. A send that fails for the message's own sake is rejected as Celery does."""
+
+    def retry(self, *args: Any, **options: Any) -> Any:
+        options.setdefault("retry_policy", FOLLOW_UP_RETRY_POLICY)
+        try:
+            return super().retry(*args, **options)
+        except Reject as rejected:
+            unsent = rejected.reason
+            if rejected.requeue or not isinstance(unsent, BaseException) or not is_broker_fault(unsent):
+                raise
+            log.warning(
+                "task %s[%s]: its retry could not be sent (%s); the message goes back to the broker",
+                self.name,
+                self.request.id,
+                type(unsent).__name__,
+            )
+            raise Reject(unsent, requeue=True) from unsent
+
+
 DEFAULT_MAX_TILES = 6  # both published checkpoints' max_dynamic_patch
 
 

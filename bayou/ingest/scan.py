@@ -21,7 +21,9 @@ def list_candidates(folder: Path, *, recursive: bool) -> list[Path]:
     """Regular, non-hidden files under `folder` whose real location stays inside it (a symlink that
     leads outside is skipped), each once, in a stable order. Content is judged later, by magic bytes."""
     # the folder is its own root: the same confinement rule as a server-side batch
-    return list(dict.fromkeys(candidate_files(folder, folder, recursive=recursive)))
+    return list(
+        dict.fromkeys(candidate.path for candidate in candidate_files(folder, folder, recursive=recursive))
+    )
 
 
 def stat_file(path: Path) -> FileStat | None:

@@ -1,10 +1,22 @@
-"""Walking a server-side batch: every candidate file of its folder taken once, the counts kept on its
-row as the walk goes, `done` at the end.
+"""Walking a server-side batch: every candidate file of its folder taken once, in the folder's order
+(`candidate_files`), the counts kept on its row as the walk goes, `done` at the end.
 
-A walk can be cut short (its worker killed) and run again from the start: the content dedupe makes
-re-taking a file harmless, and the counts are rebuilt from nothing. A document this batch created in an
-earlier, interrupted walk counts as created (it is not sent again: if its message went down with the
-worker, the stuck-document sweep re-sends it); met a second time in the same walk, it is a duplicate.
+A walk proceeds in slices of about WALK_SLICE_S: then it records a checkpoint and hands the rest to a
+message of its own (`continue_walk`, a cpu-queue message in the workers), so a worker that runs one task
+at a time runs the documents' tasks queued meanwhile before the walk goes on. Every progress record is a
+checkpoint: the counts and the cursor (the relative path of the last file taken) written together, and only
+by the walk that started from the cursor the row holds (compare-and-swap): a second walk of the same batch
+(a message delivered twice, or sent again by the stalled-batch sweep) loses at its first record and stops,
+and a message whose cursor is not the row's does nothing at all. A walk cut short (its worker killed)
+resumes from the last checkpoint; the files it took after it are met again, which the content dedupe makes
+harmless (found, not stored again, not sent again: if a message went down with the worker, the
+stuck-document sweep re-sends it).
+
+Counts: `total` is the files met (each once, in the folder's order), `refused` those refused, by code;
+`created` is the documents that exist with this batch's id, counted in the database at each checkpoint (exact
+whatever crashed or ran twice), and `duplicates` the rest: files whose content was a document already,
+from an upload, another batch, or an earlier file of this one. While a resumed walk catches up with files
+an interrupted one took after its last checkpoint, `created` is capped at the files counted so far.
 """
 
 from __future__ import annotations
@@ -16,19 +28,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bayou.engines import model_name
 from bayou.intake.folders import candidate_files, resolve_folder
 from bayou.intake.limits import Limits
 from bayou.intake.sending import Enqueue, enqueue_safely
-from bayou.intake.storing import Taken, take_file
+from bayou.intake.storing import take_file
 from bayou.settings import Settings
 from extractor.errors import InputError
 from storage.blobs import BlobStore
 from storage.columns import utcnow
-from storage.models import Batch, BatchStatus
+from storage.models import Batch, BatchStatus, Document
 
 log = logging.getLogger(__name__)
 
@@ -37,36 +49,54 @@ NO_ROOT = "no_root"
 # progress reaches the row at most this often (and at the end): often enough for a client polling it,
 # seldom enough not to double the writes of a folder of small files
 PROGRESS_EVERY_S = 1.0
+# a walk with somewhere to hand its rest to yields after this long: a one-task-at-a-time worker (the
+# embedded one) runs what was queued meanwhile, a document's rasterising among them, before going on
+WALK_SLICE_S = 2.0
+
+# continue_walk(batch_id, cursor): has the walk go on after `cursor`, in a later task; raises when the
+# message cannot be sent (as `workers.batching.send_ingest_batch` does)
+ContinueWalk = Callable[[str, str], None]
 
 
 @dataclass
 class BatchTally:
+    """What the walk counts itself; created and duplicates are worked out at each checkpoint."""
+
     total: int = 0
-    created: int = 0
-    duplicates: int = 0
     refused: Counter[str] = field(default_factory=Counter)
-    # documents counted as created in this walk: meeting one again is a duplicate
-    seen: set[str] = field(default_factory=set)
+    cursor: str | None = None  # the relative path of the last file met
+    created: int = 0  # as of the last checkpoint (for the log)
+
+    @property
+    def refused_count(self) -> int:
+        return sum(self.refused.values())
+
+    def count_created(self, documents: int) -> None:
+        """`created` from the documents that carry the batch's id."""
+        # capped: files an interrupted walk took after its last checkpoint may not be met again yet
+        self.created = min(documents, self.total - self.refused_count)
 
     def columns(self) -> dict[str, object]:
         return {
             "total_files": self.total,
             "created_count": self.created,
-            "duplicate_count": self.duplicates,
-            "refused_count": sum(self.refused.values()),
+            "duplicate_count": self.total - self.refused_count - self.created,
+            "refused_count": self.refused_count,
             "refused_reasons": dict(sorted(self.refused.items())),
+            "cursor": self.cursor,
         }
 
 
 @dataclass(frozen=True)
 class BatchJob:
-    """What a walk needs besides the batch row: where to store, the settings (caps, default models), and
-    the queue."""
+    """What a walk needs besides the batch row: where to store, the settings (caps, default models), the
+    queue, and where to hand the rest of a walk after a slice (None: walk to the end in one go)."""
 
     sessions: sessionmaker[Session]
     blobs: BlobStore
     settings: Settings
     enqueue: Enqueue
+    continue_walk: ContinueWalk | None = None
 
     @property
     def limits(self) -> Limits:
@@ -77,40 +107,114 @@ class BatchJob:
         return model_name(None, doc_type, self.settings)
 
 
-def run_batch(job: BatchJob, batch_id: str, *, clock: Callable[[], float] = time.monotonic) -> str | None:
-    """Walks the batch if it is running; returns its final status, or None when there was nothing to do
-    (no such batch, or finished already: a redelivered message)."""
+@dataclass(frozen=True)
+class Walk:
+    """One run of a batch's walk: from `start` (the row's cursor when it began) on."""
+
+    batch_id: str
+    target: Path
+    root: Path
+    doc_type: str
+    recursive: bool
+    start: str | None
+
+
+def run_batch(
+    job: BatchJob,
+    batch_id: str,
+    cursor: str | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    from_checkpoint: bool = False,
+) -> str | None:
+    """Walks the batch on from `cursor` if it is running and its row's cursor is `cursor` (with
+    `from_checkpoint`, from whatever cursor the row holds: the retry of a walk that met a transient
+    fault, whose own checkpoints may have moved the row on since its message was sent); returns `done`,
+    `failed`, `running` (a slice ended, the rest handed to `job.continue_walk`), or None when there was
+    nothing to do: no such batch, finished already, or another walk got ahead (a stale or duplicate
+    message, or a twin that recorded progress first)."""
     with job.sessions() as session:
         batch = session.get(Batch, batch_id)
         if batch is None or batch.status != BatchStatus.RUNNING:
             return None
+        if from_checkpoint:
+            cursor = batch.cursor
+        elif batch.cursor != cursor:
+            return None
+        tally = _tally_at(batch, cursor)
         folder, doc_type, recursive, root = batch.folder, batch.doc_type, batch.recursive, batch.root
     if root is None:
         return _fail(job, batch_id, InputError("the batch has no root recorded", code=NO_ROOT))
     try:
-        # again, not only in the request: the folder may have been swapped for a link since
+        # again, not only in the request (and at each slice): the folder may have been swapped for a link
         target = resolve_folder(Path(root), folder)
     except InputError as exc:
         return _fail(job, batch_id, exc)
-    tally = BatchTally()
-    model, limits = job.model(doc_type), job.limits
-    last_flush = clock()
+    return _walk(job, Walk(batch_id, target, Path(root), doc_type, recursive, cursor), tally, clock)
+
+
+def _tally_at(batch: Batch, cursor: str | None) -> BatchTally:
+    # the row's counts are those as of its cursor (written together); from the start, they are rebuilt
+    if cursor is None:
+        return BatchTally()
+    return BatchTally(batch.total_files, Counter(batch.refused_reasons or {}), cursor, batch.created_count)
+
+
+def _walk(job: BatchJob, walk: Walk, tally: BatchTally, clock: Callable[[], float]) -> str | None:
+    model, limits = job.model(walk.doc_type), job.limits
+    recorded = walk.start  # the cursor the row holds, as far as this walk knows
+    began = last_record = clock()
+    files = candidate_files(walk.target, walk.root, recursive=walk.recursive, after=walk.start)
     with job.sessions() as session:
-        for path in candidate_files(target, Path(root), recursive=recursive):
-            _take(job, session, batch_id, path, doc_type, model, limits, tally)
-            if clock() - last_flush >= PROGRESS_EVERY_S:
-                _record(session, batch_id, tally)
-                last_flush = clock()
-        _record(session, batch_id, tally, status=BatchStatus.DONE)
+        for candidate in files:
+            # looked at once the next file is known, so a slice ends only with something left to hand on;
+            # and after a file at least, whatever the clock says: each message moves the walk on
+            if tally.cursor != walk.start and _slice_over(job, began, clock):
+                return _hand_over(job, session, walk.batch_id, recorded, tally)
+            _take(job, session, walk.batch_id, candidate.path, walk.doc_type, model, limits, tally)
+            tally.cursor = candidate.relative
+            if clock() - last_record >= PROGRESS_EVERY_S:
+                if not _checkpoint(session, walk.batch_id, recorded, tally):
+                    return _lost(walk.batch_id)
+                recorded, last_record = tally.cursor, clock()
+        if not _checkpoint(session, walk.batch_id, recorded, tally, status=BatchStatus.DONE):
+            return _lost(walk.batch_id)
     log.info(
         "batch %s: %d files, %d new, %d duplicates, %d refused",
-        batch_id,
+        walk.batch_id,
         tally.total,
         tally.created,
-        tally.duplicates,
-        sum(tally.refused.values()),
+        tally.total - tally.created - tally.refused_count,
+        tally.refused_count,
     )
     return BatchStatus.DONE.value
+
+
+def _slice_over(job: BatchJob, began: float, clock: Callable[[], float]) -> bool:
+    # with nowhere to hand the rest to (a walk in the API's process), there is one slice: the whole walk
+    return job.continue_walk is not None and clock() - began >= WALK_SLICE_S
+
+
+def _hand_over(
+    job: BatchJob, session: Session, batch_id: str, recorded: str | None, tally: BatchTally
+) -> str | None:
+    """End of a slice: the checkpoint, then the message that goes on from it."""
+    assert job.continue_walk is not None and tally.cursor is not None  # as _slice_over and _walk have it
+    # recorded just now (after the slice's last file) or not: the row must say where the next walk starts
+    if recorded != tally.cursor and not _checkpoint(session, batch_id, recorded, tally):
+        return _lost(batch_id)
+    try:
+        job.continue_walk(batch_id, tally.cursor)
+    except Exception:
+        # the broker may be down: the batch stays running at its checkpoint, and the stalled-batch sweep
+        # sends the walk on from there
+        log.exception("could not send batch %s on; the stalled-batch sweep will", batch_id)
+    return BatchStatus.RUNNING.value
+
+
+def _lost(batch_id: str) -> None:
+    log.info("batch %s: another walk got ahead or the batch ended; this one stops", batch_id)
+    return None
 
 
 def _take(
@@ -136,32 +240,42 @@ def _take(
     finally:
         # between files the session holds nothing: no read transaction keeping SQLite's WAL growing
         session.close()
-    if _is_new(taken, batch_id, tally):
-        tally.created += 1
-        tally.seen.add(taken.document.id)
-        if taken.created:
-            # one from an interrupted walk is not sent again: its message may still be queued (two would
-            # run the model twice), and the stuck-document sweep re-sends it if not
-            enqueue_safely(job.enqueue, taken.document.id, model=taken.document.model, doc_type=doc_type)
-    else:
-        tally.duplicates += 1
-
-
-def _is_new(taken: Taken, batch_id: str, tally: BatchTally) -> bool:
-    """Created now, or by an earlier walk of this batch that did not finish."""
     if taken.created:
-        return True
-    return taken.document.batch_id == batch_id and taken.document.id not in tally.seen
+        # one found instead (from an interrupted walk, or a twin's) is not sent again: its message may
+        # still be queued (two would run the model twice), and the stuck-document sweep re-sends it if not
+        enqueue_safely(job.enqueue, taken.document.id, model=taken.document.model, doc_type=doc_type)
 
 
-def _record(session: Session, batch_id: str, tally: BatchTally, *, status: BatchStatus | None = None) -> None:
+def _checkpoint(
+    session: Session,
+    batch_id: str,
+    recorded: str | None,
+    tally: BatchTally,
+    *,
+    status: BatchStatus | None = None,
+) -> bool:
+    """Records the walk's counts and cursor (and `status`) if the batch is running and its cursor is still
+    `recorded`, where this walk last left it; False, nothing written, when not: another walk of the batch
+    recorded progress first, or the batch ended."""
+    # counted, not tallied: exact whatever crashed or ran twice (documents.batch_id is indexed)
+    created = select(func.count()).select_from(Document).where(Document.batch_id == batch_id)
+    tally.count_created(session.scalar(created) or 0)
     values = tally.columns() | {"updated_at": utcnow()}
     if status is not None:
         values["status"] = status.value
-    # only while running: a twin walk (a message delivered twice) that finished first has the last word
-    running = Batch.status == BatchStatus.RUNNING.value
-    session.execute(update(Batch).where(Batch.id == batch_id, running).values(**values))
+    written = session.execute(
+        update(Batch)
+        .where(
+            Batch.id == batch_id,
+            Batch.status == BatchStatus.RUNNING.value,
+            # NULL-safe: the first record of a walk from the start expects no cursor
+            Batch.cursor.is_not_distinct_from(recorded),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
     session.commit()
+    return written == 1
 
 
 def _fail(job: BatchJob, batch_id: str, error: InputError) -> str:

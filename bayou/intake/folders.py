@@ -1,16 +1,26 @@
 """Which files of a folder may be taken: a folder named relative to a root must stay inside it (no
-absolute path, no `..`, no symlink of the folder or of a file in it that leads outside)."""
+absolute path, no `..`, no symlink of the folder or of a file in it that leads outside).
+
+Candidates come in the lexicographic order of their path's parts relative to the folder (a directory's
+files and subdirectories sorted together by name, a subdirectory's whole subtree at its name's place), so
+a walk can be checkpointed by the relative path of the last file it took and resumed just after it."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from extractor.errors import InputError
 
 INVALID_FOLDER = "invalid_folder"
 FOLDER_NOT_FOUND = "folder_not_found"
+
+
+class Candidate(NamedTuple):
+    relative: str  # POSIX path under the folder, as walked (links not resolved): the walk's position
+    path: Path  # the real file (links resolved): what is taken
 
 
 def resolve_folder(root: Path, folder: str) -> Path:
@@ -26,7 +36,9 @@ def resolve_folder(root: Path, folder: str) -> Path:
         target = (real_root / relative).resolve()
         is_dir = target.is_dir()
     except OSError as exc:  # a name the file system refuses (too long, say): no folder by that name
-        raise InputError(f"the folder name is not usable ({type(exc).__name__})", code=INVALID_FOLDER) from exc
+        raise InputError(
+            f"the folder name is not usable ({type(exc).__name__})", code=INVALID_FOLDER
+        ) from exc
     if not target.is_relative_to(real_root):
         raise InputError("the folder leads outside the batch root", code=INVALID_FOLDER)
     if not is_dir:
@@ -34,16 +46,51 @@ def resolve_folder(root: Path, folder: str) -> Path:
     return target
 
 
-def candidate_files(folder: Path, root: Path, *, recursive: bool) -> Iterator[Path]:
-    """Regular files in `folder` (and below, if recursive) whose real location is inside `root`, in a
-    stable order. Hidden files are skipped: they are usually partial copies or editor leftovers."""
-    real_root = root.resolve()
-    for directory, subdirs, files in os.walk(folder, followlinks=False):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".")) if recursive else []
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            path = Path(directory) / name
-            real = path.resolve()
-            if real.is_relative_to(real_root) and real.is_file():
-                yield real
+def candidate_files(
+    folder: Path, root: Path, *, recursive: bool, after: str | None = None
+) -> Iterator[Candidate]:
+    """Regular files in `folder` (and below, if recursive) whose real location is inside `root`, in the
+    order of their relative path's parts; with `after` (a relative path as yielded before), only those
+    that come strictly after it. Hidden files and directories are skipped: they are usually partial
+    copies or editor leftovers; a symlink to a directory is not followed."""
+    after_parts = PurePosixPath(after).parts if after else ()
+    return _walk(folder, (), root.resolve(), recursive=recursive, after=after_parts)
+
+
+def _walk(
+    directory: Path, prefix: tuple[str, ...], real_root: Path, *, recursive: bool, after: tuple[str, ...]
+) -> Iterator[Candidate]:
+    # `after`: the parts, below this directory, of the position to resume after; () walks it all
+    for entry in _sorted_entries(directory):
+        name = entry.name
+        if name.startswith(".") or (after and name < after[0]):
+            continue  # hidden, or wholly before the position: not even looked at (no stat, no resolve)
+        on_path = bool(after) and name == after[0]
+        if _is_directory(entry):
+            if recursive and not entry.is_symlink():
+                below = after[1:] if on_path else ()
+                yield from _walk(Path(entry.path), (*prefix, name), real_root, recursive=True, after=below)
+            continue
+        if on_path:
+            # the file taken last; or a file now where the position lay inside a directory: before it
+            continue
+        real = Path(entry.path).resolve()
+        if real.is_relative_to(real_root) and real.is_file():
+            yield Candidate("/".join((*prefix, name)), real)
+
+
+def _sorted_entries(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
+    except OSError:  # vanished or unreadable meanwhile: nothing to take there, as os.walk would have it
+        return []
+
+
+def _is_directory(entry: os.DirEntry[str]) -> bool:
+    # follows a link, as os.walk does when it sorts entries into directories and files: a link to a
+    # directory is neither walked nor taken
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False

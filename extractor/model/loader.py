@@ -89,7 +89,8 @@ def resolve_source(source: str | Path) -> Path:
     except Exception as exc:  # noqa: BLE001 - network, auth, missing repo: all mean "not available here"
         raise CheckpointError(
             f"{source} is not in the huggingface_hub cache and could not be downloaded ({type(exc).__name__}); "
-            "download it once on a connected machine or pass a local checkpoint directory"
+            "download it once on a connected machine or pass a local checkpoint directory "
+            "(`bayou models tiny DIR` writes a randomly initialised one, to try the pipeline offline)"
         ) from exc
 
 

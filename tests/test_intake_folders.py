@@ -1,0 +1,103 @@
+"""candidate_files: the walk's order (by relative path parts, a directory's subtree at its name's place),
+resuming after a position without looking at what comes before it, and the confinement rules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bayou.intake import folders
+from bayou.intake.folders import candidate_files
+
+# in walk order: a directory's subtree sits at its name's place among its siblings ("b" between "a.png"
+# and "c.png", "b/x" before "b.png"), where os.walk would list a directory's files first
+FILES = ["a.png", "b/x.png", "b/y/z.png", "b.png", "c.png", "d/e/f.png", "d/g.png"]
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    folder = tmp_path / "scans"
+    for relative in FILES:
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(relative.encode())
+    (folder / ".partial.png").write_bytes(b"hidden")
+    (folder / "b" / ".hidden").mkdir()
+    (folder / "b" / ".hidden" / "inside.png").write_bytes(b"hidden dir")
+    return folder
+
+
+def _relative(folder: Path, **kwargs: object) -> list[str]:
+    return [candidate.relative for candidate in candidate_files(folder, folder, **kwargs)]
+
+
+def test_files_come_in_the_order_of_their_path_parts(tree: Path) -> None:
+    candidates = list(candidate_files(tree, tree, recursive=True))
+
+    assert [candidate.relative for candidate in candidates] == FILES
+    assert sorted(FILES, key=lambda relative: relative.split("/")) == FILES
+    assert [candidate.path for candidate in candidates] == [(tree / relative).resolve() for relative in FILES]
+    assert _relative(tree, recursive=False) == ["a.png", "b.png", "c.png"]
+
+
+@pytest.mark.parametrize("position", range(len(FILES)))
+def test_after_a_file_the_walk_goes_on_with_the_next(tree: Path, position: int) -> None:
+    assert _relative(tree, recursive=True, after=FILES[position]) == FILES[position + 1 :]
+
+
+def test_after_a_position_that_is_gone_the_walk_goes_on_from_its_place(tree: Path) -> None:
+    assert _relative(tree, recursive=True, after="b/w.png") == FILES[1:]
+    assert _relative(tree, recursive=True, after="b/y") == FILES[2:]  # a file then, a directory now
+    assert _relative(tree, recursive=True, after="c.png/old.png") == FILES[5:]  # a directory then
+    assert _relative(tree, recursive=True, after="zzz") == []
+    assert _relative(tree, recursive=False, after="b/x.png") == ["b.png", "c.png"]
+
+
+def test_what_comes_before_the_position_is_neither_listed_nor_resolved(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed: list[str] = []
+    resolved: list[str] = []
+    real_scandir, real_resolve = os.scandir, Path.resolve
+
+    def scandir(path: Path) -> object:
+        listed.append(Path(path).relative_to(tree).as_posix())
+        return real_scandir(path)
+
+    def resolve(path: Path, strict: bool = False) -> Path:
+        if path != tree:
+            resolved.append(path.relative_to(tree).as_posix())
+        return real_resolve(path, strict)
+
+    monkeypatch.setattr(folders.os, "scandir", scandir)
+    monkeypatch.setattr(Path, "resolve", resolve)
+
+    assert _relative(tree, recursive=True, after="d/e/f.png") == ["d/g.png"]
+    # the subtrees of "b" and "d/e" sort before or at the position: only the path to it is listed
+    assert listed == [".", "d", "d/e"]
+    assert resolved == ["d/g.png"]
+
+
+def test_links_leading_outside_or_to_directories_are_not_followed(tmp_path: Path) -> None:
+    folder, outside = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"s")
+    (folder / "own.png").write_bytes(b"o")
+    (folder / "escape.png").symlink_to(outside / "secret.png")
+    (folder / "escape-dir").symlink_to(outside, target_is_directory=True)
+    (folder / "inner").mkdir()
+    (folder / "inner-link").symlink_to(folder / "inner", target_is_directory=True)
+    (folder / "inner" / "deep.png").write_bytes(b"d")
+    (folder / "alias.png").symlink_to(folder / "own.png")
+
+    candidates = list(candidate_files(folder, folder, recursive=True))
+
+    # a link to a file inside is taken as the file it leads to, under its own name (its place in the walk)
+    assert [(c.relative, c.path) for c in candidates] == [
+        ("alias.png", (folder / "own.png").resolve()),
+        ("inner/deep.png", (folder / "inner" / "deep.png").resolve()),
+        ("own.png", (folder / "own.png").resolve()),
+    ]
