@@ -41,7 +41,15 @@ def runtime(tmp_path, db_engine, db_sessions, blob_store) -> Runtime:
     return Runtime(settings=settings, db=db_engine, sessions=db_sessions, blobs=blob_store)
 
 
-def _batch(runtime: Runtime, batch_id: str, *, status: str, idle_s: float, cursor: str | None = None) -> None:
+def _batch(
+    runtime: Runtime,
+    batch_id: str,
+    *,
+    status: str,
+    idle_s: float,
+    cursor: str | None = None,
+    root: str = "/nonexistent",
+) -> None:
     with runtime.sessions() as session:
         session.add(
             Batch(
@@ -50,7 +58,7 @@ def _batch(runtime: Runtime, batch_id: str, *, status: str, idle_s: float, curso
                 doc_type="receipt",
                 recursive=True,
                 status=status,
-                root="/nonexistent",
+                root=root,
                 updated_at=utcnow() - timedelta(seconds=idle_s),
                 cursor=cursor,
             )
@@ -152,18 +160,7 @@ class Walker:
         )
 
     def batch(self, batch_id: str = "bat_walk") -> None:
-        with self.runtime.sessions() as session:
-            session.add(
-                Batch(
-                    id=batch_id,
-                    folder="scans",
-                    doc_type="receipt",
-                    recursive=True,
-                    status="running",
-                    root=str(self.root),
-                )
-            )
-            session.commit()
+        _batch(self.runtime, batch_id, status="running", idle_s=0, root=str(self.root))
 
     def row(self, batch_id: str = "bat_walk") -> Batch:
         with self.runtime.sessions() as session:
