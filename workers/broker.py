@@ -5,13 +5,16 @@ The embedded broker is kombu's SQLAlchemy transport on a SQLite file in the data
 second). It was chosen over the filesystem transport because SQLite's `BEGIN IMMEDIATE` makes taking a
 message atomic across processes, so two workers never receive the same one. It never redelivers a message
 whose worker died holding it (it does give back, at a clean shutdown, those it held): the stuck-document
-sweep covers that.
+sweep covers that, telling a lost message from one still waiting by `waiting_document_ids`.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,11 +29,18 @@ from workers import sqlite_broker
 # kombu finds a URL's transport by alias only: every process that builds the URL below knows it
 sqlite_broker.register()
 
+log = logging.getLogger(__name__)
+
 EMBEDDED_FILENAME = "broker.db"
 # how long Redis keeps a taken, unacknowledged message before handing it to another worker; it must
 # outlast the longest task, or a slow extraction would run twice
 VISIBILITY_TIMEOUT_S = 2 * 60 * 60
 SQLITE_LOCK_TIMEOUT_S = sqlite_broker.SQLITE_LOCK_TIMEOUT_S
+# past this many waiting messages in a queue, `waiting_document_ids` does not read them (a sweep would
+# fetch and decode tens of megabytes) and answers that it cannot tell
+MAX_WAITING_READ = 50_000
+# messages per LRANGE: a few hundred kilobytes a round trip, never the whole list at once
+REDIS_CHUNK = 1_000
 
 
 def embedded_broker_url(data_dir: Path) -> str:
@@ -105,6 +115,122 @@ def waiting_counts(app: Celery, settings: Settings, queues: list[str]) -> dict[s
             )
             counts = {name: count for name, count in rows}
     return {queue: int(counts.get(queue, 0)) for queue in queues}
+
+
+class _CannotTell(Exception):
+    """What waits in a queue cannot be read. Its text never holds any of a message's content."""
+
+
+def waiting_document_ids(
+    app: Celery, settings: Settings, queue: str, *, limit: int | None = None
+) -> set[str] | None:
+    """The documents of the messages waiting in `queue`, not yet taken (a task message's first positional
+    argument: every document task takes its document's id first; a message without one adds nothing).
+    None when it cannot tell: more than `limit` messages wait, one of them cannot be read, or the broker's
+    waiting messages cannot be read without taking them (neither embedded nor Redis). `limit` defaults to
+    MAX_WAITING_READ. Logs no payload."""
+    limit = MAX_WAITING_READ if limit is None else limit
+    # counted first (cheap, and what any broker can say): an empty queue needs no reading, and a long
+    # backlog is never read
+    backlog = waiting_messages(app, settings, queue)
+    if not backlog:
+        return set()
+    if backlog > limit:
+        log.info("queue %s holds more than %d waiting messages: not read", queue, limit)
+        return None
+    ids: set[str] = set()
+    try:
+        with closing(_waiting_payloads(app, settings, queue)) as payloads:
+            for read, payload in enumerate(payloads, start=1):
+                if read > limit:  # it grew meanwhile
+                    return None
+                document_id = _first_argument(payload)
+                if document_id is not None:
+                    ids.add(document_id)
+    except _CannotTell as reason:
+        log.warning("the messages waiting in queue %s cannot be told apart: %s", queue, reason)
+        return None
+    return ids
+
+
+def _waiting_payloads(app: Celery, settings: Settings, queue: str) -> Iterator[str | bytes]:
+    if is_embedded(settings):
+        yield from _embedded_payloads(settings, queue)
+    else:
+        yield from _redis_payloads(app, queue)
+
+
+def _embedded_payloads(settings: Settings, queue: str) -> Iterator[str]:
+    with _embedded_messages(settings) as engine:
+        if engine is None:
+            return
+        # one statement, so one snapshot of the (WAL) file: a message taken meanwhile still counts as
+        # waiting (its document is left alone, the safe side)
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT m.payload FROM kombu_message m JOIN kombu_queue q ON m.queue_id = q.id "
+                    "WHERE m.visible = 1 AND q.name = :queue"
+                ),
+                {"queue": queue},
+            )
+            for (payload,) in rows:
+                yield payload
+
+
+def _redis_payloads(app: Celery, queue: str) -> Iterator[bytes]:
+    # imported here: it loads redis-py (a tenth of a second), which the embedded defaults never need
+    from kombu.transport import redis as kombu_redis
+
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        if not isinstance(channel, kombu_redis.Channel):
+            raise _CannotTell(f"a {connection.transport.driver_type} broker's queue is not read")
+        if channel.global_keyprefix:
+            # kombu's prefixing client prefixes only the commands it uses itself, not LRANGE; bayou sets
+            # no prefix, so rather than second-guess it this answers "cannot tell"
+            raise _CannotTell("the broker's keys have a global prefix")
+        # a queue is a list per priority step, the queue's own name for priority 0 (all Celery sends):
+        # the same lists kombu counts for `waiting_counts`
+        keys = dict.fromkeys(channel._q_for_pri(queue, step) for step in channel.priority_steps)
+        for key in keys:
+            yield from _list_items(channel.client, key)
+
+
+def _list_items(client: Any, key: str) -> Iterator[bytes]:
+    # kombu pushes on the left and workers pop on the right: read from the left, a push meanwhile only
+    # shifts items still to read further on (some are read twice, none missed), and a pop takes only
+    # messages no longer waiting
+    start = 0
+    while True:
+        chunk = client.lrange(key, start, start + REDIS_CHUNK - 1)
+        yield from chunk
+        if len(chunk) < REDIS_CHUNK:
+            return
+        start += REDIS_CHUNK
+
+
+def _first_argument(payload: str | bytes) -> str | None:
+    """A kombu message's task, Celery protocol 2: an envelope whose `body` is the base64 of the JSON
+    `[args, kwargs, embed]`. The first of `args` (None when there are none); _CannotTell otherwise."""
+    try:
+        envelope = json.loads(payload)
+        if envelope["content-type"] != "application/json":
+            raise _CannotTell("a waiting message is not JSON")
+        if envelope["properties"]["body_encoding"] != "base64":
+            raise _CannotTell("a waiting message's body is not base64")
+        body = json.loads(base64.b64decode(envelope["body"], validate=True))
+    except (ValueError, TypeError, KeyError) as error:  # JSON, base64, UTF-8, or not the envelope's shape
+        # `from None`: a decoding error carries the text it choked on
+        raise _CannotTell(f"a waiting message could not be decoded ({type(error).__name__})") from None
+    if not (isinstance(body, list) and len(body) == 3 and isinstance(body[0], list)):
+        raise _CannotTell("a waiting message is not a Celery protocol-2 task")
+    args = body[0]
+    if not args:
+        return None  # a task about no document (a beat-sent sweep)
+    if not isinstance(args[0], str):
+        raise _CannotTell("a waiting message's first argument is not an id")
+    return args[0]
 
 
 def _declared_count(channel: Any, queue: str) -> int:

@@ -1,7 +1,11 @@
 """Documents whose message was lost (a worker killed with it; the embedded broker never redelivers a
 taken message) sit in queued or processing; this sends them again. Over-sending is safe, every task
-being idempotent, but not free: a document merely waiting behind a long backlog is left alone while
-its queue still holds messages, since its own may be among them."""
+being idempotent, but not free: a document merely waiting behind a long backlog is left alone while its
+own message still waits in its queue. The sweep reads each queue's waiting messages once (a message names
+its document first among its arguments) and re-sends the stale documents that have none there, so a lost
+message is made good even under a load that never lets the queue empty. Where it cannot tell (a message
+it cannot read, more than `workers.broker.MAX_WAITING_READ` waiting, a broker whose queue cannot be read
+without taking from it) it leaves that queue's documents alone while the queue holds anything."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from storage.columns import utcnow
 from storage.models import Document, DocumentStatus
-from workers.broker import waiting_messages
+from workers.broker import waiting_document_ids
 from workers.dispatch import app_or_default, send_extract, send_rasterize
 from workers.queues import CPU_QUEUE, extract_queue
 from workers.runtime import Runtime, get_runtime
@@ -22,30 +26,39 @@ from workers.runtime import Runtime, get_runtime
 log = logging.getLogger(__name__)
 
 S = DocumentStatus
+
+
 def requeue_stuck(
     *, older_than_s: float | None = None, app: Celery | None = None, runtime: Runtime | None = None
 ) -> list[str]:
     """Re-sends every document untouched in queued or processing for `older_than_s` (default: the
-    `stuck_after_s` setting) whose next queue is empty; returns their ids."""
+    `stuck_after_s` setting) whose message does not wait in its next queue; returns their ids."""
     app = app_or_default(app)
     runtime = runtime or get_runtime()
     if older_than_s is None:
         older_than_s = runtime.settings.stuck_after_s
     cutoff = utcnow() - timedelta(seconds=older_than_s)
-    backlog: dict[str, int] = {}
+    # per queue, read once a sweep: the documents whose message waits there, None when it cannot tell
+    waiting: dict[str, set[str] | None] = {}
     resent = []
     with runtime.sessions() as session:
         for document in _stale(session, cutoff):
             queue = _next_queue(document)
-            if queue not in backlog:
-                backlog[queue] = waiting_messages(app, runtime.settings, queue)
-            if backlog[queue] or not _claim(session, document, cutoff):
-                continue  # a backlog, or another sweep or a worker touched it meanwhile
+            if queue not in waiting:
+                waiting[queue] = waiting_document_ids(app, runtime.settings, queue)
+            if _may_wait(document.id, waiting[queue]) or not _claim(session, document, cutoff):
+                continue  # its message waits, or another sweep or a worker touched it meanwhile
             _resend(document, queue, app)
             resent.append(document.id)
     if resent:
         log.warning("re-sent %d stuck document(s): %s", len(resent), ", ".join(resent))
     return resent
+
+
+def _may_wait(document_id: str, waiting: set[str] | None) -> bool:
+    # not knowing what waits (None), the document's message may be any of it: an empty queue was read
+    # as an empty set, so None always means a backlog
+    return waiting is None or document_id in waiting
 
 
 def _stale(session: Session, cutoff: datetime) -> list[Document]:

@@ -51,7 +51,7 @@ NO_ROOT = "no_root"
 PROGRESS_EVERY_S = 1.0
 # a walk with somewhere to hand its rest to yields after this long: a one-task-at-a-time worker (the
 # embedded one) runs what was queued meanwhile, a document's rasterising among them, before going on
-WALK_SLICE_S = 2.0
+WALK_SLICE_S = 1.0
 
 # continue_walk(batch_id, cursor): has the walk go on after `cursor`, in a later task; raises when the
 # message cannot be sent (as `workers.batching.send_ingest_batch` does)
