@@ -276,6 +276,8 @@ def test_a_walk_killed_mid_slice_resumes_from_its_checkpoint_with_exact_counts(
     walker = Walker(runtime, tmp_path, make_png, slices=True)
     walker.batch()
     clock = SteppedClock()
+    # a slice long enough for the whole folder: the walk dies inside its first slice
+    monkeypatch.setattr(walking, "WALK_SLICE_S", 100 * walking.PROGRESS_EVERY_S)
     real_take = walking.take_file
     taken: list[object] = []
 
