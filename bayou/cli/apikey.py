@@ -4,17 +4,10 @@ stdout (it is stored hashed and shown only this once), so a script can capture i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import typer
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-EXIT_FAILED = 1
-EXIT_CONFIGURATION = 2
+from bayou.cli.common import EXIT_FAILED, database_session, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -29,12 +22,11 @@ def create(name: str = typer.Option(..., "--name", help="Who or what the key is 
     """Create a key and print it (only the key, on stdout); it cannot be shown again."""
     from api.keys import KeyNameTaken, create_key
 
-    with _session() as session:
+    with database_session() as session:
         try:
             key = create_key(session, name)
         except (KeyNameTaken, ValueError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_CONFIGURATION) from exc
+            fail(str(exc))
     typer.echo(key)
     typer.echo(f"created API key {name!r}; store it now, it is not shown again", err=True)
 
@@ -43,7 +35,7 @@ def list_() -> None:
     """One JSON object per key: name, prefix, created, last used, revoked (never the key)."""
     from api.keys import describe, list_keys
 
-    with _session() as session:
+    with database_session() as session:
         for row in list_keys(session):
             typer.echo(json.dumps(describe(row)))
 
@@ -53,30 +45,9 @@ def revoke(name: str = typer.Argument(..., help="The key's name.")) -> None:
     from api.keys import revoke_key
     from storage.errors import NotFound
 
-    with _session() as session:
+    with database_session() as session:
         try:
             revoke_key(session, name)
         except NotFound as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_FAILED) from exc
+            fail(str(exc), EXIT_FAILED)
     typer.echo(f"revoked API key {name!r}", err=True)
-
-
-@contextmanager
-def _session() -> Iterator[Session]:
-    from bayou.settings import get_settings
-    from extractor.errors import ConfigurationError
-    from storage.db import make_engine, make_session_factory
-    from storage.migrate import ensure_schema
-
-    engine = make_engine(get_settings().database_url)
-    try:
-        try:
-            ensure_schema(engine, auto=True)
-        except ConfigurationError as exc:
-            typer.echo(f"error: {exc.message}", err=True)
-            raise typer.Exit(EXIT_CONFIGURATION) from exc
-        with make_session_factory(engine)() as session:
-            yield session
-    finally:
-        engine.dispose()

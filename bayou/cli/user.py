@@ -7,16 +7,10 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-EXIT_CONFIGURATION = 2
+from bayou.cli.common import database_session, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -39,17 +33,17 @@ def create(
     from api.review.auth import UserExists, check_new_user, create_user, normalize_email
 
     if not password_stdin:
-        _fail("the password is read from stdin: pass --password-stdin")
+        fail("the password is read from stdin: pass --password-stdin")
     password = sys.stdin.readline().rstrip("\r\n")
     try:
         check_new_user(normalize_email(email), role, password)
     except ValueError as exc:
-        _fail(str(exc))
-    with _session() as session:
+        fail(str(exc))
+    with database_session() as session:
         try:
             user = create_user(session, email=email, role=role, password=password)
         except UserExists as exc:
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"created {user.role} {user.email}", err=True)
 
 
@@ -57,7 +51,7 @@ def list_users() -> None:
     """Print every account, one a line: email, role, active or disabled (tab separated)."""
     from api.review.users import list_users as all_users
 
-    with _session() as session:
+    with database_session() as session:
         for user in all_users(session):
             typer.echo(f"{user.email}\t{user.role}\t{'disabled' if user.disabled else 'active'}")
 
@@ -75,33 +69,9 @@ def enable(email: str = typer.Argument(..., help="The account's sign-in address.
 def _set_disabled(email: str, *, disabled: bool) -> None:
     from api.review.users import apply_disabled, find_user
 
-    with _session() as session:
+    with database_session() as session:
         user = find_user(session, email)
         if user is None:
-            _fail(f"no user {email}")
+            fail(f"no user {email}")
         apply_disabled(session, user, disabled=disabled, actor="cli")
         typer.echo(f"{'disabled' if disabled else 'enabled'} {user.email}", err=True)
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(EXIT_CONFIGURATION)
-
-
-@contextmanager
-def _session() -> Iterator[Session]:
-    from bayou.settings import get_settings
-    from extractor.errors import ConfigurationError
-    from storage.db import make_engine, make_session_factory
-    from storage.migrate import ensure_schema
-
-    engine = make_engine(get_settings().database_url)
-    try:
-        try:
-            ensure_schema(engine, auto=True)
-        except ConfigurationError as exc:
-            _fail(exc.message)
-        with make_session_factory(engine)() as session:
-            yield session
-    finally:
-        engine.dispose()
