@@ -513,6 +513,28 @@ def test_a_retry_the_broker_cannot_take_gives_the_message_back(
     assert [options["retry_policy"] for options in sends.options] == [FOLLOW_UP_RETRY_POLICY] * 2
 
 
+def test_a_message_given_back_once_is_not_given_back_again(
+    worker_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.exceptions import Reject
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    app = get_app()
+    task = app.tasks["bayou.extract"]
+    monkeypatch.setattr(app, "send_task", RetrySends(failures=1))
+    # Redis marks a message it put back; a broker that takes requeues but not publishes would otherwise
+    # keep it going round at once
+    task.push_request(
+        id="t1", args=["doc_1"], kwargs={}, retries=0, called_directly=False, delivery_info={"redelivered": True}
+    )
+    try:
+        with pytest.raises(Reject) as rejected:
+            task.retry(exc=BrokerDown("restarting"), countdown=1)
+    finally:
+        task.pop_request()
+    assert rejected.value.requeue is False  # dropped as Celery drops it: the sweeps take it from there
+
+
 def test_a_retry_that_fails_for_its_own_sake_is_dropped_as_celery_does(
     worker_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,7 +5,12 @@ own message still waits in its queue. The sweep reads each queue's waiting messa
 its document first among its arguments) and re-sends the stale documents that have none there, so a lost
 message is made good even under a load that never lets the queue empty. Where it cannot tell (a message
 it cannot read, more than `workers.broker.MAX_WAITING_READ` waiting, a broker whose queue cannot be read
-without taking from it) it leaves that queue's documents alone while the queue holds anything."""
+without taking from it) it leaves that queue's documents alone while the queue holds anything.
+
+Messages a worker has taken but not acknowledged are not read on purpose: after `stuck_after_s` such a
+message is far more likely a dead worker's (Redis gives it back only after its visibility timeout, two
+hours; the embedded broker never) than one a live worker has held for half an hour, and re-sending the
+latter costs at most a duplicate that stores nothing."""
 
 from __future__ import annotations
 

@@ -42,10 +42,16 @@ class RetryingTask(Task):
     Celery sends a retry as a new message and, if that send fails, rejects the message in hand without
     requeueing it: with acks_late that drops it, and its document waits for the stuck sweep (30 minutes) —
     in just the case the retries are for, a broker restarting (the broker-restart test lost one document in
-    a few runs this way). Here the send waits out a restart as a follow-up send does, and if the broker is
-    still away the message is rejected *with* requeue: Redis puts it back, or, its connection being gone,
-    keeps it unacknowledged and hands it out again after the visibility timeout; the embedded broker keeps
-    it for the sweep. A send that fails for the message's own sake is rejected as Celery does."""
+    a few runs this way). Here the send waits out a restart as a follow-up send does (about 30 s), and if the
+    broker is still away the message is rejected *with* requeue: back in its queue at once where the broker
+    takes it (Redis, the embedded broker), or, Redis's connection being gone, left unacknowledged for Redis to
+    hand out again after its visibility timeout.
+
+    Once per message: a message Redis has given back before (`redelivered`) is dropped as Celery drops it,
+    so a broker that takes requeues but not publishes cannot keep one going round (the sweeps pick its
+    document or batch up). The embedded broker does not mark what it gives back; a document's attempts
+    (`workers.documents.gave_up`) and the ~30 s each failed send waits bound the rounds there. A send that
+    fails for the message's own sake is rejected as Celery does."""
 
     def retry(self, *args: Any, **options: Any) -> Any:
         options.setdefault("retry_policy", FOLLOW_UP_RETRY_POLICY)
@@ -55,6 +61,14 @@ class RetryingTask(Task):
             unsent = rejected.reason
             if rejected.requeue or not isinstance(unsent, BaseException) or not is_broker_fault(unsent):
                 raise
+            if was_redelivered(self.request):
+                log.warning(
+                    "task %s[%s]: its retry could not be sent again (%s); left to the sweeps",
+                    self.name,
+                    self.request.id,
+                    type(unsent).__name__,
+                )
+                raise
             log.warning(
                 "task %s[%s]: its retry could not be sent (%s); the message goes back to the broker",
                 self.name,
@@ -62,6 +76,12 @@ class RetryingTask(Task):
                 type(unsent).__name__,
             )
             raise Reject(unsent, requeue=True) from unsent
+
+
+def was_redelivered(request: Any) -> bool:
+    """Whether the broker marked the task's message as given back before (Redis does; the embedded broker not)."""
+    delivery_info = getattr(request, "delivery_info", None) or {}
+    return bool(delivery_info.get("redelivered"))
 
 
 DEFAULT_MAX_TILES = 6  # both published checkpoints' max_dynamic_patch
