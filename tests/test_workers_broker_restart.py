@@ -31,7 +31,8 @@ Two faults the restart used to bring out (issue #4), fixed and so covered here:
 One window remains that no code of ours can close: kombu's Redis transport takes a message (BRPOP) and
 records it as unacknowledged in a second round trip, so a Redis killed between the two loses that message
 to everything but the stuck sweep (the `sweep_resends` case). It is one round trip wide and has not been
-seen here; if `redis_redelivers` ever fails with a document left `queued` or `processing` and its message nowhere in Redis, that is it.
+seen here; if `redis_redelivers` ever fails with a document left `queued` or `processing` and its message
+nowhere in Redis, that is it.
 """
 
 from __future__ import annotations
