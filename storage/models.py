@@ -101,10 +101,14 @@ class Batch(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     # moved on with every progress update: a running batch untouched for long has lost its walker
     updated_at: Mapped[datetime | None] = mapped_column(default=utcnow, onupdate=utcnow)
-    # the walk's checkpoint: the relative path (under the folder, as walked) of the last file taken as of
-    # the last recorded progress; a walk resumes just after it, and only the walk that started from it
-    # may move it on (twins from a duplicated message: the first to record wins, the other stops)
+    # the walk's position: the relative path (under the folder, as walked) of the last file taken as of
+    # the last recorded progress, percent-encoded bytes (ASCII whatever the file system's names); a walk
+    # resumes just after it
     cursor: Mapped[str | None] = mapped_column(Text)
+    # moved on by one with every recorded progress (cursor and counts), and only by the walk that started
+    # from it (twins from a duplicated message: the first to record wins, the other stops); the walk's
+    # messages carry this number, never the path (a file name can be personal)
+    checkpoint: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Document(Base):

@@ -3,6 +3,7 @@ resuming after a position without looking at what comes before it, and the confi
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from bayou.intake import folders
 from bayou.intake.folders import candidate_files
+from extractor.errors import InputError
 
 # in walk order: a directory's subtree sits at its name's place among its siblings ("b" between "a.png"
 # and "c.png", "b/x" before "b.png"), where os.walk would list a directory's files first
@@ -101,3 +103,82 @@ def test_links_leading_outside_or_to_directories_are_not_followed(tmp_path: Path
         ("inner/deep.png", (folder / "inner" / "deep.png").resolve()),
         ("own.png", (folder / "own.png").resolve()),
     ]
+
+
+def _skipped(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == folders.__name__]
+
+
+def test_a_symlink_loop_is_skipped_and_the_walk_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for name in ("a.png", "c.png"):
+        (folder / name).write_bytes(name.encode())
+    # b1 -> b2 -> b1: resolving either raises (RuntimeError "Symlink loop from '/…'" on Python 3.11)
+    (folder / "b1.png").symlink_to(folder / "b2.png")
+    (folder / "b2.png").symlink_to(folder / "b1.png")
+
+    with caplog.at_level(logging.INFO, logger=folders.__name__):
+        assert _relative(folder, recursive=True) == ["a.png", "c.png"]
+
+    # said, but without the path (a file name can be personal)
+    assert len(_skipped(caplog)) == 2
+    assert all(str(tmp_path) not in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 directory anyway")
+def test_a_link_into_an_unreadable_directory_is_skipped(tmp_path: Path) -> None:
+    folder, locked = tmp_path / "scans", tmp_path / "scans" / "locked"
+    locked.mkdir(parents=True)
+    (locked / "inside.png").write_bytes(b"i")
+    (folder / "a.png").write_bytes(b"a")
+    (folder / "link.png").symlink_to(locked / "inside.png")
+    (folder / "z.png").write_bytes(b"z")
+    locked.chmod(0)
+    try:
+        # "locked" itself is listed as nothing (unreadable); the link to a file in it cannot be looked at
+        assert _relative(folder, recursive=True) == ["a.png", "z.png"]
+    finally:
+        locked.chmod(0o755)
+
+
+def test_a_file_that_cannot_be_looked_at_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # as above, whoever runs the tests: is_file raises PermissionError (with the path) for the link
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for name in ("a.png", "link.png", "z.png"):
+        (folder / name).write_bytes(name.encode())
+    real_is_file = Path.is_file
+
+    def is_file(path: Path) -> bool:
+        if path.name == "link.png":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    with caplog.at_level(logging.INFO, logger=folders.__name__):
+        assert _relative(folder, recursive=True) == ["a.png", "z.png"]
+    assert len(_skipped(caplog)) == 1 and "link.png" not in caplog.text
+
+
+def test_a_name_that_is_not_utf8_is_walked_and_resumed_after(tmp_path: Path) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9.png")  # "caf\udce9.png": a surrogate escape
+    for file_name in ("a.png", name, "z.png"):
+        (folder / file_name).write_bytes(b"x")
+
+    assert _relative(folder, recursive=False) == ["a.png", name, "z.png"]
+    assert _relative(folder, recursive=False, after=name) == ["z.png"]
+
+
+def test_a_folder_that_is_a_symlink_loop_is_an_invalid_folder(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+
+    with pytest.raises(InputError) as refused:
+        folders.resolve_folder(tmp_path, "loop")
+    assert refused.value.code == "invalid_folder" and str(tmp_path) not in str(refused.value)

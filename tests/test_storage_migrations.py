@@ -171,3 +171,22 @@ def test_ensure_schema_names_a_revision_it_does_not_know(sqlite_url: str) -> Non
 
     with pytest.raises(SchemaUnknown, match="ffff_from_the_future"):
         migrate.ensure_schema(sqlite_url, auto=True)
+
+
+def test_a_batch_running_before_0005_starts_its_walk_from_checkpoint_zero(sqlite_url: str) -> None:
+    migrate.upgrade(sqlite_url, "0004")
+    engine = make_engine(sqlite_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO batches (id, folder, doc_type, recursive, created_at, status, total_files)"
+                " VALUES ('bat_old', 'scans', 'receipt', 1, CURRENT_TIMESTAMP, 'running', 7)"
+            )
+        )
+    migrate.upgrade(sqlite_url)
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT checkpoint, cursor FROM batches WHERE id = 'bat_old'")).one()
+    engine.dispose()
+
+    # the batch id alone (checkpoint 0) is the message such a batch's walk waits for, or the sweep sends
+    assert tuple(row) == (0, None)

@@ -9,6 +9,7 @@ import enum
 MAX_ATTEMPTS = 8
 TOO_MANY_ATTEMPTS = "too_many_attempts"
 INTERNAL_ERROR = "internal_error"  # a fault in bayou, not in the document: its message names the exception
+TIMED_OUT = "timeout"  # a task past its soft time limit
 
 
 class Outcome(enum.StrEnum):

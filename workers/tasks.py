@@ -15,7 +15,7 @@ from workers.dispatch import send_extract, send_extract_alone
 from workers.documents import fail
 from workers.microbatch import MicroBatches
 from workers.names import EXTRACT_BATCH_TASK, EXTRACT_TASK, RASTERIZE_TASK, REQUEUE_STUCK_TASK
-from workers.outcomes import INTERNAL_ERROR, Outcome
+from workers.outcomes import INTERNAL_ERROR, TIMED_OUT, Outcome
 from workers.queues import CPU_QUEUE, FALLBACK_GPU_QUEUE
 from workers.runtime import get_runtime
 from workers.stuck import requeue_stuck
@@ -31,7 +31,6 @@ from workers.transient import (
 log = logging.getLogger(__name__)
 
 OUT_OF_MEMORY = "out_of_memory"
-TIMED_OUT = "timeout"
 
 # soft: the task is told and fails the document; hard: the process is killed and the document is
 # left to requeue_stuck (Settings.stuck_after_s is longer than any of these). The extract task's limits

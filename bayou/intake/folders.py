@@ -3,16 +3,22 @@ absolute path, no `..`, no symlink of the folder or of a file in it that leads o
 
 Candidates come in the lexicographic order of their path's parts relative to the folder (a directory's
 files and subdirectories sorted together by name, a subdirectory's whole subtree at its name's place), so
-a walk can be checkpointed by the relative path of the last file it took and resumed just after it."""
+a walk can be checkpointed by the relative path of the last file it took and resumed just after it.
+A file that cannot be looked at (a symlink loop, a link into a directory that is not ours to read) is
+skipped, never the end of the walk."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
+from urllib.parse import quote, unquote_to_bytes
 
 from extractor.errors import InputError
+
+log = logging.getLogger(__name__)
 
 INVALID_FOLDER = "invalid_folder"
 FOLDER_NOT_FOUND = "folder_not_found"
@@ -21,6 +27,18 @@ FOLDER_NOT_FOUND = "folder_not_found"
 class Candidate(NamedTuple):
     relative: str  # POSIX path under the folder, as walked (links not resolved): the walk's position
     path: Path  # the real file (links resolved): what is taken
+
+
+def encode_position(relative: str) -> str:
+    """A walk position as ASCII text, for a database column: the bytes of its name, percent-encoded.
+    Lossless where the str is not: a name that is not UTF-8 comes from os.scandir with surrogate escapes
+    ("caf\\udce9.png"), which no database driver can encode."""
+    return quote(os.fsencode(relative), safe="/")
+
+
+def decode_position(text: str) -> str:
+    """The position `encode_position` stored, as the walk yielded it (its parts compared as str)."""
+    return os.fsdecode(unquote_to_bytes(text))
 
 
 def resolve_folder(root: Path, folder: str) -> Path:
@@ -35,7 +53,9 @@ def resolve_folder(root: Path, folder: str) -> Path:
     try:
         target = (real_root / relative).resolve()
         is_dir = target.is_dir()
-    except OSError as exc:  # a name the file system refuses (too long, say): no folder by that name
+    except (OSError, RuntimeError) as exc:
+        # a name the file system refuses (too long, say), or a symlink loop (RuntimeError on Python 3.11):
+        # no folder by that name
         raise InputError(
             f"the folder name is not usable ({type(exc).__name__})", code=INVALID_FOLDER
         ) from exc
@@ -74,9 +94,24 @@ def _walk(
         if on_path:
             # the file taken last; or a file now where the position lay inside a directory: before it
             continue
-        real = Path(entry.path).resolve()
-        if real.is_relative_to(real_root) and real.is_file():
+        real = _confined_file(Path(entry.path), real_root)
+        if real is not None:
             yield Candidate("/".join((*prefix, name)), real)
+
+
+def _confined_file(path: Path, real_root: Path) -> Path | None:
+    """The regular file `path` leads to, if it lies inside `real_root`; None when not, or when it cannot
+    be told: a symlink loop (RuntimeError on Python 3.11, OSError later) or a link into a directory that
+    is not ours to read (PermissionError) is one file that cannot be taken, not a reason to stop."""
+    try:
+        real = path.resolve()
+        # is_file only once confined: a target outside the root is not even looked at
+        if real.is_relative_to(real_root) and real.is_file():
+            return real
+    except (OSError, RuntimeError) as exc:
+        # without the path (its message has it): a file name can be personal, a licence holder's
+        log.info("a file that cannot be looked at is skipped (%s)", type(exc).__name__)
+    return None
 
 
 def _sorted_entries(directory: Path) -> list[os.DirEntry[str]]:

@@ -1,4 +1,5 @@
-"""Batches: the walk's checkpoint (`cursor`), so a walk proceeds in slices and resumes where it stopped.
+"""Batches: the walk's checkpoint (`checkpoint`, its number; `cursor`, its position), so a walk proceeds in
+slices and resumes where it stopped.
 
 Revision ID: 0005
 Revises: 0004
@@ -17,11 +18,14 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    # nullable, no default: a running batch from before has no checkpoint, and its next walk starts from
-    # the beginning (as walks did); plain ADD COLUMN, see 0003 on why `batches` is never copied and moved.
-    # documents.batch_id, which each checkpoint counts by, is indexed since 0001
+    # a running batch from before is at checkpoint 0 with no cursor: its next walk (the batch id alone, the
+    # message it may be waiting for) starts from the beginning, as walks did; plain ADD COLUMN, see 0003 on
+    # why `batches` is never copied and moved. documents.batch_id, which each checkpoint counts by, is
+    # indexed since 0001
     op.add_column("batches", sa.Column("cursor", sa.Text(), nullable=True))
+    op.add_column("batches", sa.Column("checkpoint", sa.Integer(), server_default="0", nullable=False))
 
 
 def downgrade() -> None:
+    op.drop_column("batches", "checkpoint")
     op.drop_column("batches", "cursor")
