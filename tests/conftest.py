@@ -673,3 +673,18 @@ class WorkerDocuments:
 @pytest.fixture
 def worker_documents() -> WorkerDocuments:
     return WorkerDocuments()
+
+
+@pytest.fixture
+def linked_folder(tmp_path: Path) -> Path:
+    """A folder `in` with a file, links leading outside it (to a file and to a directory of `out`), and a
+    link to its own file: what a walk confined to `in` must not follow out."""
+    folder, outside = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"s")
+    (folder / "own.png").write_bytes(b"o")
+    (folder / "escape.png").symlink_to(outside / "secret.png")
+    (folder / "escape-dir").symlink_to(outside, target_is_directory=True)
+    (folder / "alias.png").symlink_to(folder / "own.png")
+    return folder

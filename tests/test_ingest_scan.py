@@ -27,18 +27,9 @@ def test_candidates_are_visible_regular_files_in_a_stable_order(tmp_path: Path) 
     ]
 
 
-def test_symlinks_that_lead_outside_the_folder_are_skipped(tmp_path: Path) -> None:
-    folder, outside = tmp_path / "in", tmp_path / "out"
-    folder.mkdir()
-    outside.mkdir()
-    (outside / "secret.png").write_bytes(b"s")
-    (folder / "own.png").write_bytes(b"o")
-    (folder / "escape.png").symlink_to(outside / "secret.png")
-    (folder / "escape-dir").symlink_to(outside, target_is_directory=True)
+def test_symlinks_that_lead_outside_the_folder_are_skipped(linked_folder: Path) -> None:
     # a link to a file inside is the same file, listed once
-    (folder / "alias.png").symlink_to(folder / "own.png")
-
-    assert list_candidates(folder, recursive=True) == [folder / "own.png"]
+    assert list_candidates(linked_folder, recursive=True) == [linked_folder / "own.png"]
 
 
 def test_stat_of_a_vanished_file_is_none(tmp_path: Path) -> None:

@@ -82,18 +82,11 @@ def test_what_comes_before_the_position_is_neither_listed_nor_resolved(
     assert resolved == ["d/g.png"]
 
 
-def test_links_leading_outside_or_to_directories_are_not_followed(tmp_path: Path) -> None:
-    folder, outside = tmp_path / "in", tmp_path / "out"
-    folder.mkdir()
-    outside.mkdir()
-    (outside / "secret.png").write_bytes(b"s")
-    (folder / "own.png").write_bytes(b"o")
-    (folder / "escape.png").symlink_to(outside / "secret.png")
-    (folder / "escape-dir").symlink_to(outside, target_is_directory=True)
+def test_links_leading_outside_or_to_directories_are_not_followed(linked_folder: Path) -> None:
+    folder = linked_folder
     (folder / "inner").mkdir()
     (folder / "inner-link").symlink_to(folder / "inner", target_is_directory=True)
     (folder / "inner" / "deep.png").write_bytes(b"d")
-    (folder / "alias.png").symlink_to(folder / "own.png")
 
     candidates = list(candidate_files(folder, folder, recursive=True))
 

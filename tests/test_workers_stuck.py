@@ -6,7 +6,6 @@ embedded broker and on Redis, each read as the workers' own queues are (real mes
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 from collections.abc import Callable
@@ -18,8 +17,9 @@ from kombu import Producer
 from sqlalchemy import update
 
 from storage.columns import utcnow
-from storage.documents import create_document, set_status
+from storage.documents import set_status
 from storage.models import Document, DocumentStatus
+from tests.conftest import WorkerDocuments
 from workers import broker
 from workers.app import get_app
 from workers.broker import waiting_document_ids, waiting_messages
@@ -46,16 +46,7 @@ def runtime(request: pytest.FixtureRequest, worker_env: Callable[..., dict[str, 
 
 
 def _create(runtime: Runtime, seed: int) -> str:
-    with runtime.sessions() as session:
-        document, _ = create_document(
-            session,
-            runtime.blobs,
-            stream_or_path=io.BytesIO(f"scan {seed}".encode()),
-            filename="scan.png",
-            media_type="image/png",
-            doc_type="receipt",
-        )
-    return document.id
+    return WorkerDocuments.create(runtime, f"scan {seed}".encode())
 
 
 def _rasterized(runtime: Runtime, document_id: str) -> None:
