@@ -482,7 +482,12 @@ class RetrySends:
 
 @pytest.mark.parametrize(
     ("task_name", "kwargs"),
-    [("bayou.rasterize", {"gpu_queue": "gpu.800m"}), ("bayou.extract", {}), ("bayou.ingest_batch", {})],
+    [
+        ("bayou.rasterize", {"gpu_queue": "gpu.800m"}),
+        ("bayou.extract", {}),
+        ("bayou.ingest_batch", {}),
+        ("bayou.send_callback", {}),
+    ],
 )
 def test_a_retry_the_broker_cannot_take_gives_the_message_back(
     task_name: str, kwargs: dict[str, str], worker_runtime: Runtime, monkeypatch: pytest.MonkeyPatch

@@ -26,7 +26,7 @@ from workers.names import INGEST_BATCH_TASK, RESUME_BATCHES_TASK
 from workers.outcomes import INTERNAL_ERROR, TIMED_OUT
 from workers.queues import CPU_QUEUE
 from workers.runtime import Runtime, get_runtime
-from workers.transient import RETRY_POLICY, TRANSIENT_ERRORS, RetryingTask, was_redelivered
+from workers.transient import TRANSIENT_ERRORS, RetryingTask, register_task, was_redelivered
 
 log = logging.getLogger(__name__)
 
@@ -142,20 +142,10 @@ def resume_stalled_batches_task(self: Task, older_than_s: float = BATCH_STALLED_
 
 
 def register_batch_tasks(app: Celery) -> None:
-    soft, hard = WALK_LIMITS_S
-    app.task(
-        shared=False,
-        name=INGEST_BATCH_TASK,
-        bind=True,
-        base=BatchTask,
-        queue=CPU_QUEUE,
-        soft_time_limit=soft,
-        time_limit=hard,
-        **RETRY_POLICY,
-    )(ingest_batch_task)
-    app.task(
-        shared=False, name=RESUME_BATCHES_TASK, bind=True, base=RetryingTask, queue=CPU_QUEUE, **RETRY_POLICY
-    )(resume_stalled_batches_task)
+    register_task(
+        app, INGEST_BATCH_TASK, ingest_batch_task, base=BatchTask, limits=WALK_LIMITS_S, queue=CPU_QUEUE
+    )
+    register_task(app, RESUME_BATCHES_TASK, resume_stalled_batches_task, queue=CPU_QUEUE)
     # for deployments that run `celery -A workers.app beat`; the embedded worker sweeps by itself
     app.conf.beat_schedule = {
         **(app.conf.beat_schedule or {}),

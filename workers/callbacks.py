@@ -46,6 +46,8 @@ from bayou.secrets_store import installation_secret
 from bayou.settings import Settings, get_settings
 from storage.models import Document
 from workers.dispatch import app_or_default
+from workers.queues import CPU_QUEUE
+from workers.transient import register_task
 
 log = logging.getLogger(__name__)
 
@@ -269,16 +271,16 @@ def send_callback_task(self: Task, document_id: str) -> str:
 
 
 def register_callback_task(app: Celery) -> None:
-    soft, hard = TASK_LIMITS_S
-    app.task(
-        shared=False,
-        name=CALLBACK_TASK,
-        bind=True,
-        queue="cpu",
+    # its own retries (HTTP failures, backoff with the endpoint's Retry-After), not RETRY_POLICY's
+    register_task(
+        app,
+        CALLBACK_TASK,
+        send_callback_task,
+        limits=TASK_LIMITS_S,
+        queue=CPU_QUEUE,
+        autoretry_for=(),
         max_retries=MAX_TRIES - 1,
-        soft_time_limit=soft,
-        time_limit=hard,
-    )(send_callback_task)
+    )
 
 
 # --- the hook ---------------------------------------------------------------------------------------
@@ -295,6 +297,6 @@ def schedule_callback(session: Session, document_id: str, *, app: Celery | None 
             session.commit()  # end the read it took: no idle transaction while a model runs
         if not url:
             return
-        app_or_default(app).send_task(CALLBACK_TASK, args=[document_id], queue="cpu")
+        app_or_default(app).send_task(CALLBACK_TASK, args=[document_id], queue=CPU_QUEUE)
     except Exception:
         log.exception("could not queue the callback for document %s", document_id)

@@ -20,12 +20,12 @@ from workers.queues import CPU_QUEUE, FALLBACK_GPU_QUEUE
 from workers.runtime import get_runtime
 from workers.stuck import requeue_stuck
 from workers.transient import (
-    RETRY_POLICY,
     TRANSIENT_ERRORS,
     RetryingTask,
     fewer_tiles,
     free_gpu_memory,
     is_out_of_memory,
+    register_task,
 )
 
 log = logging.getLogger(__name__)
@@ -135,21 +135,10 @@ def requeue_stuck_task(self: Task, older_than_s: float | None = None) -> list[st
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
-    # shared=False: Celery would otherwise also give these tasks to every app made later, the default
-    # app included, and a task bound to that one sends its follow-up messages to no broker at all
-    for name, function, (soft, hard) in (
-        (RASTERIZE_TASK, rasterize_task, RASTERIZE_LIMITS_S),
-        (EXTRACT_TASK, extract_task, (settings.extract_time_limit_s, settings.extract_hard_limit_s)),
-    ):
-        app.task(
-            shared=False,
-            name=name,
-            bind=True,
-            base=DocumentTask,
-            soft_time_limit=soft,
-            time_limit=hard,
-            **RETRY_POLICY,
-        )(function)
+    register_task(app, RASTERIZE_TASK, rasterize_task, base=DocumentTask, limits=RASTERIZE_LIMITS_S)
+    extract_limits = (settings.extract_time_limit_s, settings.extract_hard_limit_s)
+    register_task(app, EXTRACT_TASK, extract_task, base=DocumentTask, limits=extract_limits)
+    # celery-batches' task retries nothing itself: what a batch cannot finish goes to EXTRACT_TASK
     app.task(
         shared=False,
         name=EXTRACT_BATCH_TASK,
@@ -160,6 +149,4 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         soft_time_limit=settings.extract_time_limit_s,
         time_limit=settings.extract_hard_limit_s,
     )(extract_batch_task)
-    app.task(
-        name=REQUEUE_STUCK_TASK, shared=False, bind=True, base=RetryingTask, queue=CPU_QUEUE, **RETRY_POLICY
-    )(requeue_stuck_task)
+    register_task(app, REQUEUE_STUCK_TASK, requeue_stuck_task, queue=CPU_QUEUE)

@@ -78,6 +78,26 @@ class RetryingTask(Task):
             raise Reject(unsent, requeue=True) from unsent
 
 
+def register_task(
+    app: Any,
+    name: str,
+    function: Any,
+    *,
+    base: type[Task] = RetryingTask,
+    limits: tuple[float, float] | None = None,
+    **options: Any,
+) -> Any:
+    """Registers `function` as a bound task of `app` with the transient-fault retries (RETRY_POLICY) and,
+    with `limits`, soft and hard time limits. `options` go to Celery (a queue, another retry policy)."""
+    soft, hard = limits or (None, None)
+    # shared=False: Celery would otherwise also give the task to every app made later, the default app
+    # included, and a task bound to that one sends its follow-up messages to no broker at all
+    settings = {**RETRY_POLICY, **options}
+    return app.task(
+        shared=False, name=name, bind=True, base=base, soft_time_limit=soft, time_limit=hard, **settings
+    )(function)
+
+
 def was_redelivered(request: Any) -> bool:
     """Whether the broker marked the task's message as given back before (Redis does; the embedded broker not)."""
     delivery_info = getattr(request, "delivery_info", None) or {}
