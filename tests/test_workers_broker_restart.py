@@ -24,9 +24,10 @@ Two faults the restart used to bring out (issue #4), fixed and so covered here:
   them soon; in production a lone one waited for the sweep). `workers.reconnect` re-arms it at every
   reconnect; tests/test_workers_units.py covers it directly.
 - a task retried because the broker was away, whose retry could not be sent either: Celery then rejects
-  the message without requeueing it, and the document stayed `processing` until the stuck sweep (the
-  `redis_redelivers` case failed in a few runs, mostly on a busy machine). `workers.transient.RetryingTask`
-  sends the retry with the follow-up sends' patience and, failing that, gives the message back.
+  the message without requeueing it, and the document would stay `processing` until the stuck sweep (found
+  in Celery's code while chasing this test's flake; not the loss the flake turned out to be, below).
+  `workers.transient.RetryingTask` sends the retry with the follow-up sends' patience and, failing that,
+  gives the message back; tests/test_workers_units.py covers it directly.
 
 One window remains that no code of ours can close: kombu's Redis transport takes a message (BRPOP) and
 records it as unacknowledged in a second round trip, so a Redis killed between the two loses that message

@@ -41,8 +41,8 @@ class RetryingTask(Task):
 
     Celery sends a retry as a new message and, if that send fails, rejects the message in hand without
     requeueing it: with acks_late that drops it, and its document waits for the stuck sweep (30 minutes) —
-    in just the case the retries are for, a broker restarting (the broker-restart test lost one document in
-    a few runs this way). Here the send waits out a restart as a follow-up send does (about 30 s), and if the
+    in just the case the retries are for, a broker restarting (Celery's `Task.retry`: a failed send raises
+    `Reject(requeue=False)`). Here the send waits out a restart as a follow-up send does (about 30 s), and if the
     broker is still away the message is rejected *with* requeue: back in its queue at once where the broker
     takes it (Redis, the embedded broker), or, Redis's connection being gone, left unacknowledged for Redis to
     hand out again after its visibility timeout.
