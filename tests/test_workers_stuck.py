@@ -22,7 +22,7 @@ from storage.models import Document, DocumentStatus
 from tests.conftest import WorkerDocuments
 from workers import broker
 from workers.app import get_app
-from workers.broker import waiting_document_ids, waiting_messages
+from workers.broker import held_document_ids, waiting_document_ids, waiting_messages
 from workers.dispatch import send_extract, send_rasterize
 from workers.names import REQUEUE_STUCK_TASK
 from workers.runtime import Runtime, check_schema, get_runtime
@@ -218,3 +218,54 @@ def test_a_broker_whose_queue_cannot_be_read_is_held_back_only_while_it_holds_me
     assert requeue_stuck(older_than_s=60) == [lost]
     with get_app().connection_for_write() as connection:
         connection.default_channel.queue_purge("cpu")  # left empty for whoever uses it next
+
+
+# --- Redis: a message neither waiting nor held is re-sent sooner ---
+
+
+@pytest.mark.redis
+def test_on_redis_a_message_neither_waiting_nor_held_is_resent_after_minutes(
+    redis_broker_url: str, worker_env: Callable[..., dict[str, str]]
+) -> None:
+    from workers.stuck import LOST_AFTER_S
+
+    worker_env(broker_url=redis_broker_url)
+    runtime = get_runtime()
+    check_schema(runtime.settings)
+    in_hand, waits, lost, queued_lost = (_create(runtime, seed) for seed in range(4))
+    for document_id in (in_hand, waits, lost):
+        _rasterized(runtime, document_id)
+    send_extract(in_hand, "gpu.800m", app=get_app())  # first in: what the worker below takes
+    send_extract(waits, "gpu.800m", app=get_app())
+    # untouched past LOST_AFTER_S, well before stuck_after_s: `lost` lost its extraction, `queued_lost`
+    # its rasterisation (never sent: the broker was down when it was uploaded)
+    _age(runtime, in_hand, waits, lost, queued_lost, seconds=LOST_AFTER_S + 60)
+    with get_app().connection_for_read() as connection:
+        channel = connection.channel()
+        # a worker takes the oldest message and holds it: kombu records it in Redis's unacked set, as for
+        # any worker's message in hand (prefetched, running, or waiting out a retry's countdown)
+        assert channel.basic_get("gpu.800m", no_ack=False) is not None
+        assert held_document_ids(get_app(), runtime.settings, "gpu.800m") == {in_hand}
+        assert _waiting(runtime, "gpu.800m") == {waits}
+
+        resent = requeue_stuck(older_than_s=1800)
+
+        assert sorted(resent) == sorted([lost, queued_lost])
+    # the holder went away without acknowledging (its message back in the queue) and the re-sent wait:
+    # nothing more to re-send
+    assert requeue_stuck(older_than_s=1800) == []
+
+
+def test_on_the_embedded_broker_a_message_not_waiting_waits_for_stuck_after(
+    worker_env: Callable[..., dict[str, str]],
+) -> None:
+    from workers.stuck import LOST_AFTER_S
+
+    worker_env()
+    runtime = get_runtime()
+    check_schema(runtime.settings)
+    lost = _create(runtime, 0)
+    _age(runtime, lost, seconds=LOST_AFTER_S + 60)
+    # who holds a taken message (a live worker or a dead one) the embedded broker cannot say
+    assert requeue_stuck(older_than_s=1800) == []
+    assert requeue_stuck(older_than_s=LOST_AFTER_S) == [lost]

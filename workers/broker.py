@@ -153,6 +153,44 @@ def waiting_document_ids(
     return ids
 
 
+def held_document_ids(app: Celery, settings: Settings, queue: str) -> set[str] | None:
+    """The documents of the messages from `queue` that workers have taken and not yet acknowledged (in
+    hand, prefetched, running, or waiting out a retry's countdown). Redis keeps these in its `unacked`
+    hash; None where the broker cannot say (the embedded broker marks a taken message, not who holds it
+    or whether that worker lives) or a message cannot be read. Logs no payload."""
+    if is_embedded(settings):
+        return None
+    ids: set[str] = set()
+    try:
+        for payload in _redis_held_payloads(app, queue):
+            document_id = _first_argument(payload)
+            if document_id is not None:
+                ids.add(document_id)
+    except _CannotTell as reason:
+        log.warning("the messages held from queue %s cannot be told apart: %s", queue, reason)
+        return None
+    return ids
+
+
+def _redis_held_payloads(app: Celery, queue: str) -> Iterator[str]:
+    from kombu.transport import redis as kombu_redis
+
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        if not isinstance(channel, kombu_redis.Channel) or channel.global_keyprefix:
+            raise _CannotTell("only an unprefixed Redis broker's unacknowledged messages are read")
+        # kombu records a taken message as `[message, exchange, routing key]` under its delivery tag
+        for entry in channel.client.hvals(channel.unacked_key):
+            try:
+                message, _exchange, routing_key = json.loads(entry)
+            except (ValueError, TypeError) as error:
+                raise _CannotTell(
+                    f"an unacknowledged message could not be decoded ({type(error).__name__})"
+                ) from None
+            if routing_key == queue:
+                yield json.dumps(message)
+
+
 def _waiting_payloads(app: Celery, settings: Settings, queue: str) -> Iterator[str | bytes]:
     if is_embedded(settings):
         yield from _embedded_payloads(settings, queue)

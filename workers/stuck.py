@@ -7,10 +7,11 @@ message is made good even under a load that never lets the queue empty. Where it
 it cannot read, more than `workers.broker.MAX_WAITING_READ` waiting, a broker whose queue cannot be read
 without taking from it) it leaves that queue's documents alone while the queue holds anything.
 
-Messages a worker has taken but not acknowledged are not read on purpose: after `stuck_after_s` such a
-message is far more likely a dead worker's (Redis gives it back only after its visibility timeout, two
-hours; the embedded broker never) than one a live worker has held for half an hour, and re-sending the
-latter costs at most a duplicate that stores nothing."""
+Past `stuck_after_s`, messages a worker has taken but not acknowledged do not count: such a message is far
+more likely a dead worker's (Redis gives it back only after its visibility timeout, two hours; the embedded
+broker never) than one a live worker has held for half an hour, and re-sending the latter costs at most a
+duplicate that stores nothing. Before that, from LOST_AFTER_S, Redis's unacknowledged set is read too: a
+document whose message is in neither place is re-sent at once (see LOST_AFTER_S)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from storage.columns import utcnow
 from storage.models import Document, DocumentStatus
-from workers.broker import waiting_document_ids
+from workers.broker import held_document_ids, waiting_document_ids
 from workers.dispatch import app_or_default, send_extract, send_rasterize
 from workers.queues import CPU_QUEUE, extract_queue
 from workers.runtime import Runtime, get_runtime
@@ -31,33 +32,55 @@ from workers.runtime import Runtime, get_runtime
 log = logging.getLogger(__name__)
 
 S = DocumentStatus
+# Redis shows which messages workers hold (its unacked set): a document untouched this long whose message
+# is neither waiting nor held was lost between the two (kombu takes a message and records it as held in
+# two round trips; a broker restart between them loses it) or never sent (the broker down at upload), and
+# is re-sent without waiting for stuck_after_s. Longer than a rasterisation takes from storing its pages to
+# sending the extraction (a send waits out a broker restart for ~30 s).
+LOST_AFTER_S = 5 * 60
 
 
 def requeue_stuck(
     *, older_than_s: float | None = None, app: Celery | None = None, runtime: Runtime | None = None
 ) -> list[str]:
     """Re-sends every document untouched in queued or processing for `older_than_s` (default: the
-    `stuck_after_s` setting) whose message does not wait in its next queue; returns their ids."""
+    `stuck_after_s` setting) whose message does not wait in its next queue, and, sooner (LOST_AFTER_S),
+    one whose message the broker shows neither waiting nor held by a worker; returns their ids."""
     app = app_or_default(app)
     runtime = runtime or get_runtime()
     if older_than_s is None:
         older_than_s = runtime.settings.stuck_after_s
     cutoff = utcnow() - timedelta(seconds=older_than_s)
-    # per queue, read once a sweep: the documents whose message waits there, None when it cannot tell
+    lost_cutoff = utcnow() - timedelta(seconds=min(older_than_s, LOST_AFTER_S))
+    # per queue, read once a sweep (what waits before what is held: a message moving from one to the
+    # other is then seen in one of them): the documents of its messages, None when it cannot tell
     waiting: dict[str, set[str] | None] = {}
+    held: dict[str, set[str] | None] = {}
     resent = []
     with runtime.sessions() as session:
-        for document in _stale(session, cutoff):
+        long_stale = {document.id for document in _stale(session, cutoff)}
+        for document in _stale(session, lost_cutoff):
             queue = _next_queue(document)
             if queue not in waiting:
                 waiting[queue] = waiting_document_ids(app, runtime.settings, queue)
-            if _may_wait(document.id, waiting[queue]) or not _claim(session, document, cutoff):
-                continue  # its message waits, or another sweep or a worker touched it meanwhile
+            if document.id in long_stale:
+                leave, since = _may_wait(document.id, waiting[queue]), cutoff
+            else:
+                if queue not in held:
+                    held[queue] = held_document_ids(app, runtime.settings, queue)
+                leave, since = not _nowhere(document.id, waiting[queue], held[queue]), lost_cutoff
+            if leave or not _claim(session, document, since):
+                continue  # its message waits (or may), or another sweep or a worker touched it meanwhile
             _resend(document, queue, app)
             resent.append(document.id)
     if resent:
         log.warning("re-sent %d stuck document(s): %s", len(resent), ", ".join(resent))
     return resent
+
+
+def _nowhere(document_id: str, waiting: set[str] | None, held: set[str] | None) -> bool:
+    # only where the broker can say both (Redis): the embedded broker cannot say who holds a message
+    return waiting is not None and held is not None and document_id not in waiting | held
 
 
 def _may_wait(document_id: str, waiting: set[str] | None) -> bool:
