@@ -138,19 +138,11 @@ def waiting_document_ids(
     if backlog > limit:
         log.info("queue %s holds more than %d waiting messages: not read", queue, limit)
         return None
-    ids: set[str] = set()
     try:
-        with closing(_waiting_payloads(app, settings, queue)) as payloads:
-            for read, payload in enumerate(payloads, start=1):
-                if read > limit:  # it grew meanwhile
-                    return None
-                document_id = _first_argument(payload)
-                if document_id is not None:
-                    ids.add(document_id)
+        return _document_ids(_waiting_payloads(app, settings, queue), limit)  # None: it grew meanwhile
     except _CannotTell as reason:
         log.warning("the messages waiting in queue %s cannot be told apart: %s", queue, reason)
         return None
-    return ids
 
 
 def held_document_ids(app: Celery, settings: Settings, queue: str) -> set[str] | None:
@@ -160,15 +152,24 @@ def held_document_ids(app: Celery, settings: Settings, queue: str) -> set[str] |
     or whether that worker lives) or a message cannot be read. Logs no payload."""
     if is_embedded(settings):
         return None
-    ids: set[str] = set()
     try:
-        for payload in _redis_held_payloads(app, queue):
-            document_id = _first_argument(payload)
-            if document_id is not None:
-                ids.add(document_id)
+        return _document_ids(_redis_held_payloads(app, queue), MAX_WAITING_READ)
     except _CannotTell as reason:
         log.warning("the messages held from queue %s cannot be told apart: %s", queue, reason)
         return None
+
+
+def _document_ids(payloads: Iterator[str | bytes], limit: int) -> set[str] | None:
+    """The first arguments of `payloads`' messages; None past `limit` messages. _CannotTell as
+    `_first_argument` raises it."""
+    ids: set[str] = set()
+    with closing(payloads):
+        for read, payload in enumerate(payloads, start=1):
+            if read > limit:
+                return None
+            document_id = _first_argument(payload)
+            if document_id is not None:
+                ids.add(document_id)
     return ids
 
 
