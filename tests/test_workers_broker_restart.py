@@ -31,8 +31,10 @@ Two faults the restart used to bring out (issue #4), fixed and so covered here:
 
 One window remains that no code of ours can close: kombu's Redis transport takes a message (BRPOP) and
 records it as unacknowledged in a second round trip, so a Redis killed between the two loses that message
-to everything but the stuck sweep (the `sweep_resends` case). Seen once in about 35 runs here, on a loaded
-machine: Redis's append-only log showed the extraction pushed, then popped, and no `unacked` record after.
+to everything but the stuck sweep (the `sweep_resends` case). Seen twice in about 45 runs here, both on
+a loaded machine: Redis's append-only log showed the message pushed, then popped, and no `unacked` record
+after it (once an extraction, leaving its document `processing` with its pages; once a rasterisation,
+leaving it `queued`).
 The `redis_redelivers` case therefore reads that log when documents are left unfinished, and is xfail only
 when each of them lost a message exactly so; any other loss fails it.
 """
