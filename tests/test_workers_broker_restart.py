@@ -137,7 +137,7 @@ def _whereabouts(url: str, runtime, documents: list[str]) -> str:
             for tag, raw in client.hgetall(key).items():
                 payload, _exchange, routing_key = json.loads(raw)
                 task = payload["headers"].get("task")
-                lines.append(f"unacked {tag!r} {routing_key} {task} {_first_argument(json.dumps(payload))}")
+                lines.append(f"unacked {tag!r} {routing_key} {task} {_first_argument(payload)}")
         else:
             lines.append(f"{kind} {key!r} ttl={client.ttl(key)}")
     client.close()

@@ -159,7 +159,7 @@ def held_document_ids(app: Celery, settings: Settings, queue: str) -> set[str] |
         return None
 
 
-def _document_ids(payloads: Iterator[str | bytes], limit: int) -> set[str] | None:
+def _document_ids(payloads: Iterator[str | bytes] | Iterator[dict[str, Any]], limit: int) -> set[str] | None:
     """The first arguments of `payloads`' messages; None past `limit` messages. _CannotTell as
     `_first_argument` raises it."""
     ids: set[str] = set()
@@ -173,13 +173,8 @@ def _document_ids(payloads: Iterator[str | bytes], limit: int) -> set[str] | Non
     return ids
 
 
-def _redis_held_payloads(app: Celery, queue: str) -> Iterator[str]:
-    from kombu.transport import redis as kombu_redis
-
-    with app.connection_for_read() as connection:
-        channel = connection.default_channel
-        if not isinstance(channel, kombu_redis.Channel) or channel.global_keyprefix:
-            raise _CannotTell("only an unprefixed Redis broker's unacknowledged messages are read")
+def _redis_held_payloads(app: Celery, queue: str) -> Iterator[dict[str, Any]]:
+    with _redis_channel(app) as channel:
         # kombu records a taken message as `[message, exchange, routing key]` under its delivery tag
         for entry in channel.client.hvals(channel.unacked_key):
             try:
@@ -189,7 +184,7 @@ def _redis_held_payloads(app: Celery, queue: str) -> Iterator[str]:
                     f"an unacknowledged message could not be decoded ({type(error).__name__})"
                 ) from None
             if routing_key == queue:
-                yield json.dumps(message)
+                yield message
 
 
 def _waiting_payloads(app: Celery, settings: Settings, queue: str) -> Iterator[str | bytes]:
@@ -218,22 +213,29 @@ def _embedded_payloads(settings: Settings, queue: str) -> Iterator[str]:
 
 
 def _redis_payloads(app: Celery, queue: str) -> Iterator[bytes]:
+    with _redis_channel(app) as channel:
+        # a queue is a list per priority step, the queue's own name for priority 0 (all Celery sends):
+        # the same lists kombu counts for `waiting_counts`
+        keys = dict.fromkeys(channel._q_for_pri(queue, step) for step in channel.priority_steps)
+        for key in keys:
+            yield from _list_items(channel.client, key)
+
+
+@contextmanager
+def _redis_channel(app: Celery) -> Iterator[Any]:
+    """The broker's kombu Redis channel, for reading its lists and its unacked set as they are."""
     # imported here: it loads redis-py (a tenth of a second), which the embedded defaults never need
     from kombu.transport import redis as kombu_redis
 
     with app.connection_for_read() as connection:
         channel = connection.default_channel
         if not isinstance(channel, kombu_redis.Channel):
-            raise _CannotTell(f"a {connection.transport.driver_type} broker's queue is not read")
+            raise _CannotTell(f"a {connection.transport.driver_type} broker's messages are not read")
         if channel.global_keyprefix:
-            # kombu's prefixing client prefixes only the commands it uses itself, not LRANGE; bayou sets
-            # no prefix, so rather than second-guess it this answers "cannot tell"
+            # kombu's prefixing client prefixes only the commands it uses itself, not LRANGE or HVALS;
+            # bayou sets no prefix, so rather than second-guess it this answers "cannot tell"
             raise _CannotTell("the broker's keys have a global prefix")
-        # a queue is a list per priority step, the queue's own name for priority 0 (all Celery sends):
-        # the same lists kombu counts for `waiting_counts`
-        keys = dict.fromkeys(channel._q_for_pri(queue, step) for step in channel.priority_steps)
-        for key in keys:
-            yield from _list_items(channel.client, key)
+        yield channel
 
 
 def _list_items(client: Any, key: str) -> Iterator[bytes]:
@@ -249,11 +251,12 @@ def _list_items(client: Any, key: str) -> Iterator[bytes]:
         start += REDIS_CHUNK
 
 
-def _first_argument(payload: str | bytes) -> str | None:
-    """A kombu message's task, Celery protocol 2: an envelope whose `body` is the base64 of the JSON
-    `[args, kwargs, embed]`. The first of `args` (None when there are none); _CannotTell otherwise."""
+def _first_argument(payload: str | bytes | dict[str, Any]) -> str | None:
+    """A kombu message's task, Celery protocol 2: an envelope (JSON text, or already decoded) whose `body`
+    is the base64 of the JSON `[args, kwargs, embed]`. The first of `args` (None when there are none);
+    _CannotTell otherwise."""
     try:
-        envelope = json.loads(payload)
+        envelope = payload if isinstance(payload, dict) else json.loads(payload)
         if envelope["content-type"] != "application/json":
             raise _CannotTell("a waiting message is not JSON")
         if envelope["properties"]["body_encoding"] != "base64":
