@@ -34,7 +34,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipeline import FixedAnswerEngine, _upload, _wait_stored, _warm_up, configure, png  # noqa: E402
+from pipeline import (  # noqa: E402
+    FixedAnswerEngine,
+    _upload,
+    _wait_stored,
+    _warm_up,
+    api_client,
+    configure,
+    png,
+)
 
 
 def _walk_watch(client: Any, batch_id: str, done: dict[str, float], stop: threading.Event) -> None:
@@ -48,12 +56,7 @@ def _walk_watch(client: Any, batch_id: str, done: dict[str, float], stop: thread
 
 
 def run(files: int, uploads: int) -> dict[str, Any]:
-    from fastapi.testclient import TestClient
 
-    from api.app import create_app
-    from api.keys import create_key
-    from api.ratelimit import RateLimit
-    from bayou.settings import get_settings
     from workers.embedded import start_worker_thread
     from workers.runtime import get_runtime
 
@@ -65,11 +68,7 @@ def run(files: int, uploads: int) -> dict[str, Any]:
         content = png(1)
         for n in range(files):
             (folder / f"scan{n:06d}.png").write_bytes(content)
-        settings = get_settings()
-        app = create_app(settings, rate_limit=RateLimit(per_second=1e9, burst=10**9))
-        with TestClient(app) as client:
-            with app.state.bayou.sessions() as session:
-                client.headers["Authorization"] = f"Bearer {create_key(session, 'bench-walk')}"
+        with api_client("bench-walk") as (_app, client):
             runtime = get_runtime()
             worker = start_worker_thread(sweep_every_s=3600)
             try:
@@ -82,7 +81,9 @@ def run(files: int, uploads: int) -> dict[str, Any]:
                     raise SystemExit(f"batch: {response.status_code} {response.text[:300]}")
                 done: dict[str, float] = {}
                 stop = threading.Event()
-                watcher = threading.Thread(target=_walk_watch, args=(client, response.json()["id"], done, stop))
+                watcher = threading.Thread(
+                    target=_walk_watch, args=(client, response.json()["id"], done, stop)
+                )
                 watcher.start()
                 latencies = []
                 for n in range(uploads):
@@ -125,7 +126,9 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     result = run(args.files, args.uploads)
     latencies = result["latencies_ms"]
-    print(f"walk: {result['walked']} files in {result['walk_s']:.1f} s ({result['walked'] / result['walk_s']:.0f} files/s)")
+    print(
+        f"walk: {result['walked']} files in {result['walk_s']:.1f} s ({result['walked'] / result['walk_s']:.0f} files/s)"
+    )
     print(
         f"uploads during the walk: first {latencies[0]:.0f} ms, median {statistics.median(latencies):.0f} ms, "
         f"max {max(latencies):.0f} ms ({len(latencies)} uploads; load {load_before:.2f} → {os.getloadavg()[0]:.2f})"

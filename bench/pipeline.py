@@ -52,6 +52,8 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -258,13 +260,26 @@ def configure(data_dir: Path, database_url: str, broker_url: str) -> None:
     reset_runtime()
 
 
-def run_mode(label: str, args: argparse.Namespace, engine: FixedAnswerEngine) -> dict[str, Any]:
+@contextmanager
+def api_client(key_name: str) -> Iterator[tuple[Any, Any]]:
+    """The real app from the current settings, rate limit lifted (it is not what is measured), through
+    Starlette's TestClient, authenticated by a new API key: (app, client)."""
     from fastapi.testclient import TestClient
 
     from api.app import create_app
     from api.keys import create_key
     from api.ratelimit import RateLimit
     from bayou.settings import get_settings
+
+    app = create_app(get_settings(), rate_limit=RateLimit(per_second=1e9, burst=10**9))
+    with TestClient(app) as client:
+        with app.state.bayou.sessions() as session:
+            client.headers["Authorization"] = f"Bearer {create_key(session, key_name)}"
+        yield app, client
+
+
+def run_mode(label: str, args: argparse.Namespace, engine: FixedAnswerEngine) -> dict[str, Any]:
+
     from storage.migrate import upgrade
     from workers.embedded import start_worker_thread
     from workers.runtime import get_runtime
@@ -289,11 +304,7 @@ def run_mode(label: str, args: argparse.Namespace, engine: FixedAnswerEngine) ->
             upgrade(postgres.url)
             configure(temp / "data", postgres.url, broker)
             backend = "Redis + PostgreSQL"
-        settings = get_settings()
-        app = create_app(settings, rate_limit=RateLimit(per_second=1e9, burst=10**9))
-        with TestClient(app) as client:
-            with app.state.bayou.sessions() as session:
-                client.headers["Authorization"] = f"Bearer {create_key(session, f'bench-{label}')}"
+        with api_client(f"bench-{label}") as (_app, client):
             runtime = get_runtime()
             stages = Stages()
             if args.worker_process:
