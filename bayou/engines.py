@@ -1,32 +1,126 @@
-"""Which engine serves a model name: one place that maps settings to a loaded engine, once per process."""
+"""Which engine serves a model name: settings + the model registry to a loaded engine, once per process.
+
+Engines are built through one table, `ENGINES` ({kind: EngineKind}): adding an engine is one builder
+function and one line there (plus its name in `extractor.registry.ENGINE_KINDS`, which the settings
+validate against). The kind comes from BAYOU_ENGINE, or the model's own override (BAYOU_ENGINE_2B).
+An engine that cannot be built here raises ConfigurationError naming the setting that chose it; the
+commands turn that into one line and exit 2.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import threading
-from functools import lru_cache
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from bayou.settings import Settings, get_settings
+from extractor.errors import BayouError, ConfigurationError
+from extractor.registry import FALLBACK_MODEL, ModelEntry, lookup
+
+if TYPE_CHECKING:
+    from extractor.engine import Engine
 
 _lock = threading.Lock()
+_engines: dict[tuple[Any, ...], Engine] = {}
+
+
+@dataclass(frozen=True)
+class EngineKind:
+    # builds the engine for a model entry (the model's source is settings.model_source(entry.alias))
+    build: Callable[[ModelEntry, Settings], Engine]
+    # a cheap look, without loading anything, that the engine can start here: raises ConfigurationError
+    check: Callable[[ModelEntry, Settings], None] = lambda entry, settings: None
 
 
 def model_name(requested: str | None, doc_type: str, settings: Settings | None = None) -> str:
     """The model alias or directory a document goes to: the one asked for, else the type's default."""
     settings = settings or get_settings()
-    return requested or settings.default_models.get(doc_type, "h2ovl-2b")
+    return requested or settings.default_models.get(doc_type, FALLBACK_MODEL)
 
 
-def get_engine(name: str, settings: Settings | None = None):
+def get_engine(name: str, settings: Settings | None = None) -> Engine:
     """The engine for `name` (an alias such as h2ovl-800m, or a checkpoint directory), loaded on first use."""
     settings = settings or get_settings()
+    kind, _ = settings.engine_for(name)
+    key = (name, kind, settings.model_source(name), settings.device, settings.dtype)
     with _lock:  # two threads asking at once must not load the model twice
-        return _load(name, settings.model_source(name), settings.device, settings.dtype)
+        if key not in _engines:
+            _engines[key] = build_engine(name, settings)
+        return _engines[key]
 
 
-@lru_cache(maxsize=4)
-def _load(name: str, source: str, device: str, dtype: str):
+def build_engine(name: str, settings: Settings) -> Engine:
+    """A new engine for model `name`, of the kind the settings choose for it."""
+    entry = lookup(name)
+    kind, setting = settings.engine_for(name)
+    engine_kind = _kind(kind, setting)
+    try:
+        return engine_kind.build(entry, settings)
+    except BayouError:
+        raise  # already says what is wrong (a missing checkpoint, a bad dtype, ...)
+    except (ImportError, OSError, RuntimeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"{setting}={kind}: the {kind} engine could not start for {name} ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def check_engines(names: list[str], settings: Settings | None = None) -> None:
+    """At a command's start: every engine these models would use can start here (nothing is loaded)."""
+    settings = settings or get_settings()
+    for name in names:
+        kind, setting = settings.engine_for(name)
+        _kind(kind, setting).check(lookup(name), settings)
+
+
+def forget_engines() -> None:
+    """Drop every loaded engine (tests that change the settings)."""
+    with _lock:
+        _engines.clear()
+
+
+def _kind(kind: str, setting: str) -> EngineKind:
+    if kind not in ENGINES:
+        raise ConfigurationError(f"{setting}={kind}: unknown engine; one of {', '.join(ENGINES)}")
+    return ENGINES[kind]
+
+
+def _build_transformers(entry: ModelEntry, settings: Settings) -> Engine:
     from extractor.engine import TransformersEngine
 
-    return TransformersEngine.from_source(
-        source, name=name, device=device, dtype=None if dtype == "auto" else dtype
-    )
+    source = settings.model_source(entry.alias)
+    dtype = None if settings.dtype == "auto" else settings.dtype
+    return TransformersEngine.from_source(source, name=entry.alias, device=settings.device, dtype=dtype)
+
+
+# The vLLM engine's module. The contract with it: `VLLMEngine.from_settings(entry, settings)` builds an
+# engine (raising ConfigurationError, or ImportError/OSError/RuntimeError, when it cannot start), and an
+# optional module-level `check(entry, settings)` says cheaply, loading nothing, whether it could (vLLM
+# present, its server reachable), raising ConfigurationError naming the setting to fix.
+VLLM_MODULE = "extractor.vllm_engine"
+
+
+def _check_vllm(entry: ModelEntry, settings: Settings) -> None:
+    kind, setting = settings.engine_for(entry.alias)
+    if importlib.util.find_spec(VLLM_MODULE) is None:
+        raise ConfigurationError(
+            f"{setting}={kind} for {entry.alias}, but this bayou has no vLLM engine ({VLLM_MODULE} is "
+            f"missing); set {setting}=transformers"
+        )
+    check = getattr(importlib.import_module(VLLM_MODULE), "check", None)
+    if check is not None:
+        check(entry, settings)
+
+
+def _build_vllm(entry: ModelEntry, settings: Settings) -> Engine:
+    _check_vllm(entry, settings)
+    # imported only here: vLLM (or its client) is heavy and optional
+    return importlib.import_module(VLLM_MODULE).VLLMEngine.from_settings(entry, settings)
+
+
+ENGINES: dict[str, EngineKind] = {
+    "transformers": EngineKind(build=_build_transformers),
+    "vllm": EngineKind(build=_build_vllm, check=_check_vllm),
+}

@@ -6,10 +6,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-MODEL_ALIASES = {"h2ovl-800m": "model_800m", "h2ovl-2b": "model_2b"}
+from extractor import registry
+
 EXTRACT_KILL_GRACE_S = 60  # between the extract task's soft time limit and the kill
 
 
@@ -21,6 +22,10 @@ class Settings(BaseSettings):
     broker_url: str = ""  # empty: the embedded broker inside data_dir
     model_800m: str = "h2oai/h2ovl-mississippi-800m"
     model_2b: str = "h2oai/h2ovl-mississippi-2b"
+    # which engine serves a model (`transformers` or `vllm`); BAYOU_ENGINE_800M / _2B override it per model
+    engine: str = registry.DEFAULT_ENGINE
+    engine_800m: str | None = None
+    engine_2b: str | None = None
     device: str = "auto"
     dtype: str = "auto"
     max_upload_mb: int = 25
@@ -35,9 +40,7 @@ class Settings(BaseSettings):
     callback_timeout_s: float = 10.0
     review_secret: SecretStr = SecretStr("")  # signs review-UI cookies; empty: generated in the data dir
     # which model serves a document type when the upload names none
-    default_models: dict[str, str] = Field(
-        default_factory=lambda: {"receipt": "h2ovl-800m", "drivers_license": "h2ovl-2b", "check": "h2ovl-2b"}
-    )
+    default_models: dict[str, str] = Field(default_factory=registry.default_models)
     # logs of `bayou serve` / `bayou worker`: `text` for a terminal, `json` (one object a line) for a pipeline
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
@@ -61,6 +64,17 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown log level {value!r} (DEBUG, INFO, WARNING, ERROR, CRITICAL)")
         return name
 
+    @field_validator("engine", "engine_800m", "engine_2b")
+    @classmethod
+    def _known_engine(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        kind = value.strip().lower()
+        if kind not in registry.ENGINE_KINDS:
+            setting = f"BAYOU_{(info.field_name or 'engine').upper()}"
+            raise ValueError(f"{setting}={value}: unknown engine; use {' or '.join(registry.ENGINE_KINDS)}")
+        return kind
+
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
         if not self.database_url:
@@ -82,8 +96,16 @@ class Settings(BaseSettings):
 
     def model_source(self, name: str) -> str:
         """A model alias (`h2ovl-800m`, `h2ovl-2b`) to its hub id or directory; anything else is a source."""
-        attr = MODEL_ALIASES.get(name)
-        return getattr(self, attr) if attr else name
+        field_name = registry.lookup(name).source_setting
+        return getattr(self, field_name) if field_name else name
+
+    def engine_for(self, name: str) -> tuple[str, str]:
+        """The engine kind that serves model `name`, and the setting that chose it (for error messages)."""
+        field_name = registry.lookup(name).engine_setting
+        override = getattr(self, field_name) if field_name else None
+        if override is not None:
+            return override, f"BAYOU_{field_name.upper()}"
+        return self.engine, "BAYOU_ENGINE"
 
 
 @lru_cache(maxsize=1)

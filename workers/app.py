@@ -18,12 +18,13 @@ from celery.signals import worker_init, worker_process_init
 from kombu import Exchange, Queue
 
 from bayou.settings import Settings, get_settings
+from extractor.registry import models_on
 from workers.batching import register_batch_tasks
 from workers.broker import broker_url, prepare_embedded, transport_options
 from workers.callbacks import register_callback_task
 from workers.names import REQUEUE_STUCK_TASK
 from workers.observing import connect_signals
-from workers.queues import ALL_QUEUES, CPU_QUEUE, GPU_QUEUES
+from workers.queues import ALL_QUEUES, CPU_QUEUE
 from workers.reconnect import register_reconnect_steps
 from workers.runtime import check_schema, preload_models, reset_runtime
 from workers.tasks import register_tasks
@@ -110,4 +111,4 @@ def models_to_preload(queues: list[str]) -> list[str]:
     alone, the embedded worker) loads a model when a document first needs it."""
     if CPU_QUEUE in queues:
         return []
-    return [alias for alias, queue in GPU_QUEUES.items() if queue in queues]
+    return models_on(queues)

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from bayou.engines import model_name
 from bayou.settings import Settings
+from extractor.registry import GPU_QUEUES, lookup
 
 CPU_QUEUE = "cpu"
-GPU_QUEUES = {"h2ovl-800m": "gpu.800m", "h2ovl-2b": "gpu.2b"}
 ALL_QUEUES = (CPU_QUEUE, *GPU_QUEUES.values())
-# a checkpoint directory (or any other source) shares the small model's queue: per-directory queues
-# would need workers nobody starts
-FALLBACK_GPU_QUEUE = GPU_QUEUES["h2ovl-800m"]
 
 
 def extract_queue(model: str | None, doc_type: str, settings: Settings | None = None) -> str:
     """The GPU queue that extracts a document: the model it asked for, else its type's default."""
-    return GPU_QUEUES.get(model_name(model, doc_type, settings), FALLBACK_GPU_QUEUE)
+    return lookup(model_name(model, doc_type, settings)).queue
 
 
 def parse_queues(text: str | None) -> list[str]:

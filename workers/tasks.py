@@ -11,12 +11,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery_batches import Batches, SimpleRequest
 
 from bayou.settings import Settings
+from extractor.registry import DIRECTORY_QUEUE
 from workers.dispatch import send_extract, send_extract_alone
 from workers.documents import fail
 from workers.microbatch import MicroBatches
 from workers.names import EXTRACT_BATCH_TASK, EXTRACT_TASK, RASTERIZE_TASK, REQUEUE_STUCK_TASK
 from workers.outcomes import INTERNAL_ERROR, TIMED_OUT, Outcome
-from workers.queues import CPU_QUEUE, FALLBACK_GPU_QUEUE
+from workers.queues import CPU_QUEUE
 from workers.runtime import get_runtime
 from workers.stuck import requeue_stuck
 from workers.transient import (
@@ -126,7 +127,7 @@ def _hand_over(self: Batches, requests: list[SimpleRequest], error: Exception) -
         return
     log.warning("batch of %d: %s; extracting its documents one by one", len(requests), type(error).__name__)
     for request in requests:
-        queue = (request.delivery_info or {}).get("routing_key") or FALLBACK_GPU_QUEUE
+        queue = (request.delivery_info or {}).get("routing_key") or DIRECTORY_QUEUE
         send_extract_alone(request.args[0], queue, app=self.app, **options)
 
 

@@ -20,8 +20,8 @@ from bayou.engines import model_name
 from bayou.intake import Limits, inspect, store_file
 from bayou.intake.sending import enqueue_safely
 from bayou.logs import bind_document_id
-from bayou.settings import MODEL_ALIASES
 from extractor.errors import InputError
+from extractor.registry import MODELS
 from extractor.schemas import available_types
 from storage.documents import (
     DEFAULT_PAGE_SIZE,
@@ -77,7 +77,7 @@ def upload_document(
         str | None,
         Form(
             description="Absent: the type's default model.",
-            json_schema_extra={"enum": list(MODEL_ALIASES)},
+            json_schema_extra={"enum": list(MODELS)},
         ),
     ] = None,
     callback_url: Annotated[
@@ -89,8 +89,8 @@ def upload_document(
     ] = None,
 ) -> Any:
     _check_doc_type(doc_type)
-    if model is not None and model not in MODEL_ALIASES:
-        raise ApiError(422, "unknown_model", f"model must be one of {', '.join(MODEL_ALIASES)}")
+    if model is not None and model not in MODELS:
+        raise ApiError(422, "unknown_model", f"model must be one of {', '.join(MODELS)}")
     _check_callback_url(callback_url)
     limits = Limits.from_settings(state.settings)
     if file.size is not None and file.size > limits.max_bytes:

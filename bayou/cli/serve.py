@@ -29,10 +29,14 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from bayou.engines import check_engines
     from extractor.errors import ConfigurationError
+    from extractor.registry import MODELS
     from workers.embedded import start_worker_thread
 
     try:
+        if not settings.broker_url:  # the in-process worker serves every model: their engines must start
+            check_engines(list(MODELS), settings)
         application = create_app(settings)
     except ConfigurationError as exc:
         typer.echo(f"error: {exc.message}", err=True)

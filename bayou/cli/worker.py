@@ -27,7 +27,9 @@ def worker(
 ) -> None:
     """Run a worker. Production GPU workers name one model queue each (`--queues gpu.2b`) and load that
     model at start; without --queues every queue is served and a model is loaded on first use."""
+    from bayou.engines import check_engines
     from extractor.errors import ConfigurationError
+    from extractor.registry import models_on
     from workers.app import get_app
     from workers.queues import parse_queues
     from workers.runtime import check_schema, get_runtime
@@ -39,6 +41,9 @@ def worker(
         raise typer.BadParameter(str(exc), param_hint="--queues") from exc
     try:
         check_schema(get_runtime().settings)
+        # the engines of the models this worker may serve can start here (vLLM present, ...): said now,
+        # in one line, rather than as a traceback when the first document arrives
+        check_engines(models_on(selected), get_runtime().settings)
     except ConfigurationError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(EXIT_CONFIGURATION) from exc
@@ -65,9 +70,9 @@ def _batching(queues: list[str], batch_size: int) -> list[str]:
 def _default_concurrency(queues: list[str]) -> int:
     import os
 
-    from workers.queues import CPU_QUEUE
+    from workers.queues import CALLBACK_QUEUE, CPU_QUEUE
 
     # one process per GPU: a second would load a second copy of the model into the same memory
-    if any(queue != CPU_QUEUE for queue in queues):
+    if any(queue not in (CPU_QUEUE, CALLBACK_QUEUE) for queue in queues):
         return 1
     return os.cpu_count() or 1

@@ -12,7 +12,8 @@ from bayou.ingest.record import Recorder, Target
 from bayou.ingest.run import Display, Plan, ingest_once, watch
 from bayou.ingest.sending import Enqueue, Sender
 from bayou.ingest.tally import Tally
-from bayou.settings import MODEL_ALIASES, Settings
+from bayou.settings import Settings
+from extractor.registry import MODELS
 
 
 class UsageError(ValueError):
@@ -34,9 +35,9 @@ def resolve_target(doc_type: str, model: str | None, settings: Settings) -> Targ
 
     if doc_type not in available_types():
         raise UsageError(f"unknown document type {doc_type!r}; known: {', '.join(available_types())}")
-    if model is not None and model not in MODEL_ALIASES:
+    if model is not None and model not in MODELS:
         if not Path(model).is_dir():
-            raise UsageError(f"unknown model {model!r}: one of {', '.join(MODEL_ALIASES)}, or a directory")
+            raise UsageError(f"unknown model {model!r}: one of {', '.join(MODELS)}, or a directory")
         # workers may run elsewhere in the tree: a relative directory would mean something else there
         model = str(Path(model).resolve())
     return Target(doc_type, model_name(model, doc_type, settings))

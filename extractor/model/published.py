@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-HUB_IDS = {"h2ovl-800m": "h2oai/h2ovl-mississippi-800m", "h2ovl-2b": "h2oai/h2ovl-mississippi-2b"}
+from extractor.registry import MODELS
 
 # the special tokens H2OVL's tokenizer carries on top of the Danube vocabulary
 SPECIAL_TOKENS = (
@@ -120,4 +120,4 @@ def published_config(name: str) -> dict[str, Any]:
         return _chat_config(_DANUBE3_500M, use_msac=False)
     if name == "h2ovl-2b":
         return _chat_config(_DANUBE2_1_8B, use_msac=True)
-    raise KeyError(f"unknown published model {name!r}; known: {sorted(HUB_IDS)}")
+    raise KeyError(f"unknown published model {name!r}; known: {sorted(MODELS)}")

@@ -1,0 +1,178 @@
+"""The model registry and engine selection: BAYOU_ENGINE (and BAYOU_ENGINE_800M/_2B) pick the builder from
+bayou.engines' table; an engine that cannot start is one line naming the setting, exit 2, in `bayou
+extract`, `bayou worker` and `bayou serve`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+import bayou.engines as engines
+from bayou.settings import Settings, get_settings
+from extractor import registry
+from extractor.errors import ConfigurationError
+
+# a module name that can never exist, so these tests hold whether or not the vLLM engine is present
+MISSING_MODULE = "extractor.no_such_engine_module"
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A clean environment: data in tmp_path, no BAYOU_ENGINE* from outside, fresh settings and engines."""
+    for name in ("BAYOU_ENGINE", "BAYOU_ENGINE_800M", "BAYOU_ENGINE_2B", "BAYOU_BROKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BAYOU_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BAYOU_DATABASE_URL", f"sqlite:///{tmp_path / 'bayou.db'}")
+    get_settings.cache_clear()
+    engines.forget_engines()
+    yield monkeypatch
+    get_settings.cache_clear()
+    engines.forget_engines()
+
+
+def test_the_registry_is_what_queues_settings_and_api_read() -> None:
+    from api.routes import documents
+    from workers.app import models_to_preload
+    from workers.queues import ALL_QUEUES, extract_queue
+
+    assert registry.GPU_QUEUES == {"h2ovl-800m": "gpu.800m", "h2ovl-2b": "gpu.2b"}
+    assert {"gpu.800m", "gpu.2b"} <= set(ALL_QUEUES)
+    settings = Settings()
+    assert settings.default_models == {
+        "receipt": "h2ovl-800m",
+        "drivers_license": "h2ovl-2b",
+        "check": "h2ovl-2b",
+    }
+    assert settings.model_source("h2ovl-2b") == registry.MODELS["h2ovl-2b"].hub_id
+    assert settings.model_source("/some/checkpoint") == "/some/checkpoint"
+    assert extract_queue(None, "receipt", settings) == "gpu.800m"
+    assert extract_queue(None, "check", settings) == "gpu.2b"
+    assert extract_queue("/some/checkpoint", "check", settings) == registry.DIRECTORY_QUEUE
+    assert models_to_preload(["gpu.2b"]) == ["h2ovl-2b"]
+    assert documents.MODELS is registry.MODELS  # the upload form's allowed models
+
+
+def test_per_model_engine_setting_overrides_bayou_engine(env) -> None:
+    env.setenv("BAYOU_ENGINE_2B", "VLLM")
+    settings = Settings()
+    assert settings.engine_for("h2ovl-2b") == ("vllm", "BAYOU_ENGINE_2B")
+    assert settings.engine_for("h2ovl-800m") == ("transformers", "BAYOU_ENGINE")
+    assert settings.engine_for("/a/checkpoint/dir") == ("transformers", "BAYOU_ENGINE")
+    env.setenv("BAYOU_ENGINE", "vllm")
+    assert Settings().engine_for("/a/checkpoint/dir") == ("vllm", "BAYOU_ENGINE")
+
+
+@pytest.mark.parametrize("name", ["BAYOU_ENGINE", "BAYOU_ENGINE_800M"])
+def test_an_unknown_engine_is_refused_naming_the_setting(env, name: str) -> None:
+    env.setenv(name, "onnx")
+    with pytest.raises(ValidationError, match=f"{name}=onnx: unknown engine; use transformers or vllm"):
+        Settings()
+
+
+def test_every_engine_kind_a_setting_may_name_has_a_builder() -> None:
+    assert set(engines.ENGINES) == set(registry.ENGINE_KINDS)
+
+
+def test_get_engine_builds_through_the_table_once_per_model_and_kind(env) -> None:
+    built: list[tuple[str, str]] = []
+
+    def builder(kind: str):
+        def build(entry: registry.ModelEntry, settings: Settings) -> object:
+            built.append((kind, entry.alias))
+            return object()
+
+        return engines.EngineKind(build=build)
+
+    env.setattr(engines, "ENGINES", {"transformers": builder("transformers"), "vllm": builder("vllm")})
+    env.setenv("BAYOU_ENGINE_2B", "vllm")
+    settings = Settings()
+    first = engines.get_engine("h2ovl-2b", settings)
+    assert engines.get_engine("h2ovl-2b", settings) is first
+    engines.get_engine("h2ovl-800m", settings)
+    assert built == [("vllm", "h2ovl-2b"), ("transformers", "h2ovl-800m")]
+
+
+def test_vllm_without_its_module_is_a_configuration_error_naming_the_setting(env) -> None:
+    env.setattr(engines, "VLLM_MODULE", MISSING_MODULE)
+    env.setenv("BAYOU_ENGINE_800M", "vllm")
+    settings = Settings()
+    with pytest.raises(ConfigurationError, match="BAYOU_ENGINE_800M=vllm for h2ovl-800m") as error:
+        engines.get_engine("h2ovl-800m", settings)
+    assert "set BAYOU_ENGINE_800M=transformers" in error.value.message
+    engines.check_engines(["h2ovl-2b"], settings)  # the 2B still uses transformers: nothing to refuse
+
+
+def test_an_engine_that_fails_to_start_is_a_configuration_error(env) -> None:
+    def broken(entry: registry.ModelEntry, settings: Settings) -> object:
+        raise RuntimeError("no GPU memory left")
+
+    env.setitem(engines.ENGINES, "transformers", engines.EngineKind(build=broken))
+    with pytest.raises(ConfigurationError, match=r"BAYOU_ENGINE=transformers: .* \(RuntimeError: no GPU"):
+        engines.get_engine("h2ovl-800m", Settings())
+
+
+def _cli(*commands: str) -> typer.Typer:
+    import importlib
+
+    app = typer.Typer()
+    for command in commands:
+        importlib.import_module(f"bayou.cli.{command}").register(app)
+    app.command("noop", hidden=True)(lambda: None)  # a second command keeps ours a subcommand
+    return app
+
+
+def _one_line_error(output: str, setting: str) -> None:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and setting in lines[0], output
+
+
+def test_extract_with_an_engine_that_cannot_start_exits_2(env, tmp_path: Path) -> None:
+    env.setattr(engines, "VLLM_MODULE", MISSING_MODULE)
+    env.setenv("BAYOU_ENGINE", "vllm")
+    page = tmp_path / "receipt.png"
+    page.write_bytes(b"not read: the engine fails first")
+    result = CliRunner().invoke(_cli("extract"), ["extract", str(page), "--type", "receipt"])
+    assert result.exit_code == 2
+    _one_line_error(result.output, "BAYOU_ENGINE=vllm")
+
+
+def test_worker_with_an_engine_that_cannot_start_exits_2_before_taking_work(env) -> None:
+    env.setattr(engines, "VLLM_MODULE", MISSING_MODULE)
+    env.setenv("BAYOU_ENGINE_2B", "vllm")
+    from workers import app as worker_app
+    from workers.runtime import reset_runtime
+
+    started: list[list[str]] = []
+    env.setattr(worker_app, "get_app", lambda: type("App", (), {"worker_main": started.append})())
+    reset_runtime()
+    try:
+        result = CliRunner().invoke(_cli("worker"), ["worker", "--queues", "gpu.2b"])
+        assert result.exit_code == 2 and not started
+        _one_line_error(result.output, "BAYOU_ENGINE_2B=vllm")
+        # a worker on the 0.8B's queue does not need the 2B's engine
+        result = CliRunner().invoke(_cli("worker"), ["worker", "--queues", "gpu.800m"])
+        assert result.exit_code == 0 and len(started) == 1, result.output
+    finally:
+        reset_runtime()
+
+
+def test_serve_with_the_embedded_worker_checks_every_models_engine(env) -> None:
+    env.setattr(engines, "VLLM_MODULE", MISSING_MODULE)
+    env.setenv("BAYOU_ENGINE_2B", "vllm")
+    env.setattr(
+        "uvicorn.run", lambda *args, **kwargs: pytest.fail("served despite an engine that cannot start")
+    )
+    import logging
+
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level  # serve sets up the root logger
+    try:
+        result = CliRunner().invoke(_cli("serve"), ["serve"])
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    assert result.exit_code == 2
+    _one_line_error(result.output, "BAYOU_ENGINE_2B=vllm")
