@@ -73,6 +73,23 @@ def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
     return image
 
 
+def count_frames(image: Image.Image, limit: int) -> int | None:
+    """The number of frames (pages) of an opened image if it is at most `limit`, else None; the image is
+    left on its first frame. Reads at most `limit` + 1 frame headers: PIL's `n_frames` reads every one
+    before a caller can compare, and a few MB of TIFF can hold 40,000 page directories (seconds of CPU).
+    Errors reading a frame header propagate (PIL raises many types on damage)."""
+    count = 1
+    try:
+        while count <= limit:
+            image.seek(count)  # one more directory read; EOFError: there is none
+            count += 1
+    except EOFError:
+        return count
+    finally:
+        image.seek(0)
+    return None
+
+
 def decode_frame(image: Image.Image) -> Image.Image:
     """Decode the current frame of an opened image, upright and in RGB."""
     try:

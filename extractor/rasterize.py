@@ -30,6 +30,7 @@ from extractor.images import (
     DEFAULT_MAX_PIXELS,
     check_min_side,
     check_pixels,
+    count_frames,
     decode_frame,
     load_image,
     normalize_image,
@@ -41,6 +42,8 @@ DEFAULT_DPI = 200
 DEFAULT_MAX_PAGES = 20
 DEFAULT_RENDER_TIMEOUT_S = 120
 POINTS_PER_INCH = 72.0
+# page_count_hint counts a TIFF's pages up to this many (None beyond): each is a directory read
+_HINT_MAX_PAGES = 1000
 
 T = TypeVar("T")
 
@@ -123,7 +126,7 @@ def page_count_hint(source: bytes | str | Path) -> int | None:
         if media_type == "application/pdf":
             return len(_open_pdf(data).pages)
         if media_type == "image/tiff":
-            return int(getattr(Image.open(io.BytesIO(data)), "n_frames", 1))
+            return count_frames(Image.open(io.BytesIO(data)), _HINT_MAX_PAGES)
     except Exception:  # a hint must never raise: the real check happens in rasterize
         return None
     return 1
@@ -233,11 +236,11 @@ def _load_rendered_page(path: str, max_pixels: int) -> Image.Image:
 def _tiff_pages(data: bytes, *, max_pages: int, max_pixels: int) -> list[Image.Image]:
     image = open_image(data, max_pixels=max_pixels)
     try:
-        count = int(getattr(image, "n_frames", 1))  # walks the chain of page directories
+        count = count_frames(image, max_pages)
     except Exception as exc:
         raise InputError(f"damaged TIFF page list: {exc}", code="corrupt_file") from exc
-    if count > max_pages:
-        raise InputError(f"the TIFF has {count} pages, above the limit of {max_pages}", code="too_many_pages")
+    if count is None:
+        raise InputError(f"the TIFF has more than {max_pages} pages, the limit", code="too_many_pages")
     pages = []
     for index in range(count):
         try:

@@ -40,3 +40,32 @@ def png_claiming_size(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + chunk(
         b"IEND", b""
     )
+
+
+def many_directory_tiff(directories: int, side: int = 8) -> bytes:
+    """A TIFF of `directories` pages (image file directories), all sharing one tiny grey strip: a few MB
+    for tens of thousands of pages, the way a hostile upload would pack them."""
+    strip_offset, strip = 8, bytes([128]) * (side * side)
+    first_ifd = strip_offset + len(strip)
+    tags = [  # (tag, type: 3 SHORT / 4 LONG, value), sorted by tag as TIFF requires
+        (256, 3, side),  # ImageWidth
+        (257, 3, side),  # ImageLength
+        (258, 3, 8),  # BitsPerSample
+        (259, 3, 1),  # Compression: none
+        (262, 3, 1),  # PhotometricInterpretation: black is zero
+        (273, 4, strip_offset),  # StripOffsets
+        (277, 3, 1),  # SamplesPerPixel
+        (278, 3, side),  # RowsPerStrip
+        (279, 4, len(strip)),  # StripByteCounts
+    ]
+    ifd_size = 2 + 12 * len(tags) + 4
+    entries = b"".join(
+        struct.pack("<HHI", tag, kind, 1)
+        + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+        for tag, kind, value in tags
+    )
+    ifds = []
+    for index in range(directories):
+        following = first_ifd + (index + 1) * ifd_size if index + 1 < directories else 0
+        ifds.append(struct.pack("<H", len(tags)) + entries + struct.pack("<I", following))
+    return b"II*\x00" + struct.pack("<I", first_ifd) + strip + b"".join(ifds)

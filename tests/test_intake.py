@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 from bayou.intake import Limits, inspect, store_file, take_file
 from extractor.errors import InputError
 from storage.models import Document
+from tests.imaging import many_directory_tiff
 
 LIMITS = Limits(max_bytes=4096, max_pages=2, max_pixels=10_000)
 
@@ -99,3 +101,20 @@ def test_a_store_that_cannot_write_is_not_the_files_fault(db_session, blob_store
         take_file(db_session, blob_store, path, doc_type="receipt", model=None, limits=LIMITS)
     assert not isinstance(caught.value, InputError) and caught.value.errno == errno.ENOSPC
     assert db_session.scalar(select(func.count()).select_from(Document)) == 0
+
+
+def test_a_tiff_of_40000_pages_is_refused_without_reading_every_page_directory():
+    # 4.6 MB; PIL's n_frames reads all 40,000 directories first (20 s of CPU here) before any cap is compared
+    bomb = many_directory_tiff(40_000)
+    started = time.process_time()
+    with pytest.raises(InputError) as refused:
+        inspect(io.BytesIO(bomb), LIMITS)
+    assert refused.value.code == "too_many_pages"
+    assert time.process_time() - started < 1.0
+
+
+def test_a_tiff_within_the_page_cap_passes_and_one_over_it_is_refused():
+    assert inspect(io.BytesIO(many_directory_tiff(LIMITS.max_pages)), LIMITS) == "image/tiff"
+    with pytest.raises(InputError) as refused:
+        inspect(io.BytesIO(many_directory_tiff(LIMITS.max_pages + 1)), LIMITS)
+    assert refused.value.code == "too_many_pages"

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from reportlab.pdfgen import canvas
 import extractor.rasterize as rasterize_module
 from extractor.errors import InputError
 from extractor.rasterize import page_count_hint, rasterize, sniff_media_type
-from tests.imaging import encode
+from tests.imaging import encode, many_directory_tiff
 
 REPO = Path(__file__).resolve().parents[1]
 A4_AT_200_DPI = (1654, 2339)
@@ -290,6 +291,16 @@ def test_multipage_tiff_gives_one_image_per_frame() -> None:
 
 def test_multipage_tiff_page_cap() -> None:
     assert refusal(multipage_tiff([(20, 20)] * 3), max_pages=2).code == "too_many_pages"
+
+
+def test_tiff_page_cap_reads_no_more_directories_than_the_cap() -> None:
+    bomb = many_directory_tiff(40_000)  # 4.6 MB; n_frames would read all 40,000 directories (20 s here)
+    started = time.process_time()
+    assert refusal(bomb, max_pages=20).code == "too_many_pages"
+    assert time.process_time() - started < 1.0
+    assert [page.size for page in rasterize(many_directory_tiff(20), max_pages=20)] == [(8, 8)] * 20
+    assert refusal(many_directory_tiff(21), max_pages=20).code == "too_many_pages"
+    assert page_count_hint(many_directory_tiff(5)) == 5
 
 
 def test_tiff_frame_pixel_cap() -> None:

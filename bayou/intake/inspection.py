@@ -14,7 +14,7 @@ from pypdf import PasswordType, PdfReader
 
 from bayou.intake.limits import Limits
 from extractor.errors import InputError
-from extractor.images import check_min_side, check_pixels
+from extractor.images import check_min_side, check_pixels, count_frames
 from extractor.rasterize import sniff_media_type
 
 # enough for sniff_media_type, which looks for "%PDF-" within the first kilobyte
@@ -87,11 +87,11 @@ def _inspect_image(stream: BinaryIO, limits: Limits) -> None:
     check_min_side(image.size)
     if getattr(image, "format", None) == "TIFF":
         try:
-            frames = int(getattr(image, "n_frames", 1))
+            # reads at most max_pages + 1 page directories, never the whole chain
+            frames = count_frames(image, limits.max_pages)
         except Exception as exc:
             raise InputError("damaged TIFF page list", code="corrupt_file") from exc
-        if frames > limits.max_pages:
+        if frames is None:
             raise InputError(
-                f"the TIFF has {frames} pages, above the limit of {limits.max_pages}",
-                code="too_many_pages",
+                f"the TIFF has more than {limits.max_pages} pages, the limit", code="too_many_pages"
             )
