@@ -7,6 +7,7 @@ before any pixel is decoded, so a small file that claims to be enormous costs no
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ MIN_SIDE = 8  # a strip thinner than this cannot hold anything readable; refusin
 _WHITE = (255, 255, 255, 255)
 _ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 _HIGH_DEPTH_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+_RESCALE_BAND_VALUES = 1 << 20  # values converted to float64 at a time (8 MB), whatever the image's size
 
 
 def read_source(source: bytes | str | Path) -> bytes:
@@ -146,12 +148,37 @@ def _rescale_to_8bit(img: Image.Image) -> Image.Image:
     """Stretch a 16/32-bit or float image's actual value range onto 0..255.
 
     Many 16-bit scans use only a slice of the nominal range; dividing by 257 would leave them dark and
-    flat. A constant image has no range: it becomes black if its value is <= 0, white otherwise.
+    flat. A constant image has no range: it becomes black if its value is <= 0, white otherwise. NaN and
+    infinities count as 0. The values stay in the image's own depth; float64 is used a band of rows at a
+    time (a whole 4000x4000 image in float64 is 128 MB a copy, and the arithmetic made several).
     """
-    values = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(values.min()), float(values.max())
-    if high > low:
-        scaled = (values - low) * (255.0 / (high - low))
-    else:
-        scaled = np.full(values.shape, 255.0 if low > 0 else 0.0)
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+    values = np.asarray(img)  # uint16, int32 or float32, as PIL holds them
+    out = np.empty(values.shape, dtype=np.uint8)
+    low, high = _value_range(values)
+    if high <= low:
+        out.fill(255 if low > 0 else 0)
+        return Image.fromarray(out)
+    scale = 255.0 / (high - low)
+    for rows, band in _float_bands(values):
+        band -= low
+        band *= scale
+        np.rint(band, out=band)
+        np.clip(band, 0, 255, out=band)
+        out[rows] = band
+    return Image.fromarray(out)
+
+
+def _value_range(values: np.ndarray) -> tuple[float, float]:
+    low, high = np.inf, -np.inf
+    for _, band in _float_bands(values):
+        low, high = min(low, float(band.min())), max(high, float(band.max()))
+    return low, high
+
+
+def _float_bands(values: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    """The image a band of rows at a time, as float64 with NaN and infinities made 0 (a fresh array)."""
+    rows_per_band = max(1, _RESCALE_BAND_VALUES // max(1, values.shape[1]))
+    for start in range(0, values.shape[0], rows_per_band):
+        rows = slice(start, start + rows_per_band)
+        band = values[rows].astype(np.float64)
+        yield rows, np.nan_to_num(band, copy=False, nan=0.0, posinf=0.0, neginf=0.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import resource
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,28 @@ def test_16_bit_png_is_stretched_over_its_range() -> None:
     assert row[0] == 0 and row[-1] == 255
     assert np.all(np.diff(row) >= 0)
     assert np.array_equal(np.asarray(image)[..., 0], np.asarray(image)[..., 2])
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_a_deep_4000_x_4000_image_is_rescaled_without_float64_copies_of_it(mode: str) -> None:
+    # a 40 KB 16-bit PNG of this size took ~490 MB (several whole float64 copies) before rescaling in bands
+    ramp = np.linspace(0, 40_000, 4000).astype(np.uint16)
+    source = encode(Image.fromarray(np.ascontiguousarray(np.broadcast_to(ramp, (4000, 4000)))), "PNG")
+    assert len(source) < 100_000
+    decoded = Image.open(io.BytesIO(source))
+    decoded.load()
+    deep = decoded if mode == "I;16" else decoded.convert(mode)
+    assert deep.mode == mode
+    tracemalloc.start()  # numpy's arrays and PIL's byte copies are traced; the decoded pixels were before
+    try:
+        image = normalize_image(deep)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the image's own values once (64 MB at 32 bits) and the 8-bit result (16 MB), plus bands of rows
+    assert peak < 128 << 20
+    assert image.mode == "RGB" and image.size == (4000, 4000)
+    assert image.getpixel((0, 0)) == (0, 0, 0) and image.getpixel((3999, 3999)) == (255, 255, 255)
 
 
 @pytest.mark.parametrize(
