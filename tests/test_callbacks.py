@@ -6,14 +6,17 @@ at once instead of after their backoff."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import json
 import os
 import shutil
+import socket
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,8 +32,10 @@ from workers.callbacks import (
     CallbackConfig,
     RefusedDestination,
     backoff_s,
+    callback_config,
     callback_secret,
     check_destination,
+    deliver,
     schedule_callback,
     sign,
     verify,
@@ -196,6 +201,23 @@ def test_the_secret_file_is_created_private_once(tmp_path: Path, monkeypatch: py
         "http://[::ffff:127.0.0.1]/x",
         "http://0.0.0.0/x",
         "ftp://example.com/x",
+        # IPv4 inside IPv6 (issue 15): NAT64 of the metadata address and of loopback, local-use NAT64,
+        # 6to4 (refused whatever it carries), IPv4-compatible, IPv4-translated, site-local, Teredo
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+        "http://[64:ff9b::7f00:1]/x",
+        "http://[64:ff9b:1::a9fe:a9fe]/x",
+        "http://[2002:a9fe:a9fe::1]/x",
+        "http://[2002:808:808::1]/x",
+        "http://[::a9fe:a9fe]/x",
+        "http://[::169.254.169.254]/x",
+        "http://[::8.8.8.8]/x",
+        "http://[::ffff:0:a9fe:a9fe]/x",
+        "http://[fec0::1]/x",
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/x",
+        # the IETF block, including the addresses Python calls global
+        "http://192.0.0.1/x",
+        "http://192.0.0.9/x",
+        "http://192.0.0.170/x",
     ],
 )
 def test_non_public_destinations_are_refused_unless_allowed(url: str) -> None:
@@ -203,6 +225,13 @@ def test_non_public_destinations_are_refused_unless_allowed(url: str) -> None:
         check_destination(url, CallbackConfig(secret=b"k"))
     if url.startswith("http"):
         assert check_destination(url, CallbackConfig(secret=b"k", allow_private=True))
+
+
+@pytest.mark.parametrize(
+    "url", ["http://8.8.8.8/x", "http://[2606:4700::1111]/x", "http://[64:ff9b::808:808]/x"]
+)
+def test_public_destinations_pass_nat64_of_a_public_address_included(url: str) -> None:
+    assert check_destination(url, CallbackConfig(secret=b"k"))
 
 
 def test_an_allowed_network_admits_only_itself() -> None:
@@ -282,7 +311,7 @@ def test_the_hook_queues_nothing_without_a_callback_url(install: Any) -> None:
     with install.sessions() as session:
         schedule_callback(session, without, app=app)  # type: ignore[arg-type]
         schedule_callback(session, with_url, app=app)  # type: ignore[arg-type]
-    assert app.sent == [((CALLBACK_TASK,), {"args": [with_url], "queue": "cpu"})]
+    assert app.sent == [((CALLBACK_TASK,), {"args": [with_url], "queue": "callbacks"})]
 
 
 # --- end to end: the hook in workers.documents.fail, the embedded broker and worker ----------------------
@@ -330,7 +359,9 @@ def test_a_finished_document_posts_its_signed_json_to_the_callback_url(
     assert got.json()["status"] == "failed" and got.json()["error"]["code"] == "corrupt_file"
 
 
-def test_a_document_stored_done_queues_its_callback_on_cpu(install: Any, receiver: Receiver) -> None:
+def test_a_document_stored_done_queues_its_callback_on_its_own_queue(
+    install: Any, receiver: Receiver
+) -> None:
     from extractor.result import Result
     from workers.app import get_app
     from workers.broker import waiting_messages
@@ -350,8 +381,185 @@ def test_a_document_stored_done_queues_its_callback_on_cpu(install: Any, receive
         result = Result(doc_type="receipt", model="fake", data={"total": "1.00"}, valid=True)
         assert _store(session, ExtractJob(document.id, "key-1"), result) == "done"  # the hook queues it
 
-    assert waiting_messages(get_app(), install.settings, "cpu") == 1
+    assert waiting_messages(get_app(), install.settings, "callbacks") == 1
+    assert waiting_messages(get_app(), install.settings, "cpu") == 0
     assert _run_task(document.id) == "delivered"  # what the worker would run for that message
     [(headers, body)] = receiver.requests
     assert _verified(install, headers, body)
     assert json.loads(body)["status"] == "done" and json.loads(body)["result"]["data"] == {"total": "1.00"}
+
+
+# --- slow and greedy receivers (issue 15): a deadline per try, a read cap, documents never wait -----------
+
+
+class RawReceiver:
+    """A misbehaving receiver on 127.0.0.1: reads the request, then hands the connection to `answer`
+    (in a thread per connection) until `close()`."""
+
+    def __init__(self, answer: Callable[[socket.socket, RawReceiver], None]) -> None:
+        self.answer = answer
+        self.connected = threading.Event()
+        self.finished = threading.Event()
+        self.closing = threading.Event()
+        self.sent = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        try:
+            _read_request(connection)
+            self.connected.set()
+            self.answer(connection, self)
+        except OSError:
+            pass
+        finally:
+            self.finished.set()
+            connection.close()
+
+    def close(self) -> None:
+        self.closing.set()
+        self.listener.close()
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+def _read_request(connection: socket.socket) -> None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(65536) or b"\r\n\r\n"
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        ),
+        0,
+    )
+    while len(body) < length:
+        body += connection.recv(65536) or b"x" * length
+
+
+def _drip(connection: socket.socket, receiver: RawReceiver) -> None:
+    # one byte of the status line every 0.3 s: every read returns in time, the headers never end (for 8 s)
+    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 25:
+        if receiver.closing.wait(0.3):
+            return
+        connection.sendall(bytes([byte]))
+
+
+def _huge(connection: socket.socket, receiver: RawReceiver) -> None:
+    size = 100 * 2**20
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+    chunk = b"\0" * 65536
+    while receiver.sent < size:
+        connection.sendall(chunk)  # OSError once the client has closed: _serve ends
+        receiver.sent += len(chunk)
+
+
+@pytest.fixture
+def raw_receiver() -> Iterator[Callable[[Callable[[socket.socket, RawReceiver], None]], RawReceiver]]:
+    made: list[RawReceiver] = []
+
+    def make(answer: Callable[[socket.socket, RawReceiver], None]) -> RawReceiver:
+        made.append(RawReceiver(answer))
+        return made[-1]
+
+    yield make
+    for receiver in made:
+        receiver.close()
+
+
+def test_a_receiver_dripping_its_answer_is_cut_off_at_the_deadline(install: Any, raw_receiver: Any) -> None:
+    import httpcore
+
+    receiver = raw_receiver(_drip)
+    document_id = _document(install, receiver.url)
+    config = dataclasses.replace(callback_config(install.settings), timeout_s=1.0)
+
+    started = time.monotonic()
+    with pytest.raises(httpcore.TimeoutException):
+        deliver(document_id, config=config)
+    assert time.monotonic() - started < 2.0  # the deadline, not 0.3 s per byte for ever
+    assert receiver.connected.is_set()
+
+
+def test_a_huge_answer_is_not_read(install: Any, raw_receiver: Any) -> None:
+    receiver = raw_receiver(_huge)
+    document_id = _document(install, receiver.url)
+
+    assert deliver(document_id) == "delivered"
+    assert receiver.finished.wait(10)
+    # what the kernel's buffers took before the client closed, far from the 100 MiB answer
+    assert receiver.sent < 32 * 2**20
+
+
+def test_a_slow_callback_does_not_hold_up_documents_in_the_embedded_worker(
+    install: Any, raw_receiver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.dispatch import enqueue
+    from workers.documents import fail
+    from workers.embedded import start_worker_thread
+
+    monkeypatch.setenv("BAYOU_CALLBACK_TIMEOUT_S", "60")  # the slow receiver holds its try all test long
+    _forget()
+    runtime = get_runtime_now()
+    receiver = raw_receiver(_drip)
+    with runtime.sessions() as session:
+        slow, _ = create_document(
+            session,
+            runtime.blobs,
+            stream_or_path=io.BytesIO(b"%PDF-1.4 its callback is slow"),
+            filename="a.pdf",
+            media_type="application/pdf",
+            doc_type="receipt",
+            callback_url=receiver.url,
+        )
+        set_status(session, slow.id, S.PROCESSING)
+        assert fail(session, slow.id, "corrupt_file", "the file is damaged")  # queues its callback
+        queued, _ = create_document(
+            session,
+            runtime.blobs,
+            stream_or_path=io.BytesIO(b"%PDF-1.4 not a real pdf, rasterising fails at once"),
+            filename="b.pdf",
+            media_type="application/pdf",
+            doc_type="receipt",
+        )
+    enqueue(queued.id, model=None, doc_type="receipt")
+
+    worker = start_worker_thread(sweep_every_s=3600)
+    try:
+        assert receiver.connected.wait(30), "the callback never started"
+        deadline = time.monotonic() + 20
+        while _status(runtime, queued.id) == S.QUEUED.value and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _status(runtime, queued.id) == S.FAILED.value  # rasterised (and failed) meanwhile
+        assert not receiver.finished.is_set()  # while the callback's try was still waiting
+    finally:
+        receiver.close()  # ends the try (the connection closes), so the worker can stop
+        worker.stop()
+
+
+def get_runtime_now() -> Any:
+    from workers.runtime import get_runtime
+
+    return get_runtime()
+
+
+def _status(runtime: Any, document_id: str) -> str:
+    from storage.models import Document
+
+    with runtime.sessions() as session:
+        return session.get(Document, document_id).status

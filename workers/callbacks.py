@@ -16,13 +16,18 @@ The secret is per installation: BAYOU_CALLBACK_SECRET (Settings.callback_secret)
 else the file `<data_dir>/callback-secret`, created (0600, 64 hex characters) on first use. The key is
 the secret's text as UTF-8, exactly as the file holds it (without the trailing newline).
 
-Delivery: the Celery task `bayou.send_callback` on the `cpu` queue; a short timeout; redirects are never
-followed (a 3xx is a refusal); connection errors, timeouts, 5xx and 429 are retried with exponential
-backoff (6 tries over about 30 minutes), other 4xx are not. The URL's host is resolved and refused if
-any address is loopback, private, link-local, or otherwise not global, unless `allow_private` is on or
-the address is in `allowed_networks` (BAYOU_CALLBACK_ALLOW_PRIVATE / BAYOU_CALLBACK_ALLOWED_NETWORKS,
-a JSON list of CIDRs); the request then goes to the address that was checked (no second resolution, so
-DNS rebinding cannot slip in another one), with the original Host header and TLS server name.
+Delivery: the Celery task `bayou.send_callback` on a queue of its own, `callbacks`, so that a slow
+receiver never holds up documents: the embedded worker of `bayou serve` consumes it in a thread of its
+own (workers.embedded), and a worker that serves `cpu` serves `callbacks` too (workers.queues). Each
+attempt has one deadline for everything it does on the wire (BAYOU_CALLBACK_TIMEOUT_S, 10 s) and reads
+at most a few KB of the answer (workers.callback_wire); redirects are never followed (a 3xx is a
+refusal); connection errors, timeouts, 5xx and 429 are retried with exponential backoff (6 tries over
+about 30 minutes), other 4xx are not. The URL's host is resolved and refused if any address is loopback,
+private, link-local, or otherwise not global, IPv4 hidden in IPv6 included (workers.callback_addresses),
+unless `allow_private` is on or the address is in `allowed_networks` (BAYOU_CALLBACK_ALLOW_PRIVATE /
+BAYOU_CALLBACK_ALLOWED_NETWORKS, a JSON list of CIDRs); the request then goes to the address that was
+checked (no second resolution, so DNS rebinding cannot slip in another one), with the original Host
+header and TLS server name.
 Logs carry document ids and status codes, never bodies or URLs.
 """
 
@@ -45,8 +50,10 @@ from sqlalchemy.orm import Session
 from bayou.secrets_store import installation_secret
 from bayou.settings import Settings, get_settings
 from storage.models import Document
+from workers.callback_addresses import is_public
+from workers.callback_wire import RETRYABLE_ERRORS, Answer, post_once
 from workers.dispatch import app_or_default
-from workers.queues import CPU_QUEUE
+from workers.queues import CALLBACK_QUEUE
 from workers.transient import register_task
 
 log = logging.getLogger(__name__)
@@ -59,8 +66,7 @@ SECRET_FILENAME = "callback-secret"
 MAX_TRIES = 6  # the first and 5 retries
 BACKOFF_BASE_S = 60.0  # 60, 120, 240, 480, 960 s between tries: about 31 minutes in all
 BACKOFF_JITTER = 0.2  # each delay +-20 %, so many callbacks failing together do not retry together
-MAX_RETRY_AFTER_S = 3600.0
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = 10.0  # the whole attempt, not each read
 TASK_LIMITS_S = (60, 90)
 REPLAY_TOLERANCE_S = 300
 
@@ -179,25 +185,13 @@ def _allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, config: Callback
         ip = ip.ipv4_mapped
     if config.allow_private or any(ip in network for network in config.allowed_networks):
         return True
-    return ip.is_global and not ip.is_multicast
+    return is_public(ip)
 
 
-def post(destination: Destination, body: bytes, headers: dict[str, str], timeout_s: float) -> httpx.Response:
-    """One POST to the checked address, Host and TLS name those of the URL; redirects not followed."""
-    url = destination.url
-    pinned = url.copy_with(host=destination.address)
-    host_header = url.host if url.port is None else f"{url.host}:{url.port}"
-    if ":" in url.host and url.port is None:
-        host_header = f"[{url.host}]"
-    elif ":" in url.host:
-        host_header = f"[{url.host}]:{url.port}"
-    with httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
-        return client.post(
-            pinned,
-            content=body,
-            headers={**headers, "Host": host_header},
-            extensions={"sni_hostname": url.host} if url.scheme == "https" else {},
-        )
+def post(destination: Destination, body: bytes, headers: dict[str, str], deadline_s: float) -> Answer:
+    """One POST to the checked address, Host and TLS name those of the URL; redirects not followed;
+    `deadline_s` for the whole attempt."""
+    return post_once(destination.url, destination.address, body, headers, deadline_s)
 
 
 # --- the task ---------------------------------------------------------------------------------------
@@ -212,7 +206,7 @@ class RetryableStatus(Exception):
 
 def deliver(document_id: str, *, config: CallbackConfig | None = None) -> str:
     """One try. Returns what happened ("delivered", "rejected", "refused", "no_callback", "gone");
-    raises RetryableStatus, httpx.TransportError or OSError for what is worth another try."""
+    raises RetryableStatus or one of callback_wire.RETRYABLE_ERRORS for what is worth another try."""
     from workers.runtime import get_runtime
 
     runtime = get_runtime()
@@ -231,22 +225,15 @@ def deliver(document_id: str, *, config: CallbackConfig | None = None) -> str:
     except RefusedDestination:
         log.warning("callback for document %s refused: its URL is not a public http(s) address", document_id)
         return "refused"
-    response = post(destination, body, signed_headers(config.secret, body), config.timeout_s)
-    status = response.status_code
+    answer = post(destination, body, signed_headers(config.secret, body), config.timeout_s)
+    status = answer.status
     if 200 <= status < 300:
         log.info("callback for document %s delivered: HTTP %d", document_id, status)
         return "delivered"
     if status >= 500 or status == 429:
-        raise RetryableStatus(status, _retry_after(response))
+        raise RetryableStatus(status, answer.retry_after_s)
     log.warning("callback for document %s rejected: HTTP %d (not retried)", document_id, status)
     return "rejected"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return min(float(response.headers.get("Retry-After", "")), MAX_RETRY_AFTER_S)
-    except ValueError:
-        return None
 
 
 def backoff_s(retries: int) -> float:
@@ -257,7 +244,7 @@ def backoff_s(retries: int) -> float:
 def send_callback_task(self: Task, document_id: str) -> str:
     try:
         return deliver(document_id)
-    except (RetryableStatus, httpx.TransportError, OSError) as error:
+    except (RetryableStatus, *RETRYABLE_ERRORS) as error:
         what = f"HTTP {error.status}" if isinstance(error, RetryableStatus) else type(error).__name__
         tries = self.request.retries + 1
         if tries >= MAX_TRIES:
@@ -277,7 +264,7 @@ def register_callback_task(app: Celery) -> None:
         CALLBACK_TASK,
         send_callback_task,
         limits=TASK_LIMITS_S,
-        queue=CPU_QUEUE,
+        queue=CALLBACK_QUEUE,
         autoretry_for=(),
         max_retries=MAX_TRIES - 1,
     )
@@ -297,6 +284,6 @@ def schedule_callback(session: Session, document_id: str, *, app: Celery | None 
             session.commit()  # end the read it took: no idle transaction while a model runs
         if not url:
             return
-        app_or_default(app).send_task(CALLBACK_TASK, args=[document_id], queue=CPU_QUEUE)
+        app_or_default(app).send_task(CALLBACK_TASK, args=[document_id], queue=CALLBACK_QUEUE)
     except Exception:
         log.exception("could not queue the callback for document %s", document_id)

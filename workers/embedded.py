@@ -1,6 +1,11 @@
 """One worker inside another process (`bayou serve` with the embedded defaults): real Celery, the same
 tasks, every queue, run in a thread. A thread of its own also sweeps stuck documents, because the
-embedded broker never redelivers a message whose worker died with it."""
+embedded broker never redelivers a message whose worker died with it.
+
+Completion callbacks are served by a second consumer in a thread of its own (on its own Celery app, so
+that the two consumers' queue selections stay apart): a callback waits on someone else's server, up to
+its deadline per try, and must never make a document wait behind it. Callbacks run one at a time there;
+each try ends at its deadline (workers.callback_wire)."""
 
 from __future__ import annotations
 
@@ -16,9 +21,11 @@ from celery.platforms import EX_OK
 from celery.worker import WorkController
 from celery.worker import state as worker_state
 
+from bayou.settings import Settings
 from workers.batching import resume_stalled_batches
 from workers.broker import prune_embedded_broker
 from workers.dispatch import app_or_default
+from workers.queues import CALLBACK_QUEUE, DOCUMENT_QUEUES
 from workers.runtime import check_schema, get_runtime
 from workers.sqlite_broker import interrupt_waits
 from workers.stuck import requeue_stuck
@@ -34,6 +41,7 @@ class EmbeddedWorker:
     thread: threading.Thread
     sweeper: threading.Thread
     stopping: threading.Event = field(default_factory=threading.Event)
+    callbacks: threading.Thread | None = None
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stops after the task in hand (its message is given back to the broker if it does not end)."""
@@ -43,15 +51,21 @@ class EmbeddedWorker:
         # while it reads (with Redis: "I/O operation on closed file", and sometimes a hang)
         worker_state.should_stop = EX_OK
         interrupt_waits()  # the embedded broker's consumer would otherwise see the flag after its wait
+        consumers = [self.thread] + ([self.callbacks] if self.callbacks is not None else [])
         try:
-            self.thread.join(timeout)
+            for consumer in consumers:
+                consumer.join(timeout)
         finally:
             worker_state.should_stop = None  # the process may start another worker later (tests do)
         self.sweeper.join(timeout)
-        if self.thread.is_alive():
-            log.warning(
-                "the embedded worker did not stop within %.0f s; it is at:\n%s", timeout, _stack(self.thread)
-            )
+        for consumer in consumers:
+            if consumer.is_alive():
+                log.warning(
+                    "the embedded worker's thread %s did not stop within %.0f s; it is at:\n%s",
+                    consumer.name,
+                    timeout,
+                    _stack(consumer),
+                )
 
 
 def _stack(thread: threading.Thread) -> str:
@@ -74,6 +88,7 @@ def start_worker_thread(
     app.finalize()
     controller = WorkController(
         app=app,
+        queues=list(DOCUMENT_QUEUES),
         pool="solo",  # the task runs in the worker's thread: one at a time, as a GPU wants
         concurrency=1,
         # the only worker there is: holding a batch's worth of messages keeps no one else waiting, and
@@ -85,6 +100,13 @@ def start_worker_thread(
         loglevel=logging.INFO,
     )
     thread = threading.Thread(target=_run, args=(app, controller), name="bayou-worker", daemon=True)
+    callback_app = _callback_app(settings)
+    callbacks = threading.Thread(
+        target=_run,
+        args=(callback_app, _single_queue_controller(callback_app, CALLBACK_QUEUE)),
+        name="bayou-callbacks",
+        daemon=True,
+    )
     stopping = threading.Event()
     sweeper = threading.Thread(
         target=_sweep,
@@ -92,10 +114,34 @@ def start_worker_thread(
         name="bayou-requeue",
         daemon=True,
     )
-    worker = EmbeddedWorker(controller, thread, sweeper, stopping)
+    worker = EmbeddedWorker(controller, thread, sweeper, stopping, callbacks)
     thread.start()
+    callbacks.start()
     sweeper.start()
     return worker
+
+
+def _callback_app(settings: Settings) -> Celery:
+    # a second app of the same configuration: a consumer's queue selection is kept in its app
+    from workers.app import make_app  # workers.app imports this module's neighbours, not this module
+
+    callback_app = make_app(settings)
+    callback_app.finalize()
+    return callback_app
+
+
+def _single_queue_controller(app: Celery, queue: str) -> WorkController:
+    return WorkController(
+        app=app,
+        queues=[queue],
+        pool="solo",
+        concurrency=1,
+        prefetch_multiplier=1,
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        loglevel=logging.INFO,
+    )
 
 
 def _run(app: Celery, controller: WorkController) -> None:
