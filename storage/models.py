@@ -286,8 +286,31 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
-    locked_until: Mapped[datetime | None]
     # set by an admin: a disabled account cannot sign in and its open sessions stop working; the row stays,
     # because reviews and the audit log name the account
     disabled: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class ReviewSession(Base):
+    """A signed-in review-UI session. The cookie carries the session id; signing out deletes the row, so a
+    cookie saved before then opens nothing afterwards."""
+
+    __tablename__ = "review_sessions"
+
+    # SHA-256 of the session id: the table alone (a backup, a leak) opens no session
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SignInFailure(Base):
+    """Failed sign-ins counted under one key (an account, a client address, or the two together), in a
+    window; `locked_until` set once a key reaches its limit. Keys hold hashes, never an address or email."""
+
+    __tablename__ = "sign_in_failures"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    window_start: Mapped[datetime] = mapped_column(index=True)
+    locked_until: Mapped[datetime | None]

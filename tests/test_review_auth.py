@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import select
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
-from storage.models import User
+from api.review import throttle
+from storage.models import ReviewSession
 from tests.conftest import REVIEW_PASSWORD
+
+PARALLEL = 12
 
 
 def test_pages_need_a_session(review_client) -> None:
@@ -73,15 +80,129 @@ def test_wrong_passwords_lock_the_account(review_client) -> None:
     # locked: even the right password is refused now
     locked = review_client.review.sign_in()
     assert locked.status_code == 429
-    assert "locked until" in locked.text
+    assert "Too many failed sign-ins: try again after" in locked.text
+    assert 14 * 60 < int(locked.headers["retry-after"]) <= 15 * 60 + 1
     with review_client.review.state.sessions() as session:
-        user = session.scalar(select(User).where(User.email == "rita@example.com"))
-        assert user.locked_until is not None
-        assert user.locked_until > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=14)
-        # the lock runs out
-        user.locked_until = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-        session.commit()
+        until = throttle.locked_until(session, throttle.keys_for("rita@example.com", "testclient"))
+        assert until is not None and until > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=14)
+
+
+def test_parallel_wrong_passwords_are_all_counted(review_client, monkeypatch) -> None:
+    """The race the old read-modify-write lost: wrong passwords at once each read the count before any
+    wrote it, so the lock never came and the right password signed in afterwards."""
+    review_client.review.user()
+    # room for every attempt to hash at once (the real limit, the number of cores, would refuse most)
+    monkeypatch.setattr("api.review.auth._hashing", threading.BoundedSemaphore(PARALLEL), raising=False)
+    token = review_client.review.csrf()
+
+    def wrong(n: int) -> int:
+        form = {"email": "rita@example.com", "password": f"wrong {n}", "csrf_token": token, "next": ""}
+        return review_client.post("/review/login", data=form, follow_redirects=False).status_code
+
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        statuses = list(pool.map(wrong, range(PARALLEL)))
+    # counted one by one: only the first four failures can have found the account unlocked afterwards
+    assert statuses.count(401) <= 4 and set(statuses) <= {401, 429}, statuses
+    right = review_client.review.sign_in()
+    assert right.status_code == 429
+    assert review_client.get("/review/queue", follow_redirects=False).status_code == 303
+
+
+def test_an_unknown_email_is_answered_like_a_known_one(review_client) -> None:
+    review_client.review.user()
+    answers = {}
+    for email in ("rita@example.com", "nobody@example.com"):
+        answers[email] = [review_client.review.sign_in(email, f"wrong {n}") for n in range(6)]
+    known, unknown = answers["rita@example.com"], answers["nobody@example.com"]
+    assert [a.status_code for a in known] == [a.status_code for a in unknown] == [401] * 4 + [429] * 2
+    strip = lambda text: re.sub(r'value="[^"]*"', "", text)  # noqa: E731 (the typed email, the token)
+    assert [strip(a.text) for a in known] == [strip(a.text) for a in unknown]
+
+
+def test_a_stranger_locks_only_their_own_address_out(review_client) -> None:
+    review_client.review.user()
+    stranger = TestClient(review_client.app, client=("203.0.113.9", 40000))
+    for n in range(5):
+        sign_in_from(stranger, "rita@example.com", f"wrong {n}")
+    assert sign_in_from(stranger, "rita@example.com", REVIEW_PASSWORD).status_code == 429
+    # rita, from her own address, is not kept out
     assert review_client.review.sign_in().status_code == 303
+
+
+def test_one_address_trying_many_accounts_is_stopped(review_client) -> None:
+    review_client.review.user()
+    sprayer = TestClient(review_client.app, client=("203.0.113.10", 40000))
+    limit = throttle.LIMITS["address"]
+    statuses = [sign_in_from(sprayer, f"user{n}@example.com", "guess").status_code for n in range(limit)]
+    assert statuses == [401] * (limit - 1) + [429]
+    # every account is closed to that address now, a real one with its right password too
+    assert sign_in_from(sprayer, "rita@example.com", REVIEW_PASSWORD).status_code == 429
+    assert review_client.review.sign_in().status_code == 303
+
+
+def test_many_addresses_guessing_at_one_account_lock_it_for_all(review_client) -> None:
+    with review_client.review.state.sessions() as session:
+        limit = throttle.LIMITS["account"]
+        for n in range(limit):
+            # each address stays under its own pair limit
+            throttle.record_failure(session, throttle.keys_for("rita@example.com", f"198.51.100.{n // 4}"))
+        elsewhere = throttle.keys_for("rita@example.com", "192.0.2.1")
+        assert throttle.locked_until(session, elsewhere) is not None
+        assert throttle.locked_until(session, throttle.keys_for("ada@example.com", "192.0.2.1")) is None
+
+
+def test_sign_in_is_refused_at_once_while_every_hashing_slot_is_busy(review_client) -> None:
+    from api.review import auth
+
+    review_client.review.user()
+    token = review_client.review.csrf()
+    taken = 0
+    while auth._hashing.acquire(blocking=False):
+        taken += 1
+    try:
+        assert taken == auth.HASHING_SLOTS
+        for email in ("rita@example.com", "nobody@example.com"):
+            form = {"email": email, "password": REVIEW_PASSWORD, "csrf_token": token, "next": ""}
+            answer = review_client.post("/review/login", data=form, follow_redirects=False)
+            assert answer.status_code == 429
+            assert answer.headers["retry-after"] == "1"
+            assert "Too many sign-ins at this moment" in answer.text
+    finally:
+        for _ in range(taken):
+            auth._hashing.release()
+    # refused, not counted as failures: the right password signs in once a slot is free
+    assert review_client.review.sign_in().status_code == 303
+
+
+def test_sign_out_ends_the_session_on_the_server(review_client) -> None:
+    review_client.review.user(email="ada@example.com", role="admin")
+    assert review_client.review.sign_in("ada@example.com").status_code == 303
+    saved = review_client.cookies.get("bayou_review")
+    assert review_client.get("/review/admin/users").status_code == 200
+    token = review_client.review.csrf("/review/queue")
+    assert review_client.post("/review/logout", data={"csrf_token": token}).status_code == 200
+    # the cookie kept from before signing out opens nothing now
+    replay = TestClient(review_client.app, cookies={"bayou_review": saved})
+    answer = replay.get("/review/admin/users", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/review/login")
+    with review_client.review.state.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(ReviewSession)) == 0
+
+
+def test_signing_out_ends_only_that_session(review_client) -> None:
+    review_client.review.user()
+    assert review_client.review.sign_in().status_code == 303
+    other = TestClient(review_client.app)
+    assert sign_in_from(other, "rita@example.com", REVIEW_PASSWORD).status_code == 303
+    token = review_client.review.csrf("/review/queue")
+    review_client.post("/review/logout", data={"csrf_token": token})
+    assert other.get("/review/queue", follow_redirects=False).status_code == 200
+
+
+def sign_in_from(client: TestClient, email: str, password: str):
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/review/login").text).group(1)
+    form = {"email": email, "password": password, "csrf_token": token, "next": ""}
+    return client.post("/review/login", data=form, follow_redirects=False)
 
 
 def test_a_success_resets_the_failure_count(review_client) -> None:

@@ -27,6 +27,8 @@ TABLES = {
     "api_keys",
     "users",
     "batches",
+    "review_sessions",
+    "sign_in_failures",
 }
 
 

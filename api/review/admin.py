@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from api.deps import SessionDep
-from api.review import users
+from api.review import throttle, users
 from api.review.auth import MIN_PASSWORD_LENGTH, UserExists
 from api.review.web import PREFIX, AdminDep, FormDep, ReviewRoute, Visitor, redirect
 from storage.models import User, UserRole
@@ -44,8 +44,11 @@ def _users_response(
     status: int = 200,
 ) -> Response:
     """`new`: what was typed into the create form, shown again after a refusal (never the password)."""
+    accounts = users.list_users(session)
     context = {
-        "users": users.list_users(session),
+        "users": accounts,
+        # locked for every address (many addresses guessed at it); a pair lock shuts out only its address
+        "locks": throttle.account_locks(session, [user.email for user in accounts]),
         "audit": users.user_audit(session),
         "roles": [role.value for role in UserRole],
         "notice": notice,

@@ -1,10 +1,15 @@
 """Reviewer accounts and browser sessions for /review.
 
 * passwords: argon2id hashes (argon2-cffi); a hash made with older parameters is upgraded on sign-in;
-* throttling: `MAX_FAILED_LOGINS` wrong passwords in a row lock the account for `LOCK_DURATION`;
-* sessions: a cookie signed with itsdangerous holding the user id, a per-session CSRF token and a
-  fingerprint of the password hash (a new password ends every older session); HttpOnly, SameSite=Lax,
-  Secure whenever the request came over HTTPS; expires after `SESSION_MAX_AGE`;
+* throttling: failed sign-ins counted atomically per account, per client address and per both
+  (`api.review.throttle`); a locked key is refused before any password is hashed;
+* hashing: at most `HASHING_SLOTS` (the number of cores) argon2id hashes at a time in this process (each
+  takes 64 MiB and a core for ~0.2 s); a sign-in past that is refused at once (`HashingBusy`, 429);
+* sessions: a cookie signed with itsdangerous holding the user id, a random session id (its hash is a row of
+  `review_sessions`: signing out deletes it, so the cookie opens nothing afterwards, wherever it was saved),
+  a per-session CSRF token and a fingerprint of the password hash (a new password ends every older
+  session); HttpOnly, SameSite=Lax, Secure whenever the request came over HTTPS (behind a TLS proxy: see
+  `BAYOU_FORWARDED_ALLOW_IPS`); expires after `SESSION_MAX_AGE`;
 * CSRF: every POST carries the session's token in a hidden field (`csrf_token`), compared in constant
   time. Anonymous visitors get a session cookie too, so the sign-in form is protected the same way.
 """
@@ -13,7 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,16 +31,15 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from api.review import throttle
 from bayou.secrets_store import installation_secret
 from bayou.settings import Settings
 from storage.columns import utcnow
-from storage.models import User, UserRole
+from storage.models import ReviewSession, User, UserRole
 
-MAX_FAILED_LOGINS = 5
-LOCK_DURATION = timedelta(minutes=15)
 SESSION_MAX_AGE = timedelta(hours=8)
 COOKIE_NAME = "bayou_review"
 CSRF_FIELD = "csrf_token"
@@ -41,6 +49,11 @@ SECRET_FILE = "review-secret"
 _hasher = PasswordHasher()
 # verified against when the email is unknown, so that case takes as long as a wrong password
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# a sign-in past these is refused, not queued: waiting requests would hold their memory and threads anyway
+HASHING_SLOTS = os.cpu_count() or 1
+_hashing = threading.BoundedSemaphore(HASHING_SLOTS)
+# what a refused sign-in is told to wait: about one hash's time, rounded up to Retry-After's whole seconds
+HASHING_RETRY_AFTER_S = 1
 
 
 class UserExists(Exception):
@@ -49,6 +62,10 @@ class UserExists(Exception):
 
 class AccountDisabled(Exception):
     """The password was right but an admin has disabled the account."""
+
+
+class HashingBusy(Exception):
+    """Every password-hashing slot is taken: the sign-in is refused before it costs anything."""
 
 
 class LoginLocked(Exception):
@@ -89,35 +106,52 @@ def create_user(session: Session, *, email: str, role: str, password: str, commi
     return user
 
 
-def authenticate(session: Session, email: str, password: str, *, now: datetime | None = None) -> User | None:
-    """The user whose password this is, or None. Raises LoginLocked while the account is locked (the
-    password is then not even looked at, so guessing on cannot unlock it), and AccountDisabled for the
-    right password of a disabled account (only someone who knows the password learns it is disabled)."""
+def authenticate(
+    session: Session, email: str, password: str, *, address: str = "local", now: datetime | None = None
+) -> User | None:
+    """The user whose password this is, or None. `address`: the client's, for the per-address counts.
+
+    Raises LoginLocked while a count of this attempt is locked (the password is then not even looked at,
+    so guessing on cannot unlock it) and also when the right password comes while a failure counted in
+    the meantime has locked it; HashingBusy when no hashing slot is free; AccountDisabled for the right
+    password of a disabled account (only someone who knows the password learns it is disabled). An
+    unknown email is hashed and counted exactly like a known one."""
     now = now or utcnow()
-    user = session.scalar(select(User).where(User.email == normalize_email(email)))
-    if user is None:
-        _verify(_DUMMY_HASH, password)
+    email = normalize_email(email)
+    keys = throttle.keys_for(email, address)
+    until = throttle.locked_until(session, keys, now)
+    if until is not None:
+        raise LoginLocked(until)
+    user = session.scalar(select(User).where(User.email == email))
+    with hashing_slot():
+        right = _verify(user.password_hash if user else _DUMMY_HASH, password) and user is not None
+        if right and user is not None and _hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = _hasher.hash(password)
+    if not right or user is None:
+        session.rollback()
+        until = throttle.record_failure(session, keys, now)
+        if until is not None:
+            raise LoginLocked(until)
         return None
-    if user.locked_until is not None and user.locked_until > now:
-        raise LoginLocked(user.locked_until)
-    if not _verify(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= MAX_FAILED_LOGINS:
-            user.locked_until = now + LOCK_DURATION
-            user.failed_logins = 0
-        session.commit()
-        if user.locked_until is not None and user.locked_until > now:
-            raise LoginLocked(user.locked_until)
-        return None
-    user.failed_logins = 0
-    user.locked_until = None
+    # decided after the password: a failure counted while it was being hashed may have locked the account
+    until = throttle.locked_until(session, keys, now)
+    if until is not None:
+        session.rollback()
+        raise LoginLocked(until)
+    throttle.record_success(session, keys)
     if user.disabled:
-        session.commit()
         raise AccountDisabled()
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
-    session.commit()
     return user
+
+
+@contextmanager
+def hashing_slot() -> Iterator[None]:
+    if not _hashing.acquire(blocking=False):
+        raise HashingBusy()
+    try:
+        yield
+    finally:
+        _hashing.release()
 
 
 def _verify(password_hash: str, password: str) -> bool:
@@ -135,6 +169,8 @@ class BrowserSession:
     csrf: str
     user_id: int | None = None
     fingerprint: str | None = None
+    # the server-side session's id (signed in only); its hash is the review_sessions row
+    sid: str | None = None
 
 
 def session_secret(settings: Settings) -> str:
@@ -149,7 +185,9 @@ class SessionCodec:
         self._serializer = URLSafeTimedSerializer(secret, salt="bayou-review-session")
 
     def dumps(self, value: BrowserSession) -> str:
-        return self._serializer.dumps({"c": value.csrf, "u": value.user_id, "f": value.fingerprint})
+        return self._serializer.dumps(
+            {"c": value.csrf, "u": value.user_id, "f": value.fingerprint, "s": value.sid}
+        )
 
     def loads(self, token: str | None) -> BrowserSession | None:
         if not token:
@@ -160,9 +198,12 @@ class SessionCodec:
             return None
         if not isinstance(payload, dict) or not isinstance(payload.get("c"), str):
             return None
-        user_id = payload.get("u")
+        user_id, sid = payload.get("u"), payload.get("s")
         return BrowserSession(
-            payload["c"], user_id if isinstance(user_id, int) else None, payload.get("f") or None
+            payload["c"],
+            user_id if isinstance(user_id, int) else None,
+            payload.get("f") or None,
+            sid if isinstance(sid, str) else None,
         )
 
 
@@ -170,9 +211,30 @@ def new_anonymous() -> BrowserSession:
     return BrowserSession(csrf=secrets.token_urlsafe(32))
 
 
-def signed_in(user: User) -> BrowserSession:
-    """A fresh session (new CSRF token: nothing from before sign-in carries over)."""
-    return BrowserSession(csrf=secrets.token_urlsafe(32), user_id=user.id, fingerprint=fingerprint(user))
+def signed_in(session: Session, user: User, *, now: datetime | None = None) -> BrowserSession:
+    """A fresh session, stored (new CSRF token: nothing from before sign-in carries over)."""
+    now = now or utcnow()
+    # expired sessions go here, where sessions are made, so the table holds live ones and the recently ended
+    session.execute(delete(ReviewSession).where(ReviewSession.expires_at <= now))
+    sid = secrets.token_urlsafe(32)
+    session.add(
+        ReviewSession(id=_session_key(sid), user_id=user.id, created_at=now, expires_at=now + SESSION_MAX_AGE)
+    )
+    session.commit()
+    return BrowserSession(
+        csrf=secrets.token_urlsafe(32), user_id=user.id, fingerprint=fingerprint(user), sid=sid
+    )
+
+
+def end_session(session: Session, browser: BrowserSession) -> None:
+    """Signing out: the session's row goes, so its cookie (wherever a copy was kept) opens nothing."""
+    if browser.sid is not None:
+        session.execute(delete(ReviewSession).where(ReviewSession.id == _session_key(browser.sid)))
+        session.commit()
+
+
+def _session_key(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 def fingerprint(user: User) -> str:
@@ -180,10 +242,14 @@ def fingerprint(user: User) -> str:
 
 
 def session_user(session: Session, browser: BrowserSession | None) -> User | None:
-    if browser is None or browser.user_id is None:
+    if browser is None or browser.user_id is None or browser.sid is None:
+        return None
+    stored = session.get(ReviewSession, _session_key(browser.sid))
+    # looked up on every request: signing out or the session's end is at once
+    if stored is None or stored.user_id != browser.user_id or stored.expires_at <= utcnow():
         return None
     user = session.get(User, browser.user_id)
-    # looked up on every request: disabling an account ends its sessions at once
+    # disabling an account or a new password ends its sessions at once too
     if user is None or user.disabled or not hmac.compare_digest(fingerprint(user), browser.fingerprint or ""):
         return None
     return user

@@ -14,7 +14,15 @@ from api import reviewing
 from api.deps import BlobsDep, SessionDep, State
 from api.export import csv_chunks, jsonl_lines
 from api.review import admin, views
-from api.review.auth import AccountDisabled, LoginLocked, authenticate, new_anonymous
+from api.review.auth import (
+    HASHING_RETRY_AFTER_S,
+    AccountDisabled,
+    HashingBusy,
+    LoginLocked,
+    authenticate,
+    end_session,
+    new_anonymous,
+)
 from api.review.auth import signed_in as signed_in_session
 from api.review.charts import bar_chart, line_chart
 from api.review.forms import parse_form
@@ -31,6 +39,7 @@ from api.review.web import (
 )
 from extractor.schemas import available_types, load_schema
 from extractor.validation import schema_errors
+from storage.columns import utcnow
 from storage.documents import DocumentFilter, get_document, get_document_fresh
 from storage.errors import IllegalTransition
 from storage.models import DocumentStatus, GroundTruthSource, Page
@@ -61,11 +70,25 @@ def login_page(visitor: VisitorDep, next: str = "") -> Response:
 def login(visitor: VisitorDep, session: SessionDep, form: FormDep) -> Response:
     email, password = str(form.get("email") or ""), str(form.get("password") or "")
     target = str(form.get("next") or "")
+    # behind a TLS proxy this is the forwarded client address (BAYOU_FORWARDED_ALLOW_IPS), not the proxy's
+    address = visitor.request.client.host if visitor.request.client else "unknown"
     try:
-        user = authenticate(session, email, password)
+        user = authenticate(session, email, password, address=address)
     except LoginLocked as exc:
-        message = f"Too many failed sign-ins: this account is locked until {exc.until:%H:%M} UTC."
-        return visitor.render("login.html", {"next": target, "error": message, "email": email}, status=429)
+        # the same words whichever count is locked, and whether or not the email has an account
+        message = f"Too many failed sign-ins: try again after {exc.until:%H:%M} UTC."
+        response = visitor.render(
+            "login.html", {"next": target, "error": message, "email": email}, status=429
+        )
+        response.headers["Retry-After"] = str(max(1, int((exc.until - utcnow()).total_seconds()) + 1))
+        return response
+    except HashingBusy:
+        message = "Too many sign-ins at this moment: try again in a few seconds."
+        response = visitor.render(
+            "login.html", {"next": target, "error": message, "email": email}, status=429
+        )
+        response.headers["Retry-After"] = str(HASHING_RETRY_AFTER_S)
+        return response
     except AccountDisabled:
         message = "This account is disabled: ask an admin to enable it."
         return visitor.render("login.html", {"next": target, "error": message, "email": email}, status=403)
@@ -73,12 +96,13 @@ def login(visitor: VisitorDep, session: SessionDep, form: FormDep) -> Response:
         error = "Wrong email or password."
         return visitor.render("login.html", {"next": target, "error": error, "email": email}, status=401)
     response = redirect(safe_next(target))
-    visitor.set_cookie(response, signed_in_session(user))
+    visitor.set_cookie(response, signed_in_session(session, user))
     return response
 
 
 @router.post("/logout")
-def logout(visitor: VisitorDep, _form: FormDep) -> Response:
+def logout(visitor: VisitorDep, session: SessionDep, _form: FormDep) -> Response:
+    end_session(session, visitor.browser)
     response = redirect(f"{PREFIX}/login")
     visitor.set_cookie(response, new_anonymous())
     return response
@@ -162,8 +186,9 @@ def page_image(
     page = session.scalar(select(Page).where(Page.document_id == document_id, Page.number == number))
     if page is None or not blobs.exists(page.blob_sha256):
         raise Refused(404, f"document {document_id} has no page {number}")
+    # a licence or a check: never into the browser's disk cache
     return FileResponse(
-        blobs.path(page.blob_sha256), media_type="image/png", headers={"Cache-Control": "private"}
+        blobs.path(page.blob_sha256), media_type="image/png", headers={"Cache-Control": "no-store"}
     )
 
 

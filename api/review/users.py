@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from api.review import throttle
 from api.review.auth import UserExists, create_user, normalize_email
 from storage.documents import record_audit
 from storage.errors import NotFound
@@ -73,8 +74,7 @@ def apply_disabled(session: Session, user: User, *, disabled: bool, actor: str) 
     user.disabled = disabled
     if not disabled:
         # a fresh start: a lock from before the account was disabled has no reason to outlive it
-        user.failed_logins = 0
-        user.locked_until = None
+        throttle.clear_account(session, user.email)
     _audit(session, actor, "user.disable" if disabled else "user.enable", user)
     return user
 
