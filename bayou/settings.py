@@ -27,10 +27,21 @@ class Settings(BaseSettings):
     engine_800m: str | None = None
     engine_2b: str | None = None
     device: str = "auto"
-    dtype: str = "auto"
+    # `auto`: bfloat16 on GPUs and on CPUs with native bf16 (AVX-512 BF16, AMX), float32 on other CPUs
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # `int8`: int8 weights (torchao, the `cpu-int8` extra) for the language model's and vision tower's layers
+    quantize: Literal["none", "int8"] = "none"
+    # torch's CPU threads per worker process; empty: every core the process may use (affinity, cgroup quota)
+    threads: int | None = Field(None, ge=1)
+    # how the grammar lets the answer's JSON be laid out: `spaced` (", " and ": ", json.dumps' default),
+    # `compact` (no spaces) or `free` (the model's own whitespace, bounded); see extractor.constrained
+    json_layout: Literal["spaced", "compact", "free"] = "spaced"
     max_upload_mb: int = 25
     max_pages: int = 20
-    max_pixels: int = 89_478_485
+    max_pixels: int = 89_478_485  # a page
+    # all pages of a document together (~300 MB as RGB): larger PDF pages are rendered at a lower dpi,
+    # larger images shrunk once decoded; see extractor.pixel_budget
+    max_document_pixels: int = Field(100_000_000, gt=0)
     batch_root: Path | None = None  # POST /v1/batches reads folders below this; default <data_dir>/inbox
     # completion callbacks: HMAC key (empty: a generated one in <data_dir>/callback-secret), and which
     # non-public addresses a callback may reach (none by default: a callback URL must not probe the LAN)
@@ -39,6 +50,10 @@ class Settings(BaseSettings):
     callback_allowed_networks: list[str] = Field(default_factory=list)
     callback_timeout_s: float = 10.0
     review_secret: SecretStr = SecretStr("")  # signs review-UI cookies; empty: generated in the data dir
+    # `bayou serve` behind a TLS proxy: the proxy addresses (comma-separated, or "*") whose X-Forwarded-For
+    # and X-Forwarded-Proto are believed, so the review cookie is Secure and sign-ins are counted per real
+    # client; uvicorn's own default, 127.0.0.1, otherwise
+    forwarded_allow_ips: str = "127.0.0.1"
     # which model serves a document type when the upload names none
     default_models: dict[str, str] = Field(default_factory=registry.default_models)
     # logs of `bayou serve` / `bayou worker`: `text` for a terminal, `json` (one object a line) for a pipeline

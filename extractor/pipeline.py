@@ -17,6 +17,7 @@ from extractor.engine import Engine, EngineRequest
 from extractor.errors import BayouError
 from extractor.generation import GenerationOutput
 from extractor.parsing import parse_json_output
+from extractor.pixel_budget import DEFAULT_MAX_DOCUMENT_PIXELS
 from extractor.prompts import build_prompt
 from extractor.rasterize import rasterize
 from extractor.result import Result
@@ -29,7 +30,8 @@ LOW_CONFIDENCE = 0.5  # a field below this sends the document to review
 @dataclass(frozen=True)
 class Limits:
     max_pages: int = 20
-    max_pixels: int = 89_478_485
+    max_pixels: int = 89_478_485  # a page
+    max_document_pixels: int = DEFAULT_MAX_DOCUMENT_PIXELS  # all pages of a document together
     dpi: int = 200
 
 
@@ -59,9 +61,16 @@ def rasterize_document(document: DocumentInput, limits: Limits) -> Rasterized:
     images: list[Image.Image] = []
     try:
         load_schema(document.doc_type)  # an unknown type fails here, before any work
-        for source in document.sources:
+        for position, source in enumerate(document.sources):
+            # each file an equal share of the pixels the files before it left (a licence's front and back)
+            used = sum(image.width * image.height for image in images)
+            share = (limits.max_document_pixels - used) // (len(document.sources) - position)
             images += rasterize(
-                source, dpi=limits.dpi, max_pages=limits.max_pages - len(images), max_pixels=limits.max_pixels
+                source,
+                dpi=limits.dpi,
+                max_pages=limits.max_pages - len(images),
+                max_pixels=limits.max_pixels,
+                max_document_pixels=share,
             )
     except BayouError as error:
         return Rasterized(document, error=error, ms=_ms(started))

@@ -9,8 +9,9 @@ streams inflate to gigabytes costs nothing here.
 from __future__ import annotations
 
 import io
-import math
+import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -32,10 +33,15 @@ from extractor.images import (
     check_pixels,
     count_frames,
     decode_frame,
-    load_image,
     normalize_image,
     open_image,
     read_source,
+)
+from extractor.pixel_budget import (
+    DEFAULT_MAX_DOCUMENT_PIXELS,
+    pdf_page_dpis,
+    raster_scale,
+    scaled_size,
 )
 
 DEFAULT_DPI = 200
@@ -92,9 +98,14 @@ def rasterize(
     dpi: int = DEFAULT_DPI,
     max_pages: int = DEFAULT_MAX_PAGES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_document_pixels: int = DEFAULT_MAX_DOCUMENT_PIXELS,
     timeout_s: int = DEFAULT_RENDER_TIMEOUT_S,
 ) -> list[Image.Image]:
-    """One RGB image per page: PDF pages at `dpi`, TIFF frames, or the single image of any other file."""
+    """One RGB image per page: PDF pages at `dpi`, TIFF frames, or the single image of any other file.
+
+    No page has more than `max_pixels` and all of them together at most `max_document_pixels`: a PDF page
+    is rendered at a lower resolution where it would have more, an image over the document's budget is
+    shrunk once decoded, and one over the page cap is refused (`too_many_pixels`) before decoding."""
     if dpi <= 0:
         raise ValueError(f"dpi must be positive, got {dpi}")
     data = read_source(source)
@@ -104,13 +115,20 @@ def rasterize(
     if media_type is None:
         raise InputError("not a PDF or a supported image type", code="unsupported_type")
     if media_type == "application/pdf":
-        return _rasterize_pdf(data, dpi=dpi, max_pages=max_pages, max_pixels=max_pixels, timeout_s=timeout_s)
+        dpis = _planned_dpis(
+            data, dpi=dpi, max_pages=max_pages, max_pixels=max_pixels, max_document_pixels=max_document_pixels
+        )
+        return _rasterize_pdf(data, dpis, max_pixels=max_pixels, timeout_s=timeout_s)
     if media_type == "image/tiff":
-        return _tiff_pages(data, max_pages=max_pages, max_pixels=max_pixels)
+        return _tiff_pages(
+            data, max_pages=max_pages, max_pixels=max_pixels, max_document_pixels=max_document_pixels
+        )
     # A photo is one page; callers sharing a page budget across files may have none left for it.
     if max_pages < 1:
         raise InputError(f"the page limit ({max_pages}) leaves no room for an image", code="too_many_pages")
-    return [load_image(data, max_pixels=max_pixels)]
+    image = open_image(data, max_pixels=max_pixels)
+    factor = raster_scale([image.size], max_document_pixels)
+    return [shrink(decode_frame(image), factor)]
 
 
 def page_count_hint(source: bytes | str | Path) -> int | None:
@@ -151,33 +169,34 @@ def _open_pdf(data: bytes) -> PdfReader:
     return reader
 
 
-def _page_pixels(reader: PdfReader, dpi: int) -> list[tuple[int, int]]:
-    """Each page's size in pixels at `dpi`, computed from its media box the way pdftoppm rounds it."""
+def _page_sizes(reader: PdfReader) -> list[tuple[float, float]]:
+    """Each page's size in inches from its media box, turned as it is shown (what pdftoppm renders)."""
     sizes = []
     for page in reader.pages:
         box = page.mediabox
-        width = math.ceil(abs(float(box.width)) * dpi / POINTS_PER_INCH)
-        height = math.ceil(abs(float(box.height)) * dpi / POINTS_PER_INCH)
+        width, height = abs(float(box.width)) / POINTS_PER_INCH, abs(float(box.height)) / POINTS_PER_INCH
         if page.rotation % 180 == 90:
             width, height = height, width
         sizes.append((width, height))
     return sizes
 
 
-def _checked_page_sizes(data: bytes, *, dpi: int, max_pages: int, max_pixels: int) -> list[tuple[int, int]]:
-    """Page sizes in pixels at `dpi`, after refusing the document on page count or page size."""
+def _planned_dpis(
+    data: bytes, *, dpi: int, max_pages: int, max_pixels: int, max_document_pixels: int
+) -> list[float]:
+    """The resolution of each page (`dpi`, or less to keep within the pixel limits), after refusing the
+    document on its page count; nothing is rendered."""
     reader = _open_pdf(data)
     count = _page_tree(lambda: len(reader.pages))
     if count == 0:
         raise InputError("the PDF has no pages", code="corrupt_file")
     if count > max_pages:
         raise InputError(f"the PDF has {count} pages, above the limit of {max_pages}", code="too_many_pages")
-    sizes = _page_tree(lambda: _page_pixels(reader, dpi))
+    sizes = _page_tree(lambda: _page_sizes(reader))
     for number, size in enumerate(sizes, start=1):
-        if min(size) <= 0:
+        if min(size) * dpi < 1:
             raise InputError(f"page {number} has an empty media box", code="corrupt_file")
-        check_pixels(size, max_pixels)
-    return sizes
+    return pdf_page_dpis(sizes, dpi=dpi, max_pixels=max_pixels, max_document_pixels=max_document_pixels)
 
 
 def _page_tree(read: Callable[[], T]) -> T:
@@ -188,32 +207,63 @@ def _page_tree(read: Callable[[], T]) -> T:
         raise InputError(f"damaged PDF page tree: {exc}", code="corrupt_file") from exc
 
 
-def _rasterize_pdf(
-    data: bytes, *, dpi: int, max_pages: int, max_pixels: int, timeout_s: int
-) -> list[Image.Image]:
-    sizes = _checked_page_sizes(data, dpi=dpi, max_pages=max_pages, max_pixels=max_pixels)
+def _rasterize_pdf(data: bytes, dpis: list[float], *, max_pixels: int, timeout_s: int) -> list[Image.Image]:
+    deadline = time.monotonic() + timeout_s
+    pages: list[Image.Image] = []
     with tempfile.TemporaryDirectory(prefix="bayou-pdf-") as workdir:
         pdf_path = Path(workdir) / "input.pdf"
         pdf_path.write_bytes(data)
-        paths = _render_to_files(pdf_path, Path(workdir), dpi=dpi, timeout_s=timeout_s)
-        if len(paths) != len(sizes):
-            raise InputError(
-                f"only {len(paths)} of {len(sizes)} pages could be rendered", code="corrupt_file"
+        # one poppler run per stretch of pages at the same resolution: one run for an ordinary document
+        for first, last, dpi in _runs(dpis):
+            paths = _render_to_files(
+                pdf_path,
+                Path(workdir),
+                dpi=dpi,
+                first=first,
+                last=last,
+                deadline=deadline,
+                timeout_s=timeout_s,
             )
-        # Pages go through files rather than poppler's stdout so no document-sized buffer is ever held;
-        # they must be loaded before the directory goes away.
-        return [_load_rendered_page(path, max_pixels) for path in paths]
+            if len(paths) != last - first + 1:
+                raise InputError(
+                    f"only {len(pages) + len(paths)} of {len(dpis)} pages could be rendered",
+                    code="corrupt_file",
+                )
+            # Pages go through files rather than poppler's stdout so no document-sized buffer is ever held;
+            # each is removed once loaded, so pixels are not held twice (in memory and on disk) for long.
+            for path in paths:
+                pages.append(_load_rendered_page(path, max_pixels))
+                os.unlink(path)
+    return pages
 
 
-def _render_to_files(pdf_path: Path, outdir: Path, *, dpi: int, timeout_s: int) -> list[str]:
+def _runs(dpis: list[float]) -> list[tuple[int, int, float]]:
+    """(first page, last page, dpi) for each stretch of consecutive pages at the same dpi; pages from 1."""
+    runs: list[tuple[int, int, float]] = []
+    for number, dpi in enumerate(dpis, start=1):
+        if runs and runs[-1][2] == dpi:
+            runs[-1] = (runs[-1][0], number, dpi)
+        else:
+            runs.append((number, number, dpi))
+    return runs
+
+
+def _render_to_files(
+    pdf_path: Path, outdir: Path, *, dpi: float, first: int, last: int, deadline: float, timeout_s: int
+) -> list[str]:
+    remaining = deadline - time.monotonic()
     try:
+        if remaining <= 0:
+            raise PDFPopplerTimeoutError("no time left for the next pages")
         return convert_from_path(
             pdf_path,
-            dpi=dpi,
+            dpi=int(dpi) if dpi == int(dpi) else dpi,  # pdftoppm takes "-r 52.3" as well as "-r 200"
+            first_page=first,
+            last_page=last,
             output_folder=outdir,
             fmt="ppm",
             paths_only=True,
-            timeout=timeout_s,
+            timeout=remaining,
         )
     except PDFPopplerTimeoutError as exc:
         raise InputError(f"rendering the PDF took longer than {timeout_s} s", code="corrupt_file") from exc
@@ -233,7 +283,9 @@ def _load_rendered_page(path: str, max_pixels: int) -> Image.Image:
         return normalize_image(page.copy())
 
 
-def _tiff_pages(data: bytes, *, max_pages: int, max_pixels: int) -> list[Image.Image]:
+def _tiff_pages(
+    data: bytes, *, max_pages: int, max_pixels: int, max_document_pixels: int
+) -> list[Image.Image]:
     image = open_image(data, max_pixels=max_pixels)
     try:
         count = count_frames(image, max_pages)
@@ -241,14 +293,32 @@ def _tiff_pages(data: bytes, *, max_pages: int, max_pixels: int) -> list[Image.I
         raise InputError(f"damaged TIFF page list: {exc}", code="corrupt_file") from exc
     if count is None:
         raise InputError(f"the TIFF has more than {max_pages} pages, the limit", code="too_many_pages")
-    pages = []
+    # every frame's size from its header first, so the document's budget is shared before decoding any
+    sizes = []
     for index in range(count):
-        try:
-            image.seek(index)
-        except Exception as exc:
-            raise InputError(f"damaged TIFF page {index + 1}: {exc}", code="corrupt_file") from exc
+        _seek_frame(image, index)
         # Frames of one TIFF can each have their own size.
         check_pixels(image.size, max_pixels)
         check_min_side(image.size)
-        pages.append(decode_frame(image))
+        sizes.append(image.size)
+    factor = raster_scale(sizes, max_document_pixels)
+    pages = []
+    for index in range(count):
+        _seek_frame(image, index)
+        pages.append(shrink(decode_frame(image), factor))
     return pages
+
+
+def _seek_frame(image: Image.Image, index: int) -> None:
+    try:
+        image.seek(index)
+    except Exception as exc:
+        raise InputError(f"damaged TIFF page {index + 1}: {exc}", code="corrupt_file") from exc
+
+
+def shrink(image: Image.Image, factor: float) -> Image.Image:
+    """`image` scaled by `factor` (sides rounded down), or itself when the factor is 1."""
+    if factor >= 1:
+        return image
+    # reducing_gap: a fast integer box reduction first, then Lanczos over the last factor of 3 or less
+    return image.resize(scaled_size(image.size, factor), Image.Resampling.LANCZOS, reducing_gap=3.0)

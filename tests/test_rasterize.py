@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import subprocess
 import sys
 import time
@@ -21,6 +22,8 @@ from reportlab.pdfgen import canvas
 
 import extractor.rasterize as rasterize_module
 from extractor.errors import InputError
+from extractor.pipeline import DocumentInput, Limits, rasterize_document
+from extractor.pixel_budget import DEFAULT_MAX_DOCUMENT_PIXELS
 from extractor.rasterize import page_count_hint, rasterize, sniff_media_type
 from tests.imaging import encode, many_directory_tiff
 
@@ -177,10 +180,131 @@ def test_too_many_pages_is_refused_before_rendering(no_rendering: None) -> None:
     assert "25" in error.message
 
 
-def test_oversized_page_is_refused_before_rendering(no_rendering: None) -> None:
+def blank_pdf(pages: int, side_pt: float) -> bytes:
+    buffer = io.BytesIO()
+    drawing = canvas.Canvas(buffer, pagesize=(side_pt, side_pt), pageCompression=1)
+    for _ in range(pages):
+        drawing.showPage()
+    drawing.save()
+    return buffer.getvalue()
+
+
+def total_pixels(pages: list[Image.Image]) -> int:
+    return sum(page.width * page.height for page in pages)
+
+
+def test_oversized_page_is_rendered_at_a_lower_resolution() -> None:
     giant = make_pdf(1, pagesize=(14_400, 14_400))  # 200 inches square: 40000 x 40000 px at 200 dpi
-    assert refusal(giant).code == "too_many_pixels"
-    assert refusal(make_pdf(1), max_pixels=1_000_000).code == "too_many_pixels"
+    [page] = rasterize(giant, max_pixels=1_000_000)
+    assert page.width == page.height and 900 < page.width <= 1000
+    [a4] = rasterize(make_pdf(1), max_pixels=1_000_000)  # 1654 x 2339 at 200 dpi
+    assert a4.width * a4.height <= 1_000_000 and a4.width > 800
+    assert round(a4.height / a4.width, 2) == round(A4_AT_200_DPI[1] / A4_AT_200_DPI[0], 2)
+
+
+def test_a_page_that_would_lose_a_side_to_the_reduction_is_refused(no_rendering: None) -> None:
+    sliver = make_pdf(1, pagesize=(14_400, 4))  # 40000 x 12 px at 200 dpi: under the cap it is 5 px tall
+    assert refusal(sliver, max_pixels=100_000).code == "too_many_pixels"
+    assert refusal(make_pdf(3), max_document_pixels=2).code == "too_many_pixels"
+
+
+def test_twenty_huge_blank_pages_do_not_ask_poppler_for_more_than_the_document_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # each page is just under the page cap at 200 dpi (9445 x 9445); all 20 were ~1.8 Gpx, ~5 GB of PPM
+    bomb = blank_pdf(20, 3400)
+    assert len(bomb) < 10_000
+    asked: list[tuple[float, int, int]] = []
+
+    class Stop(Exception):
+        pass
+
+    def spy(
+        *args: object, dpi: float, first_page: int | None = None, last_page: int | None = None, **kw: object
+    ):
+        asked.append((dpi, first_page or 1, last_page or 20))
+        raise Stop
+
+    monkeypatch.setattr(rasterize_module, "convert_from_path", spy)
+    with pytest.raises(Stop):
+        rasterize(bomb)
+    (dpi, first, last) = asked[0]
+    pixels_asked = (last - first + 1) * math.ceil(3400 * dpi / 72) ** 2
+    assert (first, last) == (1, 20)
+    assert pixels_asked <= DEFAULT_MAX_DOCUMENT_PIXELS
+
+
+def test_pages_of_one_document_share_its_pixel_budget() -> None:
+    pages = rasterize(blank_pdf(3, 3400), max_document_pixels=3_000_000)
+    assert len(pages) == 3 and total_pixels(pages) <= 3_000_000
+    assert all(page.size == pages[0].size and page.width > 900 for page in pages)
+    # a page under the caps keeps its resolution even next to one that must be reduced
+    mixed = io.BytesIO()
+    writer = PdfWriter()
+    for data in (make_pdf(1), blank_pdf(1, 3400)):
+        writer.append(PdfReader(io.BytesIO(data)))
+    writer.write(mixed)
+    first, second = rasterize(mixed.getvalue(), max_pixels=10_000_000)
+    assert first.size == A4_AT_200_DPI
+    assert second.width * second.height <= 10_000_000 and second.width > 3000
+
+
+def test_images_over_the_document_budget_are_shrunk_once_decoded() -> None:
+    [photo] = rasterize(encode(Image.new("RGB", (1000, 800), "white"), "PNG"), max_document_pixels=200_000)
+    assert photo.size == (500, 400)
+    frames = rasterize(multipage_tiff([(400, 400), (400, 200)]), max_document_pixels=60_000)
+    assert [frame.size for frame in frames] == [(200, 200), (200, 100)]
+    assert [frame.getpixel((50, 50)) for frame in frames] == COLOURS[:2]
+    assert (
+        refusal(multipage_tiff([(400, 400), (400, 8)]), max_document_pixels=60_000).code == "too_many_pixels"
+    )
+
+
+def test_the_files_of_one_document_share_its_budget() -> None:
+    front_and_back = DocumentInput(
+        sources=[encode(Image.new("RGB", (1000, 1000), colour), "PNG") for colour in ("red", "blue")],
+        doc_type="drivers_license",
+    )
+    rasterized = rasterize_document(front_and_back, Limits(max_document_pixels=1_000_000))
+    assert rasterized.error is None
+    assert [image.size for image in rasterized.images] == [(707, 707), (707, 707)]
+
+
+# Its own interpreter: the peak is this document's alone (see _BOMB_PROBE below for how it is read).
+_BUDGET_PROBE = """
+import io, json, re, resource
+from pathlib import Path
+from reportlab.pdfgen import canvas
+from extractor.rasterize import rasterize
+buffer = io.BytesIO()
+drawing = canvas.Canvas(buffer, pagesize=(3400, 3400), pageCompression=1)
+for _ in range(20):
+    drawing.showPage()
+drawing.save()
+pages = rasterize(buffer.getvalue(), timeout_s=60)
+print(json.dumps({
+    "pixels": sum(page.width * page.height for page in pages),
+    "self_mib": int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024,
+    "poppler_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak memory is read from Linux /proc")
+def test_twenty_huge_blank_pages_are_rasterised_within_the_budget_in_memory() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _BUDGET_PROBE],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["pixels"] <= DEFAULT_MAX_DOCUMENT_PIXELS
+    # 100 Mpx held as RGB is ~290 MiB; at 200 dpi the pages would have been ~5 GiB, poppler's each 255 MiB
+    assert report["self_mib"] < 700
+    assert report["poppler_mib"] < 150
 
 
 @pytest.mark.parametrize("fraction", [0.2, 0.6, 0.95])

@@ -44,7 +44,12 @@ def rasterize_stored(runtime: Runtime, document_id: str) -> Outcome:
         )
         settings = runtime.settings
         rasterized = rasterize_document(
-            source, Limits(max_pages=settings.max_pages, max_pixels=settings.max_pixels)
+            source,
+            Limits(
+                max_pages=settings.max_pages,
+                max_pixels=settings.max_pixels,
+                max_document_pixels=settings.max_document_pixels,
+            ),
         )
         if rasterized.error is not None:
             log.info("document %s failed to rasterise: %s", document_id, rasterized.error.code)

@@ -49,7 +49,11 @@ def evaluate(
     store = RecordStore(out) if out else None
     records: list[Record] = store.records() if store else []
     done = {r.key for r in records}
-    limits = Limits(max_pages=settings.max_pages, max_pixels=settings.max_pixels)
+    limits = Limits(
+        max_pages=settings.max_pages,
+        max_pixels=settings.max_pixels,
+        max_document_pixels=settings.max_document_pixels,
+    )
     with Progress(console=Console(stderr=True), transient=False) as progress:
         for engine in engines:
             extractor = Extractor(engine, constrained=not no_constrained, max_tiles=max_tiles, limits=limits)

@@ -52,7 +52,11 @@ def extract(
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(2) from None
 
-    limits = Limits(max_pages=settings.max_pages, max_pixels=settings.max_pixels)
+    limits = Limits(
+        max_pages=settings.max_pages,
+        max_pixels=settings.max_pixels,
+        max_document_pixels=settings.max_document_pixels,
+    )
     extractor = Extractor(engine, constrained=not no_constrained, max_tiles=max_tiles, limits=limits)
     documents = (
         [DocumentInput(sources=list(files), doc_type=doc_type, name=",".join(map(str, files)))]
