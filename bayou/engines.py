@@ -45,7 +45,8 @@ def get_engine(name: str, settings: Settings | None = None) -> Engine:
     """The engine for `name` (an alias such as h2ovl-800m, or a checkpoint directory), loaded on first use."""
     settings = settings or get_settings()
     kind, _ = settings.engine_for(name)
-    key = (name, kind, settings.model_source(name), settings.device, settings.dtype)
+    source = settings.model_source(name)
+    key = (name, kind, source, settings.device, settings.dtype, settings.quantize, settings.json_layout)
     with _lock:  # two threads asking at once must not load the model twice
         if key not in _engines:
             _engines[key] = build_engine(name, settings)
@@ -89,10 +90,14 @@ def _kind(kind: str, setting: str) -> EngineKind:
 
 def _build_transformers(entry: ModelEntry, settings: Settings) -> Engine:
     from extractor.engine import TransformersEngine
+    from extractor.model import load_model
+    from extractor.model.device import configure_threads
+    from extractor.model.quantize import quantize
 
-    source = settings.model_source(entry.alias)
-    dtype = None if settings.dtype == "auto" else settings.dtype
-    return TransformersEngine.from_source(source, name=entry.alias, device=settings.device, dtype=dtype)
+    configure_threads(settings.threads)
+    loaded = load_model(settings.model_source(entry.alias), device=settings.device, dtype=settings.dtype)
+    quantize(loaded.model, settings.quantize)
+    return TransformersEngine(loaded, name=entry.alias, json_layout=settings.json_layout)
 
 
 # The vLLM engine's module. The contract with it: `VLLMEngine.from_settings(entry, settings)` builds an

@@ -130,6 +130,9 @@ class StderrHandler(logging.StreamHandler):
 
 # libraries whose INFO lines say nothing an operator needs (alembic lists its plugins at every start)
 QUIET_LOGGERS = ("alembic.runtime.plugins",)
+# torchao (the `cpu-int8` extra), which transformers imports whenever it is installed, warns at import about
+# each CUDA-only kernel library a CPU build lacks, and torch about enum types torchao registers: errors only
+ERRORS_ONLY_LOGGERS = ("torchao", "torch.utils._pytree")
 
 
 def make_handler(log_format: LogFormat, stream: Any = None) -> logging.Handler:
@@ -152,6 +155,8 @@ def configure_logging(log_format: LogFormat = "text", level: str | int = "INFO")
     root.setLevel(_level(level))
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, _level(level)))
+    for name in ERRORS_ONLY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.ERROR, _level(level)))
     return handler
 
 

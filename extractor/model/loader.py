@@ -19,6 +19,7 @@ from transformers import AutoTokenizer, InternVLForConditionalGeneration, PreTra
 
 from extractor.errors import CheckpointError
 from extractor.model.config import ModelSettings, model_settings, to_internvl_config
+from extractor.model.device import resolve_device, resolve_dtype
 from extractor.model.weights import to_hf_state_dict
 
 log = logging.getLogger(__name__)
@@ -44,31 +45,6 @@ class LoadedModel:
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return sorted(ids)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise CheckpointError(
-            f"device {device} asked for, but CUDA is not available", code="configuration_error"
-        )
-    return resolved
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        # bfloat16 halves memory and is native on GPUs; on CPUs float32 is the faster, exact choice
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in names:
-        raise CheckpointError(
-            f"unknown dtype {dtype!r}; use one of {sorted(names)}", code="configuration_error"
-        )
-    return names[dtype]
 
 
 def resolve_source(source: str | Path) -> Path:

@@ -1,0 +1,89 @@
+"""Where a model runs and in what precision, and how many CPU threads it may use.
+
+`auto` precision is bfloat16 wherever the hardware multiplies bfloat16 natively: CUDA GPUs, and CPUs with
+AVX-512 BF16 or AMX (the published weights are bfloat16, so nothing is lost against them). A CPU without
+those emulates bfloat16 through float32 conversions, several times slower than float32 itself (measured:
+docs/benchmarks.md), so there `auto` is float32.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from extractor.errors import CheckpointError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# /proc/cpuinfo flags of CPUs with bfloat16 dot products in hardware
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise CheckpointError(
+            f"device {device} asked for, but CUDA is not available", code="configuration_error"
+        )
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        native = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+        return torch.bfloat16 if native else torch.float32
+    if dtype not in DTYPES:
+        raise CheckpointError(
+            f"unknown dtype {dtype!r}; use auto or one of {sorted(DTYPES)}", code="configuration_error"
+        )
+    return DTYPES[dtype]
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX)."""
+    return bool(cpu_flags(Path("/proc/cpuinfo")) & NATIVE_BF16_FLAGS)
+
+
+def cpu_flags(cpuinfo: Path) -> set[str]:
+    """The feature flags of the first CPU listed in a /proc/cpuinfo (empty where there is none: not Linux)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return set(value.split())
+    return set()
+
+
+def available_cores(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota (`docker --cpus`),
+    which the affinity does not show."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = cgroup.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, math.ceil(int(quota) / int(period))))
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Give torch's intra-op pool `threads` threads (None: every core this process may use); returns it.
+
+    torch sizes its pool from the cores it sees, not from a container's CPU quota, so a worker given 2 cores
+    of a 64-core host would run 64 threads fighting over 2."""
+    count = threads or available_cores()
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count

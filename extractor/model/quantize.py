@@ -1,0 +1,54 @@
+"""Optional int8 weights for a loaded model (BAYOU_QUANTIZE=int8), through torchao.
+
+Weight-only int8: every Linear layer of the language model and the vision tower keeps its weight as int8
+with one scale per output channel, and computes in the model's dtype. Weights take a quarter of their
+float32 memory (half of bfloat16), and decoding, which streams every weight once per token, reads that
+much less. The projector and the language model's head stay in full precision: they are small, and the
+head's logits are the confidence scores. Needs torchao (`pip install -e ".[cpu-int8]"`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from extractor.errors import ConfigurationError
+
+QUANTIZE_MODES = ("none", "int8")
+
+
+def quantize(model: torch.nn.Module, mode: str) -> int:
+    """Quantise `model` in place as `mode` asks; returns how many Linear layers changed (0 for none)."""
+    if mode == "none":
+        return 0
+    if mode != "int8":
+        raise ConfigurationError(f"BAYOU_QUANTIZE={mode}: unknown; use {' or '.join(QUANTIZE_MODES)}")
+    return quantize_int8(model)
+
+
+def quantize_int8(model: torch.nn.Module) -> int:
+    """int8 weight-only quantisation of the Linear layers of `model`'s language model and vision tower."""
+    Int8WeightOnlyConfig, quantize_ = _torchao()  # noqa: N806 - a class, named as torchao names it
+    inner = model.model  # InternVLForConditionalGeneration: .model holds the towers, .lm_head the head
+    count = 0
+    for part in (inner.language_model, inner.vision_tower):
+        count += sum(isinstance(m, torch.nn.Linear) for m in part.modules())
+        quantize_(part, Int8WeightOnlyConfig())
+    return count
+
+
+def _torchao():
+    # torchao logs a warning for each of its CUDA-only kernel libraries a CPU build cannot load: noise here
+    logger = logging.getLogger("torchao")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+    except ImportError as exc:
+        raise ConfigurationError(
+            "BAYOU_QUANTIZE=int8 needs torchao: pip install -e '.[cpu-int8]' (or set BAYOU_QUANTIZE=none)"
+        ) from exc
+    finally:
+        logger.setLevel(level)
+    return Int8WeightOnlyConfig, quantize_

@@ -1,0 +1,152 @@
+"""CPU speed settings: `auto` precision follows the hardware, int8 weights (torchao), threads from the
+cores this process was given."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from extractor.errors import BayouError, ConfigurationError
+from extractor.model import device as device_module
+from extractor.model.device import available_cores, configure_threads, cpu_flags, resolve_dtype
+
+CPUINFO = """processor\t: 0
+vendor_id\t: {vendor}
+flags\t\t: fpu sse sse2 avx2 {extra}
+bugs\t\t: sysret_ss_attrs
+
+processor\t: 1
+flags\t\t: fpu
+"""
+
+
+@pytest.fixture
+def native_bf16(monkeypatch: pytest.MonkeyPatch):
+    def set_to(value: bool) -> None:
+        monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: value)
+
+    return set_to
+
+
+def test_cpu_flags_are_read_from_the_first_cpu(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text(CPUINFO.format(vendor="AuthenticAMD", extra="avx512f avx512_bf16"))
+    assert {"avx2", "avx512_bf16"} <= cpu_flags(info)
+    assert cpu_flags(tmp_path / "absent") == set()  # not Linux: no flags, float32
+
+
+@pytest.mark.parametrize(
+    ("extra", "native"),
+    [("avx512f avx512_bf16", True), ("amx_tile amx_bf16", True), ("avx512f", False), ("", False)],
+)
+def test_native_bf16_means_avx512_bf16_or_amx(tmp_path: Path, extra: str, native: bool) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text(CPUINFO.format(vendor="GenuineIntel", extra=extra))
+    assert bool(cpu_flags(info) & device_module.NATIVE_BF16_FLAGS) is native
+
+
+def test_auto_precision_follows_the_hardware(native_bf16) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    native_bf16(True)
+    assert resolve_dtype("auto", cpu) is torch.bfloat16
+    native_bf16(False)
+    assert resolve_dtype("auto", cpu) is torch.float32
+    assert resolve_dtype(None, cpu) is torch.float32
+    assert resolve_dtype("auto", cuda) is torch.bfloat16  # every CUDA GPU bayou runs on has bf16
+    assert resolve_dtype("bfloat16", cpu) is torch.bfloat16  # asked for: given, native or not
+    with pytest.raises(BayouError, match="unknown dtype 'int4'"):
+        resolve_dtype("int4", cpu)
+
+
+def test_cores_are_the_affinity_capped_by_a_cgroup_quota(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    quota = tmp_path / "cpu.max"
+    assert available_cores(tmp_path / "absent") == affinity
+    quota.write_text("max 100000\n")
+    assert available_cores(quota) == affinity
+    quota.write_text("50000 100000\n")  # docker --cpus 0.5
+    assert available_cores(quota) == 1
+    quota.write_text(f"{(affinity + 8) * 100000} 100000\n")  # a quota above the affinity: the affinity
+    assert available_cores(quota) == affinity
+
+
+def test_threads_setting_sizes_torchs_pool() -> None:
+    before = torch.get_num_threads()
+    try:
+        assert configure_threads(1) == 1 and torch.get_num_threads() == 1
+        assert configure_threads(None) == available_cores() == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_settings_refuse_an_unknown_dtype_or_quantisation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from bayou.settings import Settings
+
+    monkeypatch.setenv("BAYOU_DTYPE", "int4")
+    with pytest.raises(ValidationError, match="dtype"):
+        Settings()
+    monkeypatch.setenv("BAYOU_DTYPE", "bfloat16")
+    monkeypatch.setenv("BAYOU_QUANTIZE", "int4")
+    with pytest.raises(ValidationError, match="quantize"):
+        Settings()
+    monkeypatch.setenv("BAYOU_THREADS", "0")
+    monkeypatch.setenv("BAYOU_QUANTIZE", "int8")
+    with pytest.raises(ValidationError, match="threads"):
+        Settings()
+
+
+def test_int8_quantises_the_towers_and_keeps_the_head(tiny_checkpoint: Path) -> None:
+    pytest.importorskip("torchao")
+    from extractor.model import load_model
+    from extractor.model.quantize import quantize
+
+    loaded = load_model(tiny_checkpoint, device="cpu", dtype="float32")
+    model = loaded.model
+    torch.manual_seed(0)
+    ids = torch.randint(10, 200, (1, 24))
+    with torch.inference_mode():
+        before = model(input_ids=ids).logits
+    layers = quantize(model, "int8")
+    inner = model.model
+    quantised = [
+        m
+        for part in (inner.language_model, inner.vision_tower)
+        for m in part.modules()
+        if isinstance(m, torch.nn.Linear)
+    ]
+    assert layers == len(quantised) > 0
+    assert all(type(m.weight).__name__ == "Int8Tensor" for m in quantised)
+    assert type(model.lm_head.weight) is torch.nn.Parameter  # the head (the confidence scores) stays float
+    with torch.inference_mode():
+        after = model(input_ids=ids).logits
+    # per-channel int8 weights: close to float32, not equal to it
+    difference = (after - before).abs().max().item()
+    assert 0 < difference < 0.05 * before.abs().max().item()
+    assert quantize(model, "none") == 0
+    with pytest.raises(ConfigurationError, match="BAYOU_QUANTIZE=int4"):
+        quantize(model, "int4")
+
+
+def test_the_transformers_builder_applies_threads_and_int8(tiny_checkpoint: Path, monkeypatch) -> None:
+    pytest.importorskip("torchao")
+    import bayou.engines as engines
+    from bayou.settings import Settings
+
+    monkeypatch.setenv("BAYOU_MODEL_800M", str(tiny_checkpoint))
+    monkeypatch.setenv("BAYOU_QUANTIZE", "int8")
+    monkeypatch.setenv("BAYOU_THREADS", "1")
+    monkeypatch.setenv("BAYOU_DEVICE", "cpu")
+    before = torch.get_num_threads()
+    try:
+        engine = engines.build_engine("h2ovl-800m", Settings())
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    down = engine.loaded.model.model.language_model.layers[0].mlp.down_proj
+    assert type(down.weight).__name__ == "Int8Tensor"
+    assert engine.name == "h2ovl-800m"
