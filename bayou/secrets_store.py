@@ -11,11 +11,13 @@ import secrets
 import time
 from pathlib import Path
 
+from storage.permissions import private_dir
+
 
 def installation_secret(data_dir: Path, name: str) -> str:
     """The secret stored in `data_dir/name`, created with 64 random hex characters on first use."""
     path = Path(data_dir) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -1,6 +1,8 @@
 """A content-addressed blob store on disk: `root/ab/cdef…` where `abcdef…` is the SHA-256 of the bytes.
 
-Writes are atomic (temp file, fsync, rename), so a reader never sees a partial blob. Deleting a blob that
+Writes are atomic (temp file, fsync, rename), so a reader never sees a partial blob. Blobs are the uploads
+themselves: files are 0600 (mkstemp's mode, kept by the rename) in directories made 0700, and the data
+directory holding the store is made (or tightened to) 0700 as well. Deleting a blob that
 a concurrent writer is about to reference is prevented by advisory locks (see `lock`), which callers that
 decide reference counts in the database hold across their write and their commit.
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from storage.errors import BlobTooLarge, InvalidBlobHash, NotFound
+from storage.permissions import PRIVATE_DIR, private_dir
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
@@ -52,7 +55,7 @@ class StagedBlob:
 
     def commit(self) -> StoredBlob:
         final = self._store.path(self.sha256)
-        final.parent.mkdir(exist_ok=True)
+        final.parent.mkdir(mode=PRIVATE_DIR, exist_ok=True)
         # an existing file already holds these exact bytes (they name it); replacing it is harmless
         os.replace(self._temp_path, final)
         _fsync_dir(final.parent)
@@ -67,12 +70,15 @@ class BlobStore:
         self.root = Path(root)
         self._tmp = self.root / _TMP_DIR
         self._locks = self.root / _LOCK_DIR
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        self._locks.mkdir(exist_ok=True)
+        private_dir(self.root)
+        self._tmp.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        self._locks.mkdir(mode=PRIVATE_DIR, exist_ok=True)
 
     @classmethod
     def in_data_dir(cls, data_dir: str | Path) -> BlobStore:
-        return cls(Path(data_dir) / "blobs")
+        # every process that shares the data dir (API, workers, ingest) opens its blob store: the place
+        # where a data dir made loose (by an older version, or by hand) is tightened
+        return cls(private_dir(data_dir) / "blobs")
 
     def path(self, sha256: str) -> Path:
         check_hash(sha256)

@@ -9,6 +9,8 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.permissions import private_dir, private_sqlite_file
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
@@ -47,7 +49,10 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 def _make_sqlite_engine(url: str | URL, **kwargs: Any) -> Engine:
     path = sqlite_path(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # the directory is only created private: one named in the URL may be shared on purpose
+        if not path.parent.exists():
+            private_dir(path.parent)
+        private_sqlite_file(path)
     engine = create_engine(url, **kwargs)
     event.listen(engine, "connect", _configure_sqlite_connection)
     return engine
