@@ -84,6 +84,11 @@ class FixedAnswerEngine:
         self.calls: list[tuple[float, int]] = []  # (time.time(), documents) per generate call
         self._lock = threading.Lock()
 
+    def fit(self, request: Any) -> Any:
+        from extractor.context import TileFit
+
+        return TileFit(max_tiles=1, tiles_per_page=[1] * len(request.images), prompt_tokens=0)
+
     def run(self, requests: list[Any]) -> list[Any]:
         from extractor.generation import GenerationOutput
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -26,14 +26,29 @@ _BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 _CLOSERS_INSIDE_STRING = (b'"', b".", b"0", b"-", b"a")
 _CLOSERS_OUTSIDE_STRING = (b"null", b"]", b"}", b",", b"0", b"false", b'"', b"[", b"{")
 
+# How the grammar lets the answer's JSON be laid out (BAYOU_JSON_LAYOUT). The model was tuned on JSON
+# written in some style, and greedy decoding under a mask that forbids its habitual separator can derail
+# it; the style of its training targets is not published. `spaced` is the default because it is what
+# Python's json.dumps writes (", " and ": "), the form fine-tuning targets built by Python pipelines take;
+# `compact` saves a token per field where a model is known to write it; `free` lets the model choose any
+# whitespace between tokens, bounded so that a random model still closes its JSON within the budget.
+FREE_WHITESPACE_LIMIT = 16
+JSON_LAYOUTS: dict[str, dict[str, Any]] = {
+    "spaced": {"any_whitespace": False, "separators": (", ", ": ")},
+    "compact": {"any_whitespace": False, "separators": (",", ":")},
+    "free": {"any_whitespace": True, "max_whitespace_cnt": FREE_WHITESPACE_LIMIT},
+}
+DEFAULT_JSON_LAYOUT = "spaced"
+
 
 @dataclass
 class Vocabulary:
-    """The tokenizer as the grammar engine sees it: each id's exact bytes."""
+    """The tokenizer as the grammar engine sees it: each id's exact bytes, and how the tokenizer splits text."""
 
     info: xgr.TokenizerInfo
     special_ids: frozenset[int]
     byte_fallback_ids: frozenset[int]  # Llama-style <0xNN> tokens
+    continuation: Callable[[str], list[int]]  # the tokenizer's split of text that continues a sequence
 
     @cached_property
     def token_bytes(self) -> list[bytes]:
@@ -51,23 +66,49 @@ class Vocabulary:
         return table
 
     @cached_property
-    def longest_token(self) -> int:
+    def _open_prefixes(self) -> frozenset[bytes]:
+        """Every proper prefix of every token: text ending in one of these may merge with what follows."""
+        return frozenset(raw[:cut] for raw in self.ids_by_bytes for cut in range(1, len(raw)))
+
+    @cached_property
+    def _longest(self) -> int:
         return max(len(raw) for raw in self.ids_by_bytes)
 
-    def tokenize_forced(self, text: bytes) -> list[int]:
-        """Greedy longest-match tokens spelling `text` exactly (the grammar, not the tokenizer, chose it)."""
-        ids: list[int] = []
-        position = 0
-        while position < len(text):
-            for length in range(min(self.longest_token, len(text) - position), 0, -1):
-                token_id = self.ids_by_bytes.get(text[position : position + length])
-                if token_id is not None:
-                    ids.append(token_id)
-                    position += length
-                    break
-            else:  # no token spells this byte: stop forcing here and let the model go on
-                break
-        return ids
+    def open_from(self, text: bytes) -> int:
+        """Where the earliest token that could run on past the end of `text` would start (len(text): none)."""
+        for start in range(max(0, len(text) - self._longest + 1), len(text)):
+            if text[start:] in self._open_prefixes:
+                return start
+        return len(text)
+
+    def forced_tokens(self, generated: bytes, forced: bytes) -> list[int]:
+        """Tokens for `forced`, the bytes the grammar allows next, as the tokenizer splits it in its context.
+
+        The tokenizer's split of the whole answer is the reference (what the model saw in training): the
+        tokens come from splitting the answer's text so far plus `forced` and are kept only where that
+        split is final — they start where the text so far ends (no token of the split spans the join) and
+        end before any token could run on into what the model writes next. The rest is left to the model.
+        """
+        # sentencepiece never merges across the start of a space, so the context can start there
+        context = generated[generated.rfind(b" ") :] if b" " in generated else generated
+        try:
+            ids = self.continuation((context + forced).decode("utf-8"))
+        except UnicodeDecodeError:
+            return []
+        position, kept, ends = 0, [], []
+        for token_id in ids:
+            if position >= len(context):
+                kept.append(token_id)
+            position += len(self.token_bytes[token_id])
+            if position > len(context) and not kept:
+                return []  # the tokenizer would merge the model's last token with the forced text
+            if kept:
+                ends.append(position)
+        # what the model writes next may merge with the end of the forced text: stop before that can happen
+        settled = self.open_from(context + forced)
+        while kept and ends[len(kept) - 1] > settled:
+            kept.pop()
+        return kept
 
     def closer_ids(self, inside_string: bool) -> list[int]:
         wanted = _CLOSERS_INSIDE_STRING if inside_string else _CLOSERS_OUTSIDE_STRING
@@ -75,21 +116,29 @@ class Vocabulary:
 
 
 def build_vocabulary(
-    tokenizer: PreTrainedTokenizerBase, vocab_size: int, stop_ids: Sequence[int]
+    tokenizer: PreTrainedTokenizerBase,
+    vocab_size: int,
+    stop_ids: Sequence[int],
+    continuation: Callable[[str], list[int]],
 ) -> Vocabulary:
     info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=list(stop_ids))
     special = frozenset(tokenizer.all_special_ids) | frozenset(tokenizer.get_added_vocab().values())
     byte_fallback = frozenset(
         token_id for token, token_id in tokenizer.get_vocab().items() if _BYTE_TOKEN.fullmatch(token)
     )
-    return Vocabulary(info=info, special_ids=special, byte_fallback_ids=byte_fallback)
+    return Vocabulary(
+        info=info, special_ids=special, byte_fallback_ids=byte_fallback, continuation=continuation
+    )
 
 
 class GrammarCache:
     """Compiled grammars per schema; compiling is the slow part (milliseconds to a second), matching is cheap."""
 
-    def __init__(self, vocabulary: Vocabulary) -> None:
+    def __init__(self, vocabulary: Vocabulary, layout: str = DEFAULT_JSON_LAYOUT) -> None:
+        if layout not in JSON_LAYOUTS:
+            raise ValueError(f"unknown JSON layout {layout!r}; one of {', '.join(JSON_LAYOUTS)}")
         self.vocabulary = vocabulary
+        self.layout = layout
         # xgrammar's own compile cache crashes on some nested schemas (0.2.8); the dict below suffices
         self._compiler = xgr.GrammarCompiler(vocabulary.info, cache_enabled=False)
         self._compiled: dict[str, xgr.CompiledGrammar] = {}
@@ -98,12 +147,9 @@ class GrammarCache:
     def compiled(self, schema: dict[str, Any]) -> xgr.CompiledGrammar:
         key = json.dumps(schema, sort_keys=True)
         if key not in self._compiled:
-            # compact JSON (no whitespace) in the schema's property order: fewer tokens, more of them forced
+            # in the schema's property order, laid out as the setting says
             self._compiled[key] = self._compiler.compile_json_schema(
-                json.dumps(decoding_schema(schema)),
-                any_whitespace=False,
-                separators=(",", ":"),
-                strict_mode=True,
+                json.dumps(decoding_schema(schema)), strict_mode=True, **JSON_LAYOUTS[self.layout]
             )
         return self._compiled[key]
 
@@ -125,11 +171,14 @@ class GrammarCache:
         strings = JsonStringTracker()
         bitmask = xgr.allocate_token_bitmask(1, self.vocabulary.info.vocab_size)
         count = 0
+        written = bytearray()
         while not matcher.is_terminated() and count < limit:
-            for token in self.vocabulary.tokenize_forced(matcher.find_jump_forward_string().encode()):
+            forced = matcher.find_jump_forward_string().encode()
+            for token in self.vocabulary.forced_tokens(bytes(written), forced):
                 if not matcher.accept_token(token):
                     break
                 strings.feed(self.vocabulary.token_bytes[token])
+                written += self.vocabulary.token_bytes[token]
                 count += 1
             if matcher.is_terminated():
                 break
@@ -140,6 +189,7 @@ class GrammarCache:
                 token = min(t for t in allowed if t not in self.vocabulary.special_ids)
             matcher.accept_token(token)
             strings.feed(self.vocabulary.token_bytes[token])
+            written += self.vocabulary.token_bytes[token]
             count += 1
         return count
 

@@ -14,10 +14,12 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from extractor.constrained import DEFAULT_JSON_LAYOUT
+from extractor.context import TileFit, fit_tiles
 from extractor.generation import GenerationOutput, GenerationRequest, Generator
 from extractor.model import LoadedModel, ModelSettings, load_model
 from extractor.template import build_prompt, question_with_images
-from extractor.tiling import pixel_values, tile_counts
+from extractor.tiling import pixel_values
 
 
 @dataclass
@@ -33,16 +35,27 @@ class Engine(Protocol):
     name: str
     revision: str
 
+    def fit(self, request: EngineRequest) -> TileFit:
+        """The tiles a request gets within the model's context; InputError `context_too_long` if none fit."""
+        ...
+
     def run(self, requests: list[EngineRequest]) -> list[GenerationOutput]: ...
 
 
 class TransformersEngine:
-    def __init__(self, loaded: LoadedModel, *, name: str | None = None, jump_forward: bool = True) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        name: str | None = None,
+        jump_forward: bool = True,
+        json_layout: str = DEFAULT_JSON_LAYOUT,
+    ) -> None:
         self.loaded = loaded
         self.name = name or loaded.source
         self.revision = loaded.revision
         self.settings: ModelSettings = loaded.settings
-        self.generator = Generator(loaded, jump_forward=jump_forward)
+        self.generator = Generator(loaded, jump_forward=jump_forward, json_layout=json_layout)
 
     @classmethod
     def from_source(
@@ -50,25 +63,45 @@ class TransformersEngine:
     ) -> TransformersEngine:
         return cls(load_model(source, device=device, dtype=dtype), name=name)
 
-    def preprocess(self, request: EngineRequest) -> tuple[GenerationRequest, float]:
-        started = time.perf_counter()
-        tiling = {
+    def _tiling(self) -> dict[str, Any]:
+        return {
             "image_size": self.settings.image_size,
             "min_tiles": self.settings.min_dynamic_patch,
-            "max_tiles": request.max_tiles or self.settings.max_dynamic_patch,
             "use_thumbnail": self.settings.use_thumbnail,
             "use_msac": self.settings.use_msac,
         }
+
+    def fit(self, request: EngineRequest) -> TileFit:
+        return fit_tiles(
+            request.images,
+            request.question,
+            count_tokens=lambda text: len(self.loaded.prompt_tokenizer.encode(text)),
+            tiling=self._tiling(),
+            max_tiles=request.max_tiles or self.settings.max_dynamic_patch,
+            num_image_token=self.settings.num_image_token,
+            max_new_tokens=request.max_new_tokens,
+            context_length=self.settings.context_length,
+            template=self.settings.template,
+        )
+
+    def preprocess(self, request: EngineRequest) -> tuple[GenerationRequest, float]:
+        started = time.perf_counter()
+        fitted = self.fit(request)
+        tiling = {**self._tiling(), "max_tiles": fitted.max_tiles}
+        tiling["min_tiles"] = min(tiling["min_tiles"], fitted.max_tiles)
         pixels = pixel_values(request.images, **tiling) if request.images else None
-        counts = tile_counts(request.images, **tiling) if request.images else []
         prompt = build_prompt(
             request.question,
-            counts,
+            fitted.tiles_per_page,
             num_image_token=self.settings.num_image_token,
             template=self.settings.template,
         )
         generation = GenerationRequest(
-            prompt=prompt, pixel_values=pixels, schema=request.schema, max_new_tokens=request.max_new_tokens
+            prompt=prompt,
+            pixel_values=pixels,
+            schema=request.schema,
+            max_new_tokens=request.max_new_tokens,
+            tiles_per_page=fitted.tiles_per_page,
         )
         return generation, round((time.perf_counter() - started) * 1000, 2)
 

@@ -18,7 +18,7 @@ class BayouError(Exception):
 
 class InputError(BayouError):
     """The document itself is bad: never retried. Codes: corrupt_file, encrypted_pdf, too_many_pages,
-    too_many_pixels, unsupported_image, empty_file, unsupported_type."""
+    too_many_pixels, unsupported_image, empty_file, unsupported_type, context_too_long."""
 
     code = "corrupt_file"
 

@@ -19,6 +19,7 @@ import xgrammar as xgr
 
 from extractor.confidence import field_confidence
 from extractor.constrained import (
+    DEFAULT_JSON_LAYOUT,
     GrammarCache,
     JsonStringTracker,
     Vocabulary,
@@ -35,6 +36,7 @@ class GenerationRequest:
     pixel_values: torch.Tensor | None  # [tiles, 3, H, W], tiles in prompt order
     schema: dict[str, Any] | None = None  # constrain the answer to this JSON Schema
     max_new_tokens: int = 2048
+    tiles_per_page: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class GenerationOutput:
     forward_steps: int = 0  # decode forward passes spent on this document
     batch_size: int = 1
     tiles: int = 0
+    tiles_per_page: list[int] = field(default_factory=list)
 
     @property
     def generated_tokens(self) -> int:
@@ -66,6 +69,7 @@ class _Sequence:
     probs: list[float] = field(default_factory=list)
     forced: list[bool] = field(default_factory=list)
     pending: list[int] = field(default_factory=list)  # to feed in the next forward pass
+    written: bytearray = field(default_factory=bytearray)  # the answer's bytes so far
     finish_reason: str | None = None
     steps: int = 0
 
@@ -75,13 +79,17 @@ class _Sequence:
 
 
 class Generator:
-    def __init__(self, loaded: LoadedModel, *, jump_forward: bool = True) -> None:
+    def __init__(
+        self, loaded: LoadedModel, *, jump_forward: bool = True, json_layout: str = DEFAULT_JSON_LAYOUT
+    ) -> None:
         self.loaded = loaded
+        self.json_layout = json_layout
         self.model = loaded.model
         self.jump_forward = jump_forward
         self.stop_ids = set(loaded.stop_token_ids)
         self.vocab_size = self.model.lm_head.out_features
-        self.pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
+        self.text = loaded.prompt_tokenizer
+        self.pad_id = self.text.pad_id
         self._vocabulary: Vocabulary | None = None
         # one thread computes grammar masks while the model runs (xgrammar releases the GIL)
         self._masks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grammar-mask")
@@ -93,13 +101,15 @@ class Generator:
     @property
     def vocabulary(self) -> Vocabulary:
         if self._vocabulary is None:
-            self._vocabulary = build_vocabulary(self.loaded.tokenizer, self.vocab_size, sorted(self.stop_ids))
+            self._vocabulary = build_vocabulary(
+                self.loaded.tokenizer, self.vocab_size, sorted(self.stop_ids), self.text.continuation
+            )
         return self._vocabulary
 
     @property
     def grammars(self) -> GrammarCache:
         if self._grammars is None:
-            self._grammars = GrammarCache(self.vocabulary)
+            self._grammars = GrammarCache(self.vocabulary, self.json_layout)
         return self._grammars
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationOutput]:
@@ -119,11 +129,9 @@ class Generator:
         vision_ms = _elapsed_ms(started, device)
 
         started = time.perf_counter()
-        encoded = self.loaded.tokenizer(
-            [r.prompt for r in requests], add_special_tokens=False, padding=True, return_tensors="pt"
-        )
-        input_ids = encoded.input_ids.to(device)
-        mask = encoded.attention_mask.to(device)
+        input_ids, mask = self._encode_prompts(requests)
+        prompt_lengths = mask.sum(-1).tolist()
+        input_ids, mask = input_ids.to(device), mask.to(device)
         embeds = self.model.get_input_embeddings()(input_ids)
         if image_features is not None:
             slots = (input_ids == self.loaded.image_token_id).unsqueeze(-1)
@@ -168,11 +176,21 @@ class Generator:
         decode_ms = _elapsed_ms(started, device)
 
         timings = {"vision": vision_ms, "prefill": prefill_ms, "decode": decode_ms}
-        prompt_lengths = encoded.attention_mask.sum(-1).tolist()
         return [
             self._output(seq, int(n), timings, len(sequences))
             for seq, n in zip(sequences, prompt_lengths, strict=True)
         ]
+
+    def _encode_prompts(self, requests: list[GenerationRequest]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompts' ids as the published usage computes them, left padded into one batch."""
+        encoded = [self.text.encode(r.prompt) for r in requests]
+        width = max(len(ids) for ids in encoded)
+        input_ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            mask[row, width - len(ids) :] = 1
+        return input_ids, mask
 
     @torch.inference_mode()  # thread-local: the mask thread must enter it to write an inference tensor
     def _fill_masks(self, sequences: list[_Sequence], bitmask: torch.Tensor) -> None:
@@ -199,6 +217,8 @@ class Generator:
             # the bitmask has a row per document of the batch; the first len(sequences) are the live ones
             rows = bitmask[: len(sequences)]
             xgr.apply_token_bitmask_inplace(logits, rows.to(logits.device, non_blocking=True))
+        if self.text.size < logits.shape[-1]:
+            logits[:, self.text.size :] = float("-inf")  # embedding rows padded past the vocabulary: no token
         probs = torch.softmax(logits, dim=-1)
         tokens = torch.argmax(logits, dim=-1)
         token_probs = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
@@ -272,7 +292,7 @@ class Generator:
         forced = seq.matcher.find_jump_forward_string()
         if not forced:
             return
-        for token in self.vocabulary.tokenize_forced(forced.encode())[:budget_left]:
+        for token in self.vocabulary.forced_tokens(bytes(seq.written), forced.encode())[:budget_left]:
             if not seq.matcher.accept_token(token):
                 break
             self._append(seq, token, 1.0, forced=True)
@@ -290,6 +310,7 @@ class Generator:
         seq.probs.append(prob)
         seq.forced.append(forced)
         seq.pending.append(token)
+        seq.written += self.vocabulary.token_bytes[token]
         seq.strings.feed(self.vocabulary.token_bytes[token])
 
     def _output(
@@ -297,7 +318,7 @@ class Generator:
     ) -> GenerationOutput:
         pieces = [self.vocabulary.token_bytes[t] for t in seq.token_ids]
         return GenerationOutput(
-            text=b"".join(pieces).decode("utf-8", errors="replace"),
+            text=self.text.decode(seq.token_ids),
             token_ids=seq.token_ids,
             token_probs=seq.probs,
             forced=seq.forced,
@@ -308,6 +329,7 @@ class Generator:
             forward_steps=seq.steps,
             batch_size=batch,
             tiles=0 if seq.request.pixel_values is None else len(seq.request.pixel_values),
+            tiles_per_page=list(seq.request.tiles_per_page),
         )
 
 

@@ -8,13 +8,13 @@ Result with a typed error code; the others go on.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image
 
 from extractor.engine import Engine, EngineRequest
-from extractor.errors import BayouError
+from extractor.errors import BayouError, InputError
 from extractor.generation import GenerationOutput
 from extractor.parsing import parse_json_output
 from extractor.pixel_budget import DEFAULT_MAX_DOCUMENT_PIXELS
@@ -90,6 +90,7 @@ def finish(
         raw_output=output.text,
         confidence=output.confidence,
         tiles=output.tiles,
+        tiles_per_page=output.tiles_per_page,
         tokens={"prompt": output.prompt_tokens, "generated": output.generated_tokens},
         file=document.name or None,
         pages=len(rasterized.images),
@@ -144,6 +145,7 @@ class Extractor:
     def extract_rasterized(self, batch: list[Rasterized]) -> list[Result]:
         """Generate for the documents that rasterised, in one batch; the others come back failed."""
         started = time.perf_counter()
+        batch = [self._fitted(r) for r in batch]
         ready = [r for r in batch if r.error is None]
         requests = [self._request(r) for r in ready]
         outputs = dict(zip((id(r) for r in ready), self.engine.run(requests), strict=True)) if ready else {}
@@ -173,6 +175,16 @@ class Extractor:
             result.timings_ms["total"] = round(rasterized.ms + generate_ms, 2)
             results.append(result)
         return results
+
+    def _fitted(self, rasterized: Rasterized) -> Rasterized:
+        """The document, failed `context_too_long` where even one tile a page leaves no room to answer."""
+        if rasterized.error is not None:
+            return rasterized
+        try:
+            self.engine.fit(self._request(rasterized))
+        except InputError as error:
+            return replace(rasterized, error=error)
+        return rasterized
 
     def _request(self, rasterized: Rasterized) -> EngineRequest:
         doc_type = rasterized.document.doc_type

@@ -17,6 +17,7 @@ class Result:
     checks: list[dict[str, Any]] = field(default_factory=list)  # {name, ok, message}: cross-field checks
     confidence: dict[str, float] = field(default_factory=dict)  # JSON pointer → 0..1
     tiles: int = 0
+    tiles_per_page: list[int] = field(default_factory=list)  # fewer on long documents: see extractor.context
     tokens: dict[str, int] = field(default_factory=lambda: {"prompt": 0, "generated": 0})
     timings_ms: dict[str, float] = field(default_factory=dict)
     # beyond the contract's minimum: what produced it, and why it failed when it did

@@ -1,7 +1,9 @@
 """The `h2ogpt2` conversation template and InternVL's image placeholders.
 
-A turn is `<|prompt|>{question}<|end|><|answer|>`, with no BOS and no system text; generation stops on
-`<|end|>` or `</s>`. Each image becomes `<img>` + 256 `<IMG_CONTEXT>` per tile + `</img>`; several images
+A turn is `<|prompt|>{question}<|end|><|answer|>` with no system text (the template's system message is
+empty). `<|prompt|>` and `<|answer|>` are plain text to the published tokenizer, `<|end|>` is a token;
+`<s>` comes first where the tokenizer's config says so (extractor.model.tokenizer), and generation stops on
+`<|end|>` or `</s>` (LoadedModel.stop_token_ids says why both). Each image becomes `<img>` + 256 `<IMG_CONTEXT>` per tile + `</img>`; several images
 (PDF pages, a licence's front and back) are introduced as `Image-1: <image>` lines, as the published
 multi-image examples do.
 """

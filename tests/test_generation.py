@@ -138,14 +138,6 @@ def test_unconstrained_stops_at_the_budget(tiny_model) -> None:
     assert output.confidence == {} or all(0 <= c <= 1 for c in output.confidence.values())
 
 
-def test_forced_tokenization_spells_the_forced_bytes(tiny_model) -> None:
-    vocabulary = Generator(tiny_model).vocabulary
-    text = b'","merchant_address":'
-    ids = vocabulary.tokenize_forced(text)
-    assert b"".join(vocabulary.token_bytes[i] for i in ids) == text
-    assert len(ids) < len(text)  # merged tokens, not one byte each
-
-
 def test_finished_documents_leave_the_batch_and_the_rest_is_unchanged(
     tiny_model, monkeypatch: pytest.MonkeyPatch
 ) -> None:

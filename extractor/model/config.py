@@ -25,6 +25,7 @@ class ModelSettings:
     use_msac: bool
     template: str
     num_image_token: int  # language-model tokens per 448×448 tile
+    context_length: int = 8192  # the language model's trained context: prompt + answer must fit
 
 
 def _vision_config(raw: dict[str, Any]) -> InternVLVisionConfig:
@@ -55,12 +56,85 @@ def _text_config(raw: dict[str, Any]):
     return _TEXT_CONFIGS[model_type](**fields)
 
 
+_INT, _NUMBER, _BOOL, _STR = (int,), (int, float), (bool,), (str,)
+# the fields bayou reads, with the JSON types they must have: a wrong one is named here, not deep in transformers
+_FIELD_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
+    "": {
+        "template": _STR,
+        "downsample_ratio": _NUMBER,
+        "force_image_size": _INT,
+        "min_dynamic_patch": _INT,
+        "max_dynamic_patch": _INT,
+        "use_thumbnail": _BOOL,
+        "use_msac": _BOOL,
+        "select_layer": _INT,
+        "ps_version": _STR,
+    },
+    "vision_config": {
+        **dict.fromkeys(
+            ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers"), _INT
+        ),
+        **dict.fromkeys(("image_size", "patch_size", "num_channels"), _INT),
+        "layer_norm_eps": _NUMBER,
+        "qkv_bias": _BOOL,
+        "qk_normalization": _BOOL,
+    },
+    "llm_config": {
+        "model_type": _STR,
+        **dict.fromkeys(
+            ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"), _INT
+        ),
+        **dict.fromkeys(("num_key_value_heads", "vocab_size", "max_position_embeddings"), _INT),
+        "rms_norm_eps": _NUMBER,
+        "rope_theta": _NUMBER,
+        "tie_word_embeddings": _BOOL,
+    },
+}
+_REQUIRED_NESTED = {
+    "vision_config": (
+        "hidden_size",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_hidden_layers",
+        "image_size",
+        "patch_size",
+    ),
+    "llm_config": ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"),
+}
+
+
+def _check_field_types(raw: dict[str, Any]) -> None:
+    for section, fields in _FIELD_TYPES.items():
+        node = raw if not section else raw.get(section)
+        if not isinstance(node, dict):
+            raise CheckpointError(f"config.json: {section} must be an object, not {type(node).__name__}")
+        for name in _REQUIRED_NESTED.get(section, ()):
+            if name not in node:
+                raise CheckpointError(f"config.json lacks {section}.{name}")
+        for name, types in fields.items():
+            value = node.get(name)
+            # bool is an int in Python, and JSON true is no layer count
+            wrong = value is not None and (
+                not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+            )
+            if wrong:
+                where = f"{section}.{name}" if section else name
+                wanted = " or ".join(sorted({_JSON_NAMES[t] for t in types}))
+                raise CheckpointError(
+                    f"config.json: {where} must be {wanted}, not {type(value).__name__} {value!r}"
+                )
+
+
+_JSON_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
 def check_h2ovl_config(raw: dict[str, Any]) -> None:
     if raw.get("model_type") != "h2ovl_chat":
         raise CheckpointError(f"config.json model_type is {raw.get('model_type')!r}, expected 'h2ovl_chat'")
     missing = [k for k in _REQUIRED if k not in raw]
     if missing:
         raise CheckpointError(f"config.json lacks {', '.join(missing)}")
+    _check_field_types(raw)
     if raw.get("select_layer", -1) != -1:
         raise CheckpointError("only select_layer -1 is supported (the published models use it)")
     if raw.get("ps_version", "v2") != "v2":
@@ -101,4 +175,5 @@ def model_settings(raw: dict[str, Any]) -> ModelSettings:
         use_msac=bool(raw.get("use_msac", False)),
         template=raw["template"],
         num_image_token=num_image_token(raw),
+        context_length=int(raw["llm_config"].get("max_position_embeddings", 8192)),
     )

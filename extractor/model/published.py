@@ -13,11 +13,11 @@ from typing import Any
 
 from extractor.registry import MODELS
 
-# the special tokens H2OVL's tokenizer carries on top of the Danube vocabulary
-SPECIAL_TOKENS = (
-    "<|prompt|>",
-    "<|answer|>",
-    "<|end|>",
+# The tokenizer side of the published repos: the Danube models' 32,000-piece Mistral sentencepiece model
+# (tokenizer.model, no tokenizer.json) plus ten added tokens with ids 32000-32009, in this order — InternVL's
+# nine, then the template separator. Their added_tokens.json is these ten, serialised (199 bytes).
+BASE_VOCAB_SIZE = 32000
+ADDED_TOKENS = (
     "<img>",
     "</img>",
     "<IMG_CONTEXT>",
@@ -27,7 +27,25 @@ SPECIAL_TOKENS = (
     "</ref>",
     "<box>",
     "</box>",
+    "<|end|>",
 )
+# what the model cannot work without; `<|prompt|>` and `<|answer|>` are plain text in the h2ogpt2 template
+REQUIRED_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>", "<|end|>")
+# tokenizer_config.json as transformers' slow LlamaTokenizer reads it; `legacy` is left unset, and unset
+# means legacy in the slow tokenizer the published usage loads (use_fast=False)
+TOKENIZER_CONFIG = {
+    "tokenizer_class": "LlamaTokenizer",
+    "add_bos_token": True,
+    "add_eos_token": False,
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+    "pad_token": "<unk>",
+    "model_max_length": 8192,
+    "padding_side": "left",
+    "clean_up_tokenization_spaces": False,
+    "sp_model_kwargs": {},
+}
 
 _INTERN_VIT_300M: dict[str, Any] = {
     "architectures": ["InternVisionModel"],
@@ -69,7 +87,7 @@ _DANUBE3_500M: dict[str, Any] = {
     "bos_token_id": 1,
     "eos_token_id": 2,
     "pad_token_id": 0,
-    "vocab_size": 32000 + len(SPECIAL_TOKENS),
+    "vocab_size": BASE_VOCAB_SIZE + len(ADDED_TOKENS),
 }
 
 _DANUBE2_1_8B: dict[str, Any] = {
@@ -89,7 +107,7 @@ _DANUBE2_1_8B: dict[str, Any] = {
     "bos_token_id": 1,
     "eos_token_id": 2,
     "pad_token_id": 0,
-    "vocab_size": 32000 + len(SPECIAL_TOKENS),
+    "vocab_size": BASE_VOCAB_SIZE + len(ADDED_TOKENS),
 }
 
 

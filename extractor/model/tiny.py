@@ -1,8 +1,9 @@
 """`bayou models tiny`: a few-MB randomly initialised checkpoint in the published H2OVL layout.
 
 Same config.json fields and structure as the published models with small sizes, original parameter
-names in safetensors, a small tokenizer with the real special tokens. Its output is noise; the README it
-writes says so. The loader cannot tell it from a real checkpoint except by size.
+names in safetensors, the published tokenizer files around a small sentencepiece model (the ten added
+tokens after its base vocabulary, `<|end|>` last; `<|prompt|>`/`<|answer|>` are text). Its output is noise;
+the README it writes says so. The loader cannot tell it from a real checkpoint except by size.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from safetensors.torch import save_file
 from transformers import InternVLForConditionalGeneration
 
 from extractor.model.config import to_internvl_config
-from extractor.model.published import published_config
-from extractor.model.tokenizer import build_tokenizer, write_tokenizer
+from extractor.model.published import ADDED_TOKENS, published_config
+from extractor.model.tiny_tokenizer import train_small_model, write_published_tokenizer
 from extractor.model.weights import to_original_state_dict
 
 TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2}
@@ -26,13 +27,16 @@ TINY_TEXT = {
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
-    "max_position_embeddings": 16384,
+    "max_position_embeddings": 8192,  # the Danube models' trained context
 }
+
+EMBEDDING_ROW_MULTIPLE = 64
 
 _README = """# Tiny random H2OVL-Mississippi checkpoint ({flavour})
 
 Written by `bayou models tiny` (seed {seed}). Randomly initialised: **its output is noise**. It has the
-published checkpoint's layout (config.json fields, original parameter names, tokenizer special tokens) at
+published checkpoint's layout (config.json fields, original parameter names, sentencepiece tokenizer with
+the published added tokens) at
 a tiny size, for tests and offline trials of the pipeline. Do not use it to judge extraction quality.
 """
 
@@ -48,13 +52,21 @@ def tiny_config(*, msac: bool, vocab_size: int) -> dict:
 
 
 def write_tiny_checkpoint(
-    directory: str | Path, *, seed: int = 0, msac: bool = False, shards: int = 1
+    directory: str | Path,
+    *,
+    seed: int = 0,
+    msac: bool = False,
+    shards: int = 1,
+    sentencepiece_model: bytes | None = None,
 ) -> Path:
+    """Tiny random weights in the published layout; the tokenizer is `sentencepiece_model` if given (the
+    real Mistral model, say), else a small one trained here."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
-    raw = tiny_config(msac=msac, vocab_size=tokenizer.get_vocab_size())
-    image_token_id = tokenizer.token_to_id("<IMG_CONTEXT>")
+    ids_in_use = write_published_tokenizer(directory, sentencepiece_model or train_small_model())
+    # embedding rows padded above the vocabulary, as checkpoints often are: the loader must accept them
+    raw = tiny_config(msac=msac, vocab_size=-(-ids_in_use // EMBEDDING_ROW_MULTIPLE) * EMBEDDING_ROW_MULTIPLE)
+    image_token_id = ids_in_use - len(ADDED_TOKENS) + ADDED_TOKENS.index("<IMG_CONTEXT>")
 
     torch.manual_seed(seed)
     model = InternVLForConditionalGeneration(to_internvl_config(raw, image_token_id=image_token_id))
@@ -65,7 +77,6 @@ def write_tiny_checkpoint(
         json.dumps({"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}, indent=2) + "\n"
     )
     _save_weights(directory, original, shards)
-    write_tokenizer(directory, tokenizer)
     flavour = "2B layout, MSAC" if msac else "0.8B layout"
     (directory / "README.md").write_text(_README.format(flavour=flavour, seed=seed))
     return directory

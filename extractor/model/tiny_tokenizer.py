@@ -1,23 +1,22 @@
-"""A small tokenizer in the published layout (Llama-style byte-fallback BPE), for tiny test checkpoints.
+"""The tokenizer files of a checkpoint in the published layout, and a small sentencepiece model for tiny ones.
 
-It carries H2OVL's real special tokens so prompts, stop tokens and the grammar engine behave as with the
-published tokenizer; its vocabulary is small so the tiny checkpoint stays a few MB.
+`write_published_tokenizer` lays out what the published repos ship: `tokenizer.model` (sentencepiece), the
+ten added tokens after the base vocabulary in the published order (`<|end|>` last) in added_tokens.json and
+tokenizer_config.json, and no tokenizer.json. Tests and benchmarks call it with the real Mistral model that
+mistral_common ships; `bayou models tiny` calls it with `train_small_model`, a few-hundred-piece
+sentencepiece BPE model of the same kind (byte fallback, split digits, dummy prefix), trained here offline.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from extractor.model.published import ADDED_TOKENS, TOKENIZER_CONFIG
 
-from extractor.model.published import SPECIAL_TOKENS
-
-BASE_SPECIALS = ("<unk>", "<s>", "</s>")
-BYTE_TOKENS = tuple(f"<0x{i:02X}>" for i in range(256))
-
-# text the merges are learned from: what the model writes (JSON of receipts, licences and checks)
+# text the merges are learned from: what the model reads and writes (prompts, JSON of the three types)
 _CORPUS = [
     '{"merchant_name": "Walmart Supercenter", "total": "12.30", "transaction_date": "2024-05-01"}',
     '{"items": [{"description": "Milk 2%", "quantity": 1, "unit_price": "3.49", "total_price": "3.49"}]}',
@@ -28,55 +27,62 @@ _CORPUS = [
     '{"routing_number": "011000015", "account_number": "1234567890", "memo": null, "signature_present": true}',
     "The quick brown fox jumps over the lazy dog. 0123456789 null true false",
     "Extract the fields of this receipt as JSON. Answer with JSON only.",
+    "<|prompt|> <|answer|> Image-1: Image-2: page front back",
 ]
 
 
-def build_tokenizer(vocab_size: int = 640, corpus: Iterable[str] | None = None) -> Tokenizer:
-    """Train the tokenizer; the default corpus is tiny (test checkpoints), a large one gives a real-size vocab."""
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
-    # Llama's convention: spaces become ▁ and the text starts with one
-    tokenizer.normalizer = normalizers.Sequence(
-        [normalizers.Prepend("▁"), normalizers.Replace(Regex(" "), "▁")]
-    )
-    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("▁"), behavior="merged_with_next")
-    tokenizer.decoder = decoders.Sequence(
-        [
-            decoders.Replace("▁", " "),
-            decoders.ByteFallback(),
-            decoders.Fuse(),
-            decoders.Strip(" ", 1, 0),
-        ]
-    )
-    trainer = trainers.BpeTrainer(
+def train_small_model(vocab_size: int = 640, corpus: Iterable[str] | None = None) -> bytes:
+    """A sentencepiece BPE model like the Danube tokenizer (byte fallback, split digits), deterministic."""
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(corpus if corpus is not None else _CORPUS * 4)),
+        model_writer=model,
+        model_type="bpe",
         vocab_size=vocab_size,
-        special_tokens=[*BASE_SPECIALS, *BYTE_TOKENS],
-        show_progress=False,
-        initial_alphabet=list('▁abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789{}[]":,.-/%$'),
+        byte_fallback=True,
+        split_digits=True,
+        character_coverage=1.0,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=True,
+        allow_whitespace_only_pieces=True,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        num_threads=1,
+        shuffle_input_sentence=False,
+        hard_vocab_limit=False,
+        minloglevel=2,
     )
-    tokenizer.train_from_iterator(corpus if corpus is not None else _CORPUS * 4, trainer=trainer)
-    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
-    return tokenizer
+    return model.getvalue()
 
 
-def write_tokenizer(directory: Path, tokenizer: Tokenizer) -> None:
-    tokenizer.save(str(directory / "tokenizer.json"))
-    config = {
-        "tokenizer_class": "LlamaTokenizer",
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "unk_token": "<unk>",
-        "pad_token": "<unk>",
-        "add_bos_token": False,
-        "add_eos_token": False,
-        "model_max_length": 8192,
-        "padding_side": "left",
+def write_published_tokenizer(directory: Path, sentencepiece_model: bytes) -> int:
+    """Write the published tokenizer files around `sentencepiece_model`; returns the ids in use."""
+    import sentencepiece as spm
+
+    processor = spm.SentencePieceProcessor()
+    processor.LoadFromSerializedProto(sentencepiece_model)
+    base = processor.get_piece_size()
+    added = {token: base + index for index, token in enumerate(ADDED_TOKENS)}
+    (directory / "tokenizer.model").write_bytes(sentencepiece_model)
+    (directory / "added_tokens.json").write_text(json.dumps(added, indent=2) + "\n")
+    decoder = {
+        str(token_id): {
+            "content": content,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for content, token_id in [("<unk>", 0), ("<s>", 1), ("</s>", 2), *added.items()]
     }
+    config = {**TOKENIZER_CONFIG, "added_tokens_decoder": decoder}
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    special = {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "unk_token": "<unk>",
-        "pad_token": "<unk>",
-        "additional_special_tokens": list(SPECIAL_TOKENS),
-    }
+    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<unk>"}
     (directory / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
+    return base + len(ADDED_TOKENS)
