@@ -4,7 +4,7 @@ blob store, rate limiter and metrics, so tests (and several apps in one process)
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -14,6 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.bodylimit import BodyLimitMiddleware
 from api.deps import AppState, Enqueue
 from api.errors import install_error_handlers
+from api.headers import SecurityHeaders
+from api.keygate import ApiKeyGate
 from api.logcontext import RequestContextMiddleware, bind_path_document_id
 from api.metrics import Metrics
 from api.ratelimit import RateLimit, TokenBuckets
@@ -28,6 +30,11 @@ from workers.dispatch import enqueue as workers_enqueue
 
 # room for the multipart framing and the form fields around the file itself
 MULTIPART_SLACK_BYTES = 64 * 1024
+# bodies of every route that is not an upload: JSON requests, the review UI's forms
+SMALL_BODY_BYTES = 1 * MIB
+# the sign-in form: an email, a password, a token and a path
+LOGIN_BODY_BYTES = 16 * 1024
+UPLOAD_ROUTES = {("POST", "/v1/documents")}
 DEFAULT_BATCH_FOLDER = "inbox"
 
 DESCRIPTION = """\
@@ -84,11 +91,29 @@ def create_app(
     app.include_router(documents.router)
     app.include_router(batches.router)
     app.include_router(review_routes.router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_mb * MIB + MULTIPART_SLACK_BYTES)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=body_limits(settings))
+    # outside the body limit and everything else that could read a body: /v1 is authenticated first
+    app.add_middleware(ApiKeyGate, state=state)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(_RequestMetrics, metrics=state.metrics)
     # added last, so outermost: every line a request logs carries its id
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+def body_limits(settings: Settings) -> Callable[[Scope], int]:
+    """The body cap of a request: the upload cap for uploads, small ones for everything else."""
+    upload = settings.max_upload_mb * MIB + MULTIPART_SLACK_BYTES
+
+    def limit(scope: Scope) -> int:
+        path = scope["path"].rstrip("/") or "/"
+        if (scope["method"], path) in UPLOAD_ROUTES:
+            return upload
+        if path == "/review/login":
+            return LOGIN_BODY_BYTES
+        return SMALL_BODY_BYTES
+
+    return limit
 
 
 class _RequestMetrics:

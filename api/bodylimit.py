@@ -1,7 +1,10 @@
 """A cap on request bodies, enforced while they stream in: an honest Content-Length over the cap is
-refused before a byte is read, and a body that runs past it (chunked, or lying) is cut off there."""
+refused before a byte is read, and a body that runs past it (chunked, or lying) is cut off there. The cap
+may depend on the request (`limit(scope)`): uploads get the upload cap, every other route a small one."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -17,17 +20,18 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int | Callable[[Scope], int]) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.limit = max_bytes if callable(max_bytes) else (lambda _scope: max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit(scope)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = error_response(413, "too_large", BodyTooLarge(self.max_bytes).detail)
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            response = error_response(413, "too_large", BodyTooLarge(max_bytes).detail)
             await response(scope, receive, send)
             return
         received = 0
@@ -37,8 +41,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise BodyTooLarge(max_bytes)
             return message
 
         await self.app(scope, limited_receive, send)

@@ -47,7 +47,14 @@ def test_serve_runs_uvicorn_on_the_app_and_starts_the_embedded_worker(serve, mon
     result, ran = serve("--host", "0.0.0.0", "--port", "8123")
     assert result.exit_code == 0, result.output
     ((app, kwargs),) = ran
-    assert kwargs == {"host": "0.0.0.0", "port": 8123, "log_level": "info", "log_config": None}
+    assert kwargs == {
+        "host": "0.0.0.0",
+        "port": 8123,
+        "log_level": "info",
+        "log_config": None,
+        "proxy_headers": True,
+        "forwarded_allow_ips": "127.0.0.1",
+    }
     assert "/v1/documents" in app.openapi()["paths"]
     assert len(started) == 1 and RecordingWorker.stopped
 
@@ -59,3 +66,39 @@ def test_serve_with_a_broker_configured_starts_no_worker(serve, monkeypatch):
     result, ran = serve()
     assert result.exit_code == 0, result.output
     assert len(ran) == 1 and started == []
+
+
+def _login_cookie_through_uvicorn(app, kwargs: dict, *, client: str) -> str:
+    """The review cookie set on a request that came from `client` with `X-Forwarded-Proto: https`, through
+    the app as uvicorn wraps it with exactly the options `bayou serve` gave (proxy headers included)."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    config = uvicorn.Config(app, **kwargs)
+    config.load()
+    browser = TestClient(config.loaded_app, client=(client, 40000))
+    answer = browser.get(
+        "/review/login", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.7"}
+    )
+    assert answer.status_code == 200
+    return answer.headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize(
+    ("trusted", "option", "secure"),
+    [
+        ("", [], True),  # the default: a proxy on the same host
+        ("10.1.2.3", [], False),  # a proxy elsewhere: a request from 127.0.0.1 is no proxy's
+        ("10.1.2.3", ["--forwarded-allow-ips", "127.0.0.1,10.1.2.3"], True),
+        ("*", [], True),
+    ],
+)
+def test_behind_a_trusted_tls_proxy_the_review_cookie_is_secure(serve, monkeypatch, trusted, option, secure):
+    monkeypatch.setenv("BAYOU_BROKER_URL", "redis://127.0.0.1:6379/0")  # no embedded worker
+    if trusted:
+        monkeypatch.setenv("BAYOU_FORWARDED_ALLOW_IPS", trusted)
+    result, ran = serve(*option)
+    assert result.exit_code == 0, result.output
+    ((app, kwargs),) = ran
+    cookie = _login_cookie_through_uvicorn(app, kwargs, client="127.0.0.1")
+    assert ("; secure" in cookie) is secure

@@ -178,9 +178,12 @@ class ReviewRoute(APIRoute):
 
 
 def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
-    return TEMPLATES.TemplateResponse(
+    response = TEMPLATES.TemplateResponse(
         request,
         "review/error.html",
         {"visitor": None, "user": None, "status": status, "message": message},
         status_code=status,
     )
+    # an error page is a page like the others: never framed, never cached
+    response.headers.update(SECURITY_HEADERS)
+    return response

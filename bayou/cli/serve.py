@@ -17,6 +17,12 @@ def register(app: typer.Typer) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
+    forwarded_allow_ips: str | None = typer.Option(
+        None,
+        "--forwarded-allow-ips",
+        help="Addresses of the TLS proxy in front (comma-separated, or '*') whose X-Forwarded-Proto and "
+        "X-Forwarded-For are believed. Default: BAYOU_FORWARDED_ALLOW_IPS (127.0.0.1).",
+    ),
 ) -> None:
     """Run the API (and, with the embedded broker, one worker)."""
     from bayou.logs import configure_logging
@@ -45,8 +51,17 @@ def serve(
     try:
         # log_config=None: uvicorn's lines go through the root logger set up above (same format, same
         # request id) instead of uvicorn's own handlers
-        uvicorn.run(application, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
+        # proxy headers from the trusted addresses only: the scheme (https: Secure cookies) and the client's
+        # address (sign-in throttling) come from the proxy; anyone else's X-Forwarded-* are ignored
+        uvicorn.run(
+            application,
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            log_config=None,
+            proxy_headers=True,
+            forwarded_allow_ips=forwarded_allow_ips or settings.forwarded_allow_ips,
+        )
     finally:
         if worker is not None:
             worker.stop()
-
