@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # how the grammar lets the answer's JSON be laid out: `spaced` (", " and ": ", json.dumps' default),
     # `compact` (no spaces) or `free` (the model's own whitespace, bounded); see extractor.constrained
     json_layout: Literal["spaced", "compact", "free"] = "spaced"
+    # the answer's token budget; with the prompt it must fit the model's 8,192-token context (long
+    # documents get fewer tiles per page to make room, see extractor.context)
+    max_new_tokens: int = Field(2048, ge=16, le=8192)
     max_upload_mb: int = 25
     max_pages: int = 20
     max_pixels: int = 89_478_485  # a page

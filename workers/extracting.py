@@ -175,10 +175,14 @@ def _extract_group(
     session: Session, model: str, group: list[_Ready], max_tiles: int | None
 ) -> dict[int, Outcome]:
     from bayou.engines import get_engine
+    from bayou.settings import get_settings
     from extractor.pipeline import Extractor
 
     try:
-        extractor = Extractor(get_engine(model), max_tiles=max_tiles)
+        settings = get_settings()
+        extractor = Extractor(
+            get_engine(model, settings), max_tiles=max_tiles, max_new_tokens=settings.max_new_tokens
+        )
     except BayouError as error:  # a model that cannot be loaded: not the documents' fault, but final
         for ready in group:
             fail(session, ready.job.document_id, error.code, error.message)

@@ -56,7 +56,13 @@ def evaluate(
     )
     with Progress(console=Console(stderr=True), transient=False) as progress:
         for engine in engines:
-            extractor = Extractor(engine, constrained=not no_constrained, max_tiles=max_tiles, limits=limits)
+            extractor = Extractor(
+                engine,
+                constrained=not no_constrained,
+                max_tiles=max_tiles,
+                limits=limits,
+                max_new_tokens=settings.max_new_tokens,
+            )
             pending = [e for e in entries if (engine.name, e.doc_type, e.file_name) not in done]
             task = progress.add_task(
                 f"{engine.name}", total=len(entries), completed=len(entries) - len(pending)

@@ -57,7 +57,13 @@ def extract(
         max_pixels=settings.max_pixels,
         max_document_pixels=settings.max_document_pixels,
     )
-    extractor = Extractor(engine, constrained=not no_constrained, max_tiles=max_tiles, limits=limits)
+    extractor = Extractor(
+        engine,
+        constrained=not no_constrained,
+        max_tiles=max_tiles,
+        limits=limits,
+        max_new_tokens=settings.max_new_tokens,
+    )
     documents = (
         [DocumentInput(sources=list(files), doc_type=doc_type, name=",".join(map(str, files)))]
         if together

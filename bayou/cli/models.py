@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -21,6 +22,76 @@ def tiny(
 
     written = write_tiny_checkpoint(directory, seed=seed, msac=msac, shards=shards)
     typer.echo(str(written))
+
+
+@models_app.command("check")
+def check(
+    source: str = typer.Argument(
+        ..., help="A hub id (from huggingface_hub's cache) or a checkpoint directory."
+    ),
+    sample: Path | None = typer.Option(
+        None, "--sample", help="A document to extract (default: a bundled one)."
+    ),
+    doc_type: str | None = typer.Option(None, "--type", help="The sample's type (with --sample)."),
+    max_new_tokens: int = typer.Option(2048, "--max-new-tokens", min=16, help="The sample's answer budget."),
+) -> None:
+    """Check a checkpoint the way the loader sees it, print a report, then extract one sample.
+
+    Exit 0: ready; 1: a problem found (named in the report); 2: usage.
+    """
+    from bayou.cli.common import EXIT_FAILED, fail
+    from bayou.settings import get_settings
+    from extractor.model.check import check_checkpoint
+    from extractor.schemas import available_types
+
+    if (sample is None) != (doc_type is None):
+        fail("--sample and --type go together")
+    if doc_type is not None and doc_type not in available_types():
+        fail(f"unknown document type {doc_type!r}; known: {', '.join(available_types())}")
+    if sample is not None and not sample.is_file():
+        fail(f"no such file: {sample}")
+    settings = get_settings()
+    report = check_checkpoint(source, device=settings.device, dtype=settings.dtype)
+    for finding in report.findings:
+        typer.echo(f"{'ok  ' if finding.ok else 'FAIL'} {finding.name}: {finding.detail}")
+    if report.findings[0].name == "source" and not report.findings[0].ok:
+        raise typer.Exit(2)  # nothing to check: a usage matter
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+    result = _extract_sample(report.loaded, source, sample, doc_type, settings, max_new_tokens)
+    timings = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
+    typer.echo(
+        f"{'ok  ' if result.error is None else 'FAIL'} sample: {result.file} ({result.doc_type}); {timings}"
+    )
+    typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+    if result.error is not None:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _extract_sample(
+    loaded, source: str, sample: Path | None, doc_type: str | None, settings, max_new_tokens: int
+):
+    """The sample's Result: the given file, or a synthetic receipt drawn here (deterministic)."""
+    from extractor.engine import TransformersEngine
+    from extractor.pipeline import DocumentInput, Extractor, Limits
+
+    if sample is not None and doc_type is not None:
+        document = DocumentInput.from_path(sample, doc_type)
+    else:
+        import io
+        import random
+
+        from bayou.synthetic.dataset import generate
+
+        synthetic = generate("receipt", random.Random(0), 0, capture="scan")
+        png = io.BytesIO()
+        synthetic.pages[0].save(png, format="PNG")
+        document = DocumentInput(
+            sources=[png.getvalue()], doc_type="receipt", name="bundled synthetic receipt"
+        )
+    engine = TransformersEngine(loaded, name=source, json_layout=settings.json_layout)
+    limits = Limits(max_pages=settings.max_pages, max_pixels=settings.max_pixels)
+    return Extractor(engine, limits=limits, max_new_tokens=max_new_tokens).extract([document])[0]
 
 
 def register(app: typer.Typer) -> None:

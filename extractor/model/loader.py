@@ -18,20 +18,28 @@ from safetensors import safe_open
 from transformers import AutoTokenizer, InternVLForConditionalGeneration, PreTrainedTokenizerBase
 
 from extractor.errors import CheckpointError
-from extractor.model.config import ModelSettings, model_settings, to_internvl_config
+from extractor.model.config import ModelSettings, check_h2ovl_config, model_settings, to_internvl_config
 from extractor.model.device import resolve_device, resolve_dtype
+from extractor.model.published import REQUIRED_TOKENS
+from extractor.model.tokenizer import (
+    FastPathTokenizer,
+    PromptTokenizer,
+    load_prompt_tokenizer,
+    read_json,
+    tokenizer_config,
+)
 from extractor.model.weights import to_hf_state_dict
 
 log = logging.getLogger(__name__)
 
-REQUIRED_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>", "<|prompt|>", "<|answer|>", "<|end|>")
 _HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"]
 
 
 @dataclass
 class LoadedModel:
     model: InternVLForConditionalGeneration
-    tokenizer: PreTrainedTokenizerBase
+    tokenizer: PreTrainedTokenizerBase  # the vocabulary (for the grammar engine)
+    prompt_tokenizer: PromptTokenizer | FastPathTokenizer  # ids in, text out, as the published usage
     image_token_id: int
     settings: ModelSettings
     source: str
@@ -41,10 +49,16 @@ class LoadedModel:
 
     @property
     def stop_token_ids(self) -> list[int]:
-        ids = {self.tokenizer.convert_tokens_to_ids("<|end|>")}
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
-        return sorted(ids)
+        """`<|end|>`, the template's separator, which the published usage passes as eos_token_id; and `</s>`.
+
+        The h2ogpt2 template lists both as its stop ids ([2, 32009]). `</s>` stops too because the published
+        usage's answer is the decoded text up to `<|end|>` with special tokens skipped: text a model writes
+        after `</s>` is past the end of anything it was trained to write, never part of a trained answer.
+        """
+        end = self.prompt_tokenizer.token_id("<|end|>")
+        assert end is not None  # the loader refuses a tokenizer without it
+        eos = self.prompt_tokenizer.eos_id
+        return sorted({end, eos} if eos >= 0 else {end})
 
 
 def resolve_source(source: str | Path) -> Path:
@@ -104,27 +118,75 @@ def _check_against(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> No
             )
 
 
-def _load_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
+def read_config(directory: Path) -> dict[str, Any]:
+    """config.json, checked: the H2OVL model type and every field bayou reads, of the right type."""
+    if not (directory / "config.json").exists():
+        raise CheckpointError(f"{directory} has no config.json")
+    raw = read_json(directory / "config.json")
+    check_h2ovl_config(raw)
+    return raw
+
+
+@dataclass(frozen=True)
+class CheckpointTokenizers:
+    vocabulary: PreTrainedTokenizerBase  # transformers' view of the vocabulary, for the grammar engine
+    prompt: PromptTokenizer | FastPathTokenizer  # the ids the model is fed, as the published usage computes
+    image_token_id: int
+
+
+def load_tokenizers(directory: Path, raw: dict[str, Any]) -> CheckpointTokenizers:
+    """The checkpoint's tokenizer, checked against the model: required tokens present, ids within rows."""
+    vocabulary = _load_tokenizer(directory, tokenizer_config(directory))
+    prompt = load_prompt_tokenizer(directory, vocabulary)
+    image_token_id = _check_tokens(prompt, raw["llm_config"]["vocab_size"])
+    return CheckpointTokenizers(vocabulary, prompt, image_token_id)
+
+
+def _load_tokenizer(directory: Path, config: dict[str, Any]) -> PreTrainedTokenizerBase:
+    """transformers' tokenizer of the checkpoint: the vocabulary as the grammar engine reads it."""
     from transformers.utils import logging as hf_logging
 
+    files = [n for n in ("tokenizer.model", "tokenizer.json") if (directory / n).exists()]
+    if not files:
+        raise CheckpointError(f"{directory} has no tokenizer.model (nor tokenizer.json)")
     # AutoTokenizer peeks at config.json and warns that h2ovl_chat is not a transformers model type: true,
     # and irrelevant, since only the tokenizer files are used
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
+        # transformers 5 reads an unset `legacy` as false, the slow tokenizer the model was used with as true
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(directory), trust_remote_code=False, legacy=config.get("legacy") is not False
+        )
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever transformers raises, the file is what is wrong
+        raise CheckpointError(
+            f"{' / '.join(files)}: the tokenizer does not load ({type(exc).__name__}: {exc})"
+        ) from exc
     finally:
         hf_logging.set_verbosity(verbosity)
     tokenizer.padding_side = "left"
     return tokenizer
 
 
-def _image_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    vocab = tokenizer.get_vocab()
-    missing = [t for t in REQUIRED_TOKENS if t not in vocab]
+def _check_tokens(prompt: PromptTokenizer | FastPathTokenizer, embedding_rows: int) -> int:
+    """The required tokens exist and every id has an embedding row; returns the image context id."""
+    missing = [t for t in REQUIRED_TOKENS if prompt.token_id(t) is None]
     if missing:
-        raise CheckpointError(f"tokenizer lacks special token(s): {', '.join(missing)}")
-    return vocab["<IMG_CONTEXT>"]
+        raise CheckpointError(
+            f"tokenizer lacks required token(s) {', '.join(missing)} (added_tokens.json / tokenizer_config.json)"
+        )
+    if prompt.size > embedding_rows:
+        largest = max(prompt.added.values(), key=lambda t: t.id, default=None)
+        named = f" (largest: {largest.content} = {largest.id})" if largest else ""
+        raise CheckpointError(
+            f"the tokenizer has {prompt.size} ids{named} but the model has {embedding_rows} embedding rows "
+            "(config.json llm_config.vocab_size)"
+        )
+    image_token_id = prompt.token_id("<IMG_CONTEXT>")
+    assert image_token_id is not None
+    return image_token_id
 
 
 def _revision(directory: Path, raw: dict[str, Any]) -> str:
@@ -153,16 +215,11 @@ def load_model(
 ) -> LoadedModel:
     """Build transformers' InternVLForConditionalGeneration from an H2OVL checkpoint, in eval mode."""
     directory = resolve_source(source)
-    config_file = directory / "config.json"
-    if not config_file.exists():
-        raise CheckpointError(f"{directory} has no config.json")
-    raw = json.loads(config_file.read_text())
+    raw = read_config(directory)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-
-    tokenizer = _load_tokenizer(directory)
-    image_token_id = _image_token_id(tokenizer)
-    config = to_internvl_config(raw, image_token_id=image_token_id)
+    tokens = load_tokenizers(directory, raw)
+    config = to_internvl_config(raw, image_token_id=tokens.image_token_id)
     state = to_hf_state_dict(_read_tensors(directory))
 
     from transformers.initialization import no_init_weights
@@ -181,8 +238,9 @@ def load_model(
     log.info("loaded %s (%s) on %s as %s", source, _revision(directory, raw), torch_device, torch_dtype)
     return LoadedModel(
         model=model,
-        tokenizer=tokenizer,
-        image_token_id=image_token_id,
+        tokenizer=tokens.vocabulary,
+        prompt_tokenizer=tokens.prompt,
+        image_token_id=tokens.image_token_id,
         settings=model_settings(raw),
         source=str(source),
         revision=_revision(directory, raw),
