@@ -160,6 +160,38 @@ def test_symlinked_files_leading_outside_are_skipped(client, root, outside, make
     assert (batch["total_files"], batch["created"]) == (1, 1)
 
 
+def test_a_fifo_in_the_folder_is_refused_with_a_reason_and_the_walk_goes_on(client, root, make_png):
+    _fill(root, make_png)
+    os.mkfifo(root / "scans" / "b2.png")  # read like a file, it would block the walk for good
+    batch = _batch(client, folder="scans")
+    assert batch["status"] == "done"
+    assert _tally(batch) == (6, 3, 1, 2)
+    assert batch["refused_reasons"] == {"not_a_regular_file": 1, "unsupported_type": 1}
+
+
+def test_a_file_swapped_for_a_link_outside_between_check_and_read_is_refused(
+    client, root, outside, make_png, monkeypatch
+):
+    _fill(root, make_png)
+    from bayou.intake import batches as walking
+
+    real_take = walking.take_file
+
+    def swapped_after_the_check(session, blobs, path, **kwargs):
+        # the walk checked b.png inside the root; by the time it is read, it leads to the outside licence
+        if path.name == "b.png":
+            path.unlink()
+            path.symlink_to(outside / "licence.png")
+        return real_take(session, blobs, path, **kwargs)
+
+    monkeypatch.setattr(walking, "take_file", swapped_after_the_check)
+    batch = _batch(client, folder="scans")
+    assert _tally(batch) == (5, 2, 1, 2)
+    assert batch["refused_reasons"] == {"file_changed": 1, "unsupported_type": 1}
+    listed = client.get("/v1/documents").json()["items"]
+    assert sorted(item["filename"] for item in listed) == ["a.png", "c.png"]
+
+
 def test_missing_folder_is_404_and_unknown_type_is_422(client, root):
     response = client.post("/v1/batches", json={"folder": "nothing-here", "doc_type": "receipt"})
     assert response.status_code == 404 and response.json()["error"]["code"] == "folder_not_found"

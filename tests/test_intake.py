@@ -4,14 +4,17 @@ leaves nothing stored, and neither the intake nor `bayou ingest` needs the web p
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from bayou.intake import Limits, inspect, store_file, take_file
+from bayou.intake import Limits, candidate_files, inspect, store_file, take_file
 from extractor.errors import InputError
 from storage.models import Document
 from tests.imaging import many_directory_tiff
@@ -79,7 +82,9 @@ def test_intake_and_ingest_do_not_import_the_web_package():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_a_file_that_cannot_be_read_is_refused_as_unreadable_without_its_name(db_session, blob_store, tmp_path):
+def test_a_file_that_cannot_be_read_is_refused_as_unreadable_without_its_name(
+    db_session, blob_store, tmp_path
+):
     missing = tmp_path / "JANE-DOE-licence.png"  # gone between the folder listing and the read
     with pytest.raises(InputError) as refused:
         take_file(db_session, blob_store, missing, doc_type="drivers_license", model=None, limits=LIMITS)
@@ -87,7 +92,9 @@ def test_a_file_that_cannot_be_read_is_refused_as_unreadable_without_its_name(db
     assert "JANE" not in refused.value.message
 
 
-def test_a_store_that_cannot_write_is_not_the_files_fault(db_session, blob_store, make_png, tmp_path, monkeypatch):
+def test_a_store_that_cannot_write_is_not_the_files_fault(
+    db_session, blob_store, make_png, tmp_path, monkeypatch
+):
     import errno
 
     def disk_full(*args, **kwargs):
@@ -118,3 +125,118 @@ def test_a_tiff_within_the_page_cap_passes_and_one_over_it_is_refused():
     with pytest.raises(InputError) as refused:
         inspect(io.BytesIO(many_directory_tiff(LIMITS.max_pages + 1)), LIMITS)
     assert refused.value.code == "too_many_pages"
+
+
+def _take_within(seconds: float, *args, **kwargs) -> InputError | object:
+    """take_file's refusal or result; a take still blocked after `seconds` fails the test (the thread is
+    left behind, a daemon, rather than hanging the run)."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(take_file(*args, **kwargs))
+        except InputError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "take_file blocked"
+    return outcome[0]
+
+
+def test_a_fifo_is_refused_at_once_not_read(db_session, blob_store, tmp_path):
+    fifo = tmp_path / "scan.png"
+    os.mkfifo(fifo)
+    refused = _take_within(5, db_session, blob_store, fifo, doc_type="receipt", model=None, limits=LIMITS)
+    assert isinstance(refused, InputError) and refused.code == "not_a_regular_file"
+
+
+def _checked(folder: Path, name: str):
+    [candidate] = [c for c in candidate_files(folder, folder, recursive=True) if c.relative == name]
+    return candidate
+
+
+@pytest.fixture
+def folders_for_a_swap(tmp_path, make_png) -> tuple[Path, Path]:
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    (inbox / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (inbox / "sub" / "scan.png").write_bytes(make_png(1))
+    (outside / "scan.png").write_bytes(make_png(2))  # a licence the batch must never read
+    return inbox, outside
+
+
+def _nothing_stored(db_session, blob_store) -> bool:
+    return db_session.scalar(select(func.count()).select_from(Document)) == 0 and not list(
+        blob_store.iter_hashes()
+    )
+
+
+def test_a_file_swapped_for_a_symlink_after_the_check_is_refused(db_session, blob_store, folders_for_a_swap):
+    inbox, outside = folders_for_a_swap
+    candidate = _checked(inbox, "sub/scan.png")
+    candidate.path.unlink()
+    candidate.path.symlink_to(outside / "scan.png")
+    with pytest.raises(InputError) as refused:
+        take_file(
+            db_session,
+            blob_store,
+            candidate.path,
+            doc_type="receipt",
+            model=None,
+            limits=LIMITS,
+            expected=candidate.identity,
+        )
+    assert refused.value.code == "file_changed"
+    assert _nothing_stored(db_session, blob_store)
+
+
+def test_a_directory_swapped_for_a_symlink_after_the_check_is_refused(
+    db_session, blob_store, folders_for_a_swap
+):
+    inbox, outside = folders_for_a_swap
+    candidate = _checked(inbox, "sub/scan.png")
+    (inbox / "sub").rename(inbox / "old")
+    (inbox / "sub").symlink_to(outside, target_is_directory=True)  # O_NOFOLLOW alone would follow this
+    with pytest.raises(InputError) as refused:
+        take_file(
+            db_session,
+            blob_store,
+            candidate.path,
+            doc_type="receipt",
+            model=None,
+            limits=LIMITS,
+            expected=candidate.identity,
+        )
+    assert refused.value.code == "file_changed"
+    assert _nothing_stored(db_session, blob_store)
+
+
+def test_a_file_swapped_for_a_fifo_after_the_check_is_refused_without_blocking(
+    db_session, blob_store, folders_for_a_swap, monkeypatch
+):
+    inbox, _ = folders_for_a_swap
+    candidate = _checked(inbox, "sub/scan.png")
+    real_lstat = os.lstat
+
+    def swapped_just_after_the_look(path, *args, **kwargs):
+        # the look before opening still sees the file; the FIFO is there by the time it is opened
+        status = real_lstat(path, *args, **kwargs)
+        if Path(path) == candidate.path and not Path(path).is_fifo():
+            Path(path).unlink()
+            os.mkfifo(path)
+        return status
+
+    monkeypatch.setattr(os, "lstat", swapped_just_after_the_look)
+    refused = _take_within(
+        5,
+        db_session,
+        blob_store,
+        candidate.path,
+        doc_type="receipt",
+        model=None,
+        limits=LIMITS,
+        expected=candidate.identity,
+    )
+    assert isinstance(refused, InputError) and refused.code == "not_a_regular_file"

@@ -140,19 +140,19 @@ def test_a_link_into_an_unreadable_directory_is_skipped(tmp_path: Path) -> None:
 def test_a_file_that_cannot_be_looked_at_is_skipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # as above, whoever runs the tests: is_file raises PermissionError (with the path) for the link
+    # as above, whoever runs the tests: looking at the link's target raises PermissionError (with the path)
     folder = tmp_path / "scans"
     folder.mkdir()
     for name in ("a.png", "link.png", "z.png"):
         (folder / name).write_bytes(name.encode())
-    real_is_file = Path.is_file
+    real_lstat = os.lstat
 
-    def is_file(path: Path) -> bool:
-        if path.name == "link.png":
+    def lstat(path: str | Path, *args: object, **kwargs: object) -> os.stat_result:
+        if Path(path).name == "link.png":
             raise PermissionError(13, "Permission denied", str(path))
-        return real_is_file(path)
+        return real_lstat(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "is_file", is_file)
+    monkeypatch.setattr(folders.os, "lstat", lstat)
     with caplog.at_level(logging.INFO, logger=folders.__name__):
         assert _relative(folder, recursive=True) == ["a.png", "z.png"]
     assert len(_skipped(caplog)) == 1 and "link.png" not in caplog.text
@@ -175,3 +175,19 @@ def test_a_folder_that_is_a_symlink_loop_is_an_invalid_folder(tmp_path: Path) ->
     with pytest.raises(InputError) as refused:
         folders.resolve_folder(tmp_path, "loop")
     assert refused.value.code == "invalid_folder" and str(tmp_path) not in str(refused.value)
+
+
+def test_a_fifo_is_a_candidate_to_be_refused_and_each_candidate_carries_what_was_checked(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"a")
+    os.mkfifo(folder / "b.pipe")
+
+    candidates = list(candidate_files(folder, folder, recursive=True))
+
+    assert [candidate.relative for candidate in candidates] == ["a.png", "b.pipe"]
+    for candidate in candidates:
+        status = os.lstat(candidate.path)
+        assert candidate.identity == (status.st_dev, status.st_ino)

@@ -36,7 +36,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bayou.engines import model_name
-from bayou.intake.folders import candidate_files, decode_position, encode_position, resolve_folder
+from bayou.intake.folders import (
+    Candidate,
+    candidate_files,
+    decode_position,
+    encode_position,
+    resolve_folder,
+)
 from bayou.intake.limits import Limits
 from bayou.intake.sending import Enqueue, enqueue_safely
 from bayou.intake.storing import take_file
@@ -238,7 +244,7 @@ def _walk(
             # and after a file at least, whatever the clock says: each message moves the walk on
             elif _slice_over(job, timer):
                 return _hand_over(job, session, checkpoints, tally)
-            _take(job, session, walk.batch_id, candidate.path, walk.doc_type, model, limits, tally)
+            _take(job, session, walk.batch_id, candidate, walk.doc_type, model, limits, tally)
             tally.cursor = candidate.relative
             if clock() - last_record >= PROGRESS_EVERY_S:
                 if not checkpoints.record(session, tally):
@@ -287,7 +293,7 @@ def _take(
     job: BatchJob,
     session: Session,
     batch_id: str,
-    path: Path,
+    candidate: Candidate,
     doc_type: str,
     model: str,
     limits: Limits,
@@ -295,8 +301,16 @@ def _take(
 ) -> None:
     tally.total += 1
     try:
+        # only the file that was checked inside the root, not what its path leads to by now
         taken = take_file(
-            session, job.blobs, path, doc_type=doc_type, model=model, limits=limits, batch_id=batch_id
+            session,
+            job.blobs,
+            candidate.path,
+            doc_type=doc_type,
+            model=model,
+            limits=limits,
+            batch_id=batch_id,
+            expected=candidate.identity,
         )
     except InputError as exc:
         # file names can be personal (a licence holder's name): the log gets codes only

@@ -5,12 +5,16 @@ Candidates come in the lexicographic order of their path's parts relative to the
 files and subdirectories sorted together by name, a subdirectory's whole subtree at its name's place), so
 a walk can be checkpointed by the relative path of the last file it took and resumed just after it.
 A file that cannot be looked at (a symlink loop, a link into a directory that is not ours to read) is
-skipped, never the end of the walk."""
+skipped, never the end of the walk. A candidate carries the identity (device, inode) of the file that was
+checked, so that what is opened later can be compared with it (see `bayou.intake.storing.open_checked`):
+the folder may change in between. Anything that is not a directory is a candidate, FIFOs and sockets too:
+they are refused when taken, with a reason, and never opened."""
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
@@ -24,9 +28,19 @@ INVALID_FOLDER = "invalid_folder"
 FOLDER_NOT_FOUND = "folder_not_found"
 
 
+class FileIdentity(NamedTuple):
+    device: int
+    inode: int
+
+    @classmethod
+    def of(cls, status: os.stat_result) -> FileIdentity:
+        return cls(status.st_dev, status.st_ino)
+
+
 class Candidate(NamedTuple):
     relative: str  # POSIX path under the folder, as walked (links not resolved): the walk's position
     path: Path  # the real file (links resolved): what is taken
+    identity: FileIdentity | None = None  # of the file at `path` when it was checked; None: not checked
 
 
 def encode_position(relative: str) -> str:
@@ -69,8 +83,8 @@ def resolve_folder(root: Path, folder: str) -> Path:
 def candidate_files(
     folder: Path, root: Path, *, recursive: bool, after: str | None = None
 ) -> Iterator[Candidate]:
-    """Regular files in `folder` (and below, if recursive) whose real location is inside `root`, in the
-    order of their relative path's parts; with `after` (a relative path as yielded before), only those
+    """Files in `folder` (and below, if recursive) whose real location is inside `root` (regular ones, and
+    FIFOs, sockets or devices to be refused), in the order of their relative path's parts; with `after` (a relative path as yielded before), only those
     that come strictly after it. Hidden files and directories are skipped: they are usually partial
     copies or editor leftovers; a symlink to a directory is not followed."""
     after_parts = PurePosixPath(after).parts if after else ()
@@ -94,20 +108,24 @@ def _walk(
         if on_path:
             # the file taken last; or a file now where the position lay inside a directory: before it
             continue
-        real = _confined_file(Path(entry.path), real_root)
-        if real is not None:
-            yield Candidate("/".join((*prefix, name)), real)
+        confined = _confined_file(Path(entry.path), real_root)
+        if confined is not None:
+            yield Candidate("/".join((*prefix, name)), *confined)
 
 
-def _confined_file(path: Path, real_root: Path) -> Path | None:
-    """The regular file `path` leads to, if it lies inside `real_root`; None when not, or when it cannot
-    be told: a symlink loop (RuntimeError on Python 3.11, OSError later) or a link into a directory that
-    is not ours to read (PermissionError) is one file that cannot be taken, not a reason to stop."""
+def _confined_file(path: Path, real_root: Path) -> tuple[Path, FileIdentity] | None:
+    """The file `path` leads to and its identity, if it lies inside `real_root` and is no directory; None
+    when not, or when it cannot be told: a symlink loop (RuntimeError on Python 3.11, OSError later) or a
+    link into a directory that is not ours to read (PermissionError) is one file that cannot be taken, not
+    a reason to stop."""
     try:
         real = path.resolve()
-        # is_file only once confined: a target outside the root is not even looked at
-        if real.is_relative_to(real_root) and real.is_file():
-            return real
+        # looked at only once confined: a target outside the root is not even stat'ed. lstat: `real` has
+        # no links left in it, unless one was put there since, which the identity then tells
+        if real.is_relative_to(real_root):
+            status = os.lstat(real)
+            if not stat.S_ISDIR(status.st_mode):
+                return real, FileIdentity.of(status)
     except (OSError, RuntimeError) as exc:
         # without the path (its message has it): a file name can be personal, a licence holder's
         log.info("a file that cannot be looked at is skipped (%s)", type(exc).__name__)
