@@ -37,6 +37,24 @@ def tiny_checkpoint_msac(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mistral_sentencepiece() -> bytes:
+    """The real 32,000-piece Mistral tokenizer.model (mistral_common ships it): the published tokenizer."""
+    import mistral_common
+
+    return (Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def published_checkpoint(tmp_path_factory: pytest.TempPathFactory, mistral_sentencepiece: bytes) -> Path:
+    """Tiny random weights with the published tokenizer side: the real Mistral tokenizer.model, the ten
+    added tokens (ids 32000-32009), tokenizer_config as published; no tokenizer.json."""
+    from extractor.model.tiny import write_tiny_checkpoint
+
+    directory = tmp_path_factory.mktemp("published-layout")
+    return write_tiny_checkpoint(directory, seed=2, sentencepiece_model=mistral_sentencepiece)
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_checkpoint: Path):
     from extractor.model import load_model
 
