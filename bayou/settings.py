@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     engine: str = registry.DEFAULT_ENGINE
     engine_800m: str | None = None
     engine_2b: str | None = None
+    # BAYOU_ENGINE=vllm: the `vllm serve` process serving each model (one model per server); vllm_url is
+    # the fallback (and the server of a checkpoint directory). The worker is an HTTP client of it.
+    vllm_url: str = ""
+    vllm_url_800m: str = ""
+    vllm_url_2b: str = ""
+    vllm_timeout_s: float = Field(600.0, gt=0)  # one request (a document's whole answer) to the server
     device: str = "auto"
     # `auto`: bfloat16 on GPUs and on CPUs with native bf16 (AVX-512 BF16, AMX), float32 on other CPUs
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"

