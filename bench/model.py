@@ -1,15 +1,13 @@
 """Engine benchmark on the real H2OVL-Mississippi architectures at full size, with random weights.
 
 Nothing is downloaded: configs come from extractor.model.published (the published models' numbers), the
-weights are random, and the tokenizer is a 32k-entry Llama-style BPE trained here on Python's standard
-library text (the published tokenizer has the same kind and size; its merges differ). What it measures:
+weights are random, and the tokenizer is the published one: the 32k Mistral sentencepiece model that
+mistral_common ships, with the ten added tokens. What it measures:
 
 1. per-document latency split (preprocess, vision, prefill, decode), generated tokens/s, documents/s and
    peak memory, for the 0.8B and the 2B at several batch sizes;
-2. jump-forward: model forward steps per receipt with and without it, replaying realistic receipts (the
-   ground truth of the committed samples) through the grammar — random weights would write noise, so the
-   steps are counted on what a real model writes;
-3. the cost of constrained decoding per generated token against unconstrained decoding.
+2. the cost of constrained decoding per generated token against unconstrained decoding.
+(What jump-forward saves is measured by bench/tokenization.py.)
 
 Usage: python bench/model.py [--models h2ovl-800m,h2ovl-2b] [--batches 1,4,16] [--max-tiles 6]
        [--new-tokens 64] [--device cpu|cuda] [--dtype float32|bfloat16]
@@ -23,7 +21,6 @@ import json
 import platform
 import resource
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, InternVLForConditionalGeneration
+from transformers import InternVLForConditionalGeneration
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,54 +36,38 @@ sys.path.insert(0, str(ROOT))
 from extractor.engine import EngineRequest, TransformersEngine  # noqa: E402
 from extractor.generation import Generator  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
-from extractor.model.loader import LoadedModel  # noqa: E402
+from extractor.model.loader import CheckpointTokenizers, LoadedModel, load_tokenizers  # noqa: E402
 from extractor.model.published import published_config  # noqa: E402
-from extractor.model.tokenizer import build_tokenizer, write_tokenizer  # noqa: E402
+from extractor.model.tiny_tokenizer import write_published_tokenizer  # noqa: E402
 from extractor.prompts import build_prompt  # noqa: E402
+from extractor.replay import answer_text, schema_ordered  # noqa: E402
 from extractor.schemas import load_schema  # noqa: E402
 
-VOCAB = 32000
+
+def published_tokenizers(directory: Path, raw: dict) -> CheckpointTokenizers:
+    """The published tokenizer files (the real Mistral sentencepiece model), loaded as the loader does."""
+    import mistral_common
+
+    model = (Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1").read_bytes()
+    write_published_tokenizer(directory, model)
+    return load_tokenizers(directory, raw)
 
 
-def stdlib_corpus(limit_bytes: int = 40_000_000):
-    """Text to learn a 32k vocabulary from: Python's own library sources (on every machine, deterministic)."""
-    total = 0
-    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py")):
-        if "site-packages" in path.parts:
-            continue
-        text = path.read_text(errors="ignore")
-        total += len(text)
-        yield text
-        if total > limit_bytes:
-            return
-
-
-def real_size_tokenizer(directory: Path):
-    started = time.perf_counter()
-    tokenizer = build_tokenizer(vocab_size=VOCAB, corpus=stdlib_corpus())
-    write_tokenizer(directory, tokenizer)
-    loaded = AutoTokenizer.from_pretrained(str(directory))
-    print(
-        f"# tokenizer: {len(loaded)} entries, trained in {time.perf_counter() - started:.0f} s",
-        file=sys.stderr,
-    )
-    return loaded
-
-
-def random_model(name: str, tokenizer, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def random_model(name: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     """The published architecture at full size with random weights (no download possible here)."""
     raw = published_config(name)
-    raw["llm_config"]["vocab_size"] = len(tokenizer)
-    image_token_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
-    config = to_internvl_config(raw, image_token_id=image_token_id)
+    with tempfile.TemporaryDirectory() as scratch:
+        tokens = published_tokenizers(Path(scratch), raw)
+    config = to_internvl_config(raw, image_token_id=tokens.image_token_id)
     torch.manual_seed(0)
     with torch.device(device):
         model = InternVLForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
     model.eval().requires_grad_(False)
     return LoadedModel(
         model=model,
-        tokenizer=tokenizer,
-        image_token_id=image_token_id,
+        tokenizer=tokens.vocabulary,
+        prompt_tokenizer=tokens.prompt,
+        image_token_id=tokens.image_token_id,
         settings=model_settings(raw),
         source=f"{name} (random weights)",
         revision="random",
@@ -150,64 +131,6 @@ def latency_rows(engine: TransformersEngine, name: str, batches: list[int], max_
     return rows
 
 
-def replay_forward_steps(generator: Generator, schema: dict, document: dict) -> tuple[int, int]:
-    """Forward steps to write `document` with and without jump-forward, as the grammar would let a model."""
-    text = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-    vocabulary = generator.vocabulary
-    plain_steps = len(vocabulary.tokenize_forced(text))
-    matcher = generator.grammars.matcher(schema)
-    position, steps = 0, 0
-    while position < len(text):
-        forced = matcher.find_jump_forward_string().encode()
-        if forced and text.startswith(forced, position):
-            tokens = vocabulary.tokenize_forced(forced)
-            if all(matcher.accept_token(t) for t in tokens):
-                position += len(forced)
-                continue
-        # the model's own step: the longest token that spells what comes next and the grammar accepts
-        for length in range(min(vocabulary.longest_token, len(text) - position), 0, -1):
-            token = vocabulary.ids_by_bytes.get(text[position : position + length])
-            if token is not None and matcher.accept_token(token):
-                position += length
-                steps += 1
-                break
-        else:
-            raise ValueError(
-                f"the grammar refuses the document at byte {position}: {text[position : position + 20]!r}"
-            )
-    return plain_steps, steps
-
-
-def schema_ordered(document: dict, schema: dict) -> dict:
-    """The document as a model writes it: every property, in the schema's order, null when absent."""
-    ordered = {}
-    for key, sub in schema["properties"].items():
-        value = document.get(key)
-        if isinstance(value, dict) and "properties" in sub:
-            value = schema_ordered(value, sub)
-        elif isinstance(value, list) and isinstance(sub.get("items"), dict) and "properties" in sub["items"]:
-            value = [schema_ordered(v, sub["items"]) for v in value]
-        ordered[key] = value
-    return ordered
-
-
-def jump_forward_rows(generator: Generator):
-    schema = load_schema("receipt")
-    receipts = sample_receipts()
-    totals = [0, 0]
-    for receipt in receipts:
-        plain, jumped = replay_forward_steps(generator, schema, schema_ordered(receipt, schema))
-        totals[0] += plain
-        totals[1] += jumped
-    cut = 1 - totals[1] / totals[0] if totals[0] else 0.0
-    return {
-        "receipts": len(receipts),
-        "steps_plain": totals[0],
-        "steps_jump_forward": totals[1],
-        "cut": round(cut, 3),
-    }
-
-
 def grammar_ms_per_token(generator: Generator) -> float:
     """CPU time of the grammar per token (mask fill + apply), replaying the sample receipts."""
     import xgrammar as xgr
@@ -218,9 +141,9 @@ def grammar_ms_per_token(generator: Generator) -> float:
     logits = torch.zeros(1, generator.vocab_size)
     spent, tokens = 0.0, 0
     for receipt in sample_receipts():
-        text = json.dumps(schema_ordered(receipt, schema), separators=(",", ":"), ensure_ascii=False).encode()
+        text = answer_text(schema_ordered(receipt, schema), generator.json_layout)
         matcher = generator.grammars.matcher(schema)
-        for token in vocabulary.tokenize_forced(text):
+        for token in vocabulary.continuation(text):
             started = time.perf_counter()
             matcher.fill_next_token_bitmask(bitmask, 0)
             xgr.apply_token_bitmask_inplace(logits, bitmask)
@@ -275,15 +198,11 @@ def main() -> None:
     )
     torch.set_num_threads(torch.get_num_threads())
 
-    with tempfile.TemporaryDirectory() as scratch:
-        tokenizer = real_size_tokenizer(Path(scratch))
-    rows, jump, overhead = [], None, None
+    rows, overhead = [], None
     for name in args.models.split(","):
-        loaded = random_model(name, tokenizer, device, dtype)
+        loaded = random_model(name, device, dtype)
         engine = TransformersEngine(loaded, name=name)
-        if jump is None:
-            jump = jump_forward_rows(engine.generator)
-            print(json.dumps({"jump_forward": jump}), file=sys.stderr)
+        if overhead is None:
             overhead = constrained_overhead(loaded, args.new_tokens)
             overhead["grammar_ms_per_token"] = round(grammar_ms_per_token(engine.generator), 3)
             print(json.dumps({"constrained_overhead": overhead, "model": name}), file=sys.stderr)
@@ -311,10 +230,6 @@ def main() -> None:
             f"{r['vision_ms']} | {r['prefill_ms']} | {r['decode_ms']} | {r['tokens_per_s']} | "
             f"{r['docs_per_s']} | {r['peak_mb']} |"
         )
-    print(
-        f"\nJump-forward (receipt schema, {jump['receipts']} sample receipts replayed): "
-        f"{jump['steps_plain']} → {jump['steps_jump_forward']} forward steps, cut {jump['cut']:.1%}"
-    )
     print(
         f"Constrained decoding: {overhead['constrained']} ms/step against {overhead['unconstrained']} "
         f"ms/step unconstrained ({overhead['overhead']:+.1%}); the grammar itself: "

@@ -1,0 +1,94 @@
+"""Jump-forward with the published tokenizer: forward steps saved, and forced spans split as the tokenizer does.
+
+Random weights write noise, so the committed samples' ground truth is replayed instead, written as the
+model writes it (schema order, every property, in each JSON layout) through the grammar with the real
+32k Mistral sentencepiece model (mistral_common ships it; the published checkpoints ship the same file).
+The model is taken to write the tokenizer's own split of the answer; each time the grammar forces text,
+the tokens jump-forward appends are compared with that split (extractor.replay). Side by side: bayou's
+in-context forcing and a context-blind greedy longest match (what bayou did before).
+
+Usage: python bench/tokenization.py [--layouts spaced,compact,free]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.model import published_tokenizers  # noqa: E402
+from extractor.constrained import GrammarCache, Vocabulary, build_vocabulary  # noqa: E402
+from extractor.model.published import published_config  # noqa: E402
+from extractor.replay import Replay, answer_text, replay, schema_ordered  # noqa: E402
+from extractor.schemas import load_schema  # noqa: E402
+
+
+def greedy_longest_match(vocabulary: Vocabulary):
+    """Context-blind forcing: the longest tokens that spell the forced bytes."""
+    longest = max(len(raw) for raw in vocabulary.ids_by_bytes)
+
+    def tokens(written: bytes, forced: bytes) -> list[int]:
+        ids, position = [], 0
+        while position < len(forced):
+            for length in range(min(longest, len(forced) - position), 0, -1):
+                token = vocabulary.ids_by_bytes.get(forced[position : position + length])
+                if token is not None:
+                    ids.append(token)
+                    position += length
+                    break
+            else:
+                break
+        return ids
+
+    return tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layouts", default="spaced,compact,free")
+    args = parser.parse_args()
+    raw = published_config("h2ovl-800m")
+    with tempfile.TemporaryDirectory() as scratch:
+        tokens = published_tokenizers(Path(scratch), raw)
+    rows = [json.loads(line) for line in (ROOT / "samples" / "metadata.jsonl").read_text().splitlines()]
+    print(
+        f"{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}; command: python bench/tokenization.py {' '.join(sys.argv[1:])}"
+    )
+    print(
+        f"{len(rows)} sample answers (all three types), tokenizer: {tokens.prompt.base_size} pieces + added tokens\n"
+    )
+    print(
+        "| layout | forcing | answer tokens | forward steps | steps saved | forced spans | spans split unlike the tokenizer |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for layout in args.layouts.split(","):
+        stop_ids = [tokens.prompt.eos_id, tokens.prompt.token_id("<|end|>")]
+        vocabulary = build_vocabulary(
+            tokens.vocabulary, raw["llm_config"]["vocab_size"], stop_ids, tokens.prompt.continuation
+        )
+        grammars = GrammarCache(vocabulary, layout)
+        for label, pick in (
+            ("in context (bayou)", None),
+            ("greedy longest match", greedy_longest_match(vocabulary)),
+        ):
+            total = Replay()
+            for row in rows:
+                schema = load_schema(row["doc_type"])
+                text = answer_text(schema_ordered(row["ground_truth"], schema), layout)
+                total.add(replay(grammars, schema, text, pick))
+            saved = 1 - total.steps / total.tokens
+            print(
+                f"| {layout} | {label} | {total.tokens} | {total.steps} | {saved:.1%} | {total.forced_spans} | "
+                f"{total.split_differently} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
