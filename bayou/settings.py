@@ -35,8 +35,9 @@ class Settings(BaseSettings):
     device: str = "auto"
     # `auto`: bfloat16 on GPUs and on CPUs with native bf16 (AVX-512 BF16, AMX), float32 on other CPUs
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    # `int8`: int8 weights (torchao, the `cpu-int8` extra) for the language model's and vision tower's layers
-    quantize: Literal["none", "int8"] = "none"
+    # int8 for the language model's and vision tower's Linear layers: `int8-dynamic` (weights and activations,
+    # torch's own x86 kernels: the fast one on CPUs) or `int8` (weights only, torchao: the `cpu-int8` extra)
+    quantize: Literal["none", "int8", "int8-dynamic"] = "none"
     # torch's CPU threads per worker process; empty: every core the process may use (affinity, cgroup quota)
     threads: int | None = Field(None, ge=1)
     # how the grammar lets the answer's JSON be laid out: `spaced` (", " and ": ", json.dumps' default),

@@ -15,16 +15,18 @@ import torch
 
 from extractor.errors import ConfigurationError
 
-QUANTIZE_MODES = ("none", "int8")
+QUANTIZE_MODES = ("none", "int8", "int8-dynamic")
 
 
 def quantize(model: torch.nn.Module, mode: str) -> int:
     """Quantise `model` in place as `mode` asks; returns how many Linear layers changed (0 for none)."""
     if mode == "none":
         return 0
-    if mode != "int8":
-        raise ConfigurationError(f"BAYOU_QUANTIZE={mode}: unknown; use {' or '.join(QUANTIZE_MODES)}")
-    return quantize_int8(model)
+    if mode == "int8":
+        return quantize_int8(model)
+    if mode == "int8-dynamic":
+        return quantize_int8_dynamic(model)
+    raise ConfigurationError(f"BAYOU_QUANTIZE={mode}: unknown; use {', '.join(QUANTIZE_MODES)}")
 
 
 def quantize_int8(model: torch.nn.Module) -> int:
@@ -35,6 +37,23 @@ def quantize_int8(model: torch.nn.Module) -> int:
     for part in (inner.language_model, inner.vision_tower):
         count += sum(isinstance(m, torch.nn.Linear) for m in part.modules())
         quantize_(part, Int8WeightOnlyConfig())
+    return count
+
+
+def quantize_int8_dynamic(model: torch.nn.Module) -> int:
+    """int8 weights and per-token int8 activations (torch's own x86/fbgemm kernels, float32 in and out)."""
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    inner = model.model
+    count = 0
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        for name in ("language_model", "vision_tower"):
+            part = getattr(inner, name)
+            count += sum(isinstance(m, torch.nn.Linear) for m in part.modules())
+            setattr(inner, name, quantize_dynamic(part.float(), {torch.nn.Linear}, dtype=torch.qint8))
     return count
 
 

@@ -1,0 +1,252 @@
+"""CPU precision benchmark: float32 against bfloat16 against int8 weights, on the full-size H2OVL-Mississippi
+architectures with the same random weights, in one run.
+
+For each model the float32 network is built from a fixed seed; each variant is that same network cast to
+bfloat16, or given int8 weights (BAYOU_QUANTIZE=int8: torchao weight-only on the language model's and
+vision tower's Linear layers, float32 compute here). Every variant reads the same receipt-shaped page
+(preprocess with bayou's tiling, the vision tower on its tiles, the prompt's prefill) and then decodes
+`--new-tokens` steps, forced to the float32 run's greedy tokens, so every variant does the same work and
+its logits can be compared step by step with float32's: the numeric cost is the largest logit difference
+and the share of steps whose greedy token is float32's. The forward calls are bayou's own (extractor.
+generation's), without the grammar, whose cost does not depend on precision.
+
+Peak memory: the process's resident high-water mark (VmHWM), reset after the variant is built, so it is
+what running the variant needs; "weights" is the model's parameter and buffer memory.
+
+Usage: python bench/cpu_precision.py [--models h2ovl-800m,h2ovl-2b] [--precisions float32,bfloat16,int8]
+       [--max-tiles 2] [--new-tokens 64] [--prompt-text-tokens 630] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import InternVLForConditionalGeneration
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
+from extractor.model.device import configure_threads, cpu_flags, cpu_has_native_bf16  # noqa: E402
+from extractor.model.published import published_config  # noqa: E402
+from extractor.model.quantize import quantize  # noqa: E402
+from extractor.tiling import pixel_values  # noqa: E402
+
+SEED = 0
+VOCAB = 32010  # the published vocabulary: 32,000 sentencepiece pieces and ten added tokens
+IMAGE_TOKEN_ID = 32002  # <IMG_CONTEXT>, as in the published tokenizer
+
+
+def receipt_image(seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    page = np.full((1400, 600, 3), 235, dtype=np.uint8)
+    page[rng.random(page.shape[:2]) < 0.08] = 30  # ink-like speckle: content does not matter to timing
+    return Image.fromarray(page)
+
+
+def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, dict]:
+    """The published architecture with the seed's random weights, in `precision`."""
+    raw = published_config(name)
+    raw["llm_config"]["vocab_size"] = VOCAB
+    config = to_internvl_config(raw, image_token_id=IMAGE_TOKEN_ID)
+    torch.manual_seed(SEED)
+    model = InternVLForConditionalGeneration._from_config(
+        config, dtype=torch.float32, attn_implementation="sdpa"
+    )
+    model.eval().requires_grad_(False)
+    if precision == "bfloat16":
+        model.to(torch.bfloat16)
+    elif precision in ("int8", "int8-dynamic"):
+        quantize(model, precision)
+    return model, raw
+
+
+def weights_mib(model: torch.nn.Module) -> float:
+    """Memory of the model's state: float tensors, torchao's int8 weights, torch's packed int8 weights."""
+
+    def size(value) -> int:
+        if isinstance(value, (tuple, list)):
+            return sum(size(v) for v in value)
+        if not isinstance(value, torch.Tensor):
+            return 0
+        if hasattr(value, "qdata"):  # torchao's Int8Tensor: int8 data and its per-channel scales
+            return size(value.qdata) + size(value.scale)
+        return value.numel() * value.element_size()
+
+    return sum(size(v) for v in model.state_dict().values()) / 2**20
+
+
+def reset_peak_rss() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: VmHWM starts again from the current RSS
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@torch.inference_mode()
+def run(model, raw: dict, prompt_text_tokens: int, max_tiles: int, forced: list[int] | None, steps: int):
+    """One document: preprocess, vision, prefill, then `steps` decode steps (greedy, or `forced`)."""
+    settings = model_settings(raw)
+    dtype = next(model.parameters()).dtype
+    started = time.perf_counter()
+    tiling = {
+        "image_size": settings.image_size,
+        "min_tiles": settings.min_dynamic_patch,
+        "max_tiles": max_tiles,
+        "use_thumbnail": settings.use_thumbnail,
+        "use_msac": settings.use_msac,
+    }
+    pixels = pixel_values([receipt_image()], **tiling)
+    preprocess = time.perf_counter() - started
+
+    started = time.perf_counter()
+    features = model.model.get_image_features(pixel_values=pixels.to(dtype), return_dict=True).pooler_output
+    vision = time.perf_counter() - started
+
+    started = time.perf_counter()
+    generator = torch.Generator().manual_seed(SEED)
+    text = torch.randint(3, 32000, (prompt_text_tokens,), generator=generator)
+    image_slots = torch.full((features.shape[0] * features.shape[1],), IMAGE_TOKEN_ID)
+    ids = torch.cat([text[:20], image_slots, text[20:]]).unsqueeze(0)
+    embeds = model.get_input_embeddings()(ids)
+    embeds = embeds.masked_scatter((ids == IMAGE_TOKEN_ID).unsqueeze(-1), features.to(embeds.dtype))
+    out = model.model.language_model(inputs_embeds=embeds, use_cache=True)
+    cache = out.cache
+    logits = [model.lm_head(out.last_hidden_state[:, -1]).float()]
+    prefill = time.perf_counter() - started
+
+    started = time.perf_counter()
+    tokens: list[int] = []
+    for step in range(steps):
+        token = forced[step] if forced is not None else int(logits[-1].argmax())
+        tokens.append(token)
+        if step == steps - 1:
+            break
+        out = model.model.language_model(
+            inputs_embeds=model.get_input_embeddings()(torch.tensor([[token]])), cache=cache, use_cache=True
+        )
+        cache = out.cache
+        logits.append(model.lm_head(out.last_hidden_state[:, -1]).float())
+    decode = time.perf_counter() - started
+    return {
+        "tiles": int(pixels.shape[0]),
+        "prompt_tokens": int(ids.shape[1]),
+        "preprocess_ms": preprocess * 1000,
+        "vision_ms": vision * 1000,
+        "prefill_ms": prefill * 1000,
+        "decode_ms": decode * 1000,
+        "tokens": tokens,
+        "logits": torch.cat(logits),
+    }
+
+
+def measure(name: str, precision: str, args: argparse.Namespace, reference: Path) -> dict:
+    """One variant, in this (fresh) process; the float32 one writes `reference`, the others read it."""
+    configure_threads(args.threads)
+    started = time.perf_counter()
+    model, raw = build(name, precision)
+    built_s = time.perf_counter() - started
+    gc.collect()
+    reset_peak_rss()  # from here: what running the variant needs, not what building it from float32 did
+    forced = torch.load(reference)["tokens"] if precision != "float32" else None
+    result = run(model, raw, args.prompt_text_tokens, args.max_tiles, forced, args.new_tokens)
+    peak = peak_rss_mib()
+    if precision == "float32":
+        torch.save({"tokens": result["tokens"], "logits": result["logits"]}, reference)
+    expected = torch.load(reference)["logits"]
+    total_ms = sum(result[k] for k in ("preprocess_ms", "vision_ms", "prefill_ms", "decode_ms"))
+    return {
+        "model": name,
+        "precision": precision,
+        "build_s": round(built_s, 1),
+        "tiles": result["tiles"],
+        "prompt_tokens": result["prompt_tokens"],
+        **{k: round(result[k], 1) for k in ("preprocess_ms", "vision_ms", "prefill_ms")},
+        "decode_ms_per_token": round(result["decode_ms"] / max(args.new_tokens - 1, 1), 1),
+        "docs_per_s": round(1000 / total_ms, 4),
+        "peak_mib": round(peak),
+        "weights_mib": round(weights_mib(model)),
+        "max_logit_diff": round((result["logits"] - expected).abs().max().item(), 4),
+        "logit_scale": round(expected.abs().max().item(), 2),
+        "greedy_agreement": round(
+            (result["logits"].argmax(-1) == expected.argmax(-1)).float().mean().item(), 4
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="h2ovl-800m,h2ovl-2b")
+    parser.add_argument("--precisions", default="float32,bfloat16,int8,int8-dynamic")
+    parser.add_argument("--max-tiles", type=int, default=2)  # a 600×1400 receipt: 2 tiles + thumbnail
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--prompt-text-tokens", type=int, default=633)  # the receipt question's length
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # name:precision:reference, run in a child
+    args = parser.parse_args()
+    if args.variant:
+        name, precision, reference = args.variant.split(":", 2)
+        print(json.dumps(measure(name, precision, args, Path(reference))))
+        return
+    precisions = args.precisions.split(",")
+    if precisions[0] != "float32":
+        parser.error("the first precision must be float32: the others are compared with it")
+
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in args.models.split(","):
+            reference = Path(scratch) / f"{name}.pt"
+            for precision in precisions:
+                # a process per variant: its peak memory is its own, and nothing is left of the one before
+                child = subprocess.run(
+                    [sys.executable, __file__, *sys.argv[1:], "--variant", f"{name}:{precision}:{reference}"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+
+    threads = configure_threads(args.threads)
+    flags = cpu_flags(Path("/proc/cpuinfo"))
+    simd = sorted(f for f in flags if f.startswith(("avx512", "amx", "avx_vnni", "avx2")))
+    print(f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {threads} threads, native bf16: "
+        f"{cpu_has_native_bf16()} ({' '.join(simd) or 'no AVX2/AVX-512 flags'}); torch {torch.__version__}"
+    )
+    print(f"Command: python bench/cpu_precision.py {' '.join(sys.argv[1:])}\n")
+    print(
+        "| model | precision | tiles | prompt tokens | preprocess ms | vision ms | prefill ms | decode ms/token "
+        "| documents/s | × float32 | peak MiB | weights MiB | max \\|Δlogit\\| (scale) | greedy agreement |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    base = {}
+    for r in rows:
+        base.setdefault(r["model"], r["docs_per_s"])  # the model's float32 row, which runs first
+        print(
+            f"| {r['model']} | {r['precision']} | {r['tiles']} | {r['prompt_tokens']} | {r['preprocess_ms']} | "
+            f"{r['vision_ms']} | {r['prefill_ms']} | {r['decode_ms_per_token']} | {r['docs_per_s']} | "
+            f"{r['docs_per_s'] / base[r['model']]:.2f} | {r['peak_mib']} | {r['weights_mib']} | "
+            f"{r['max_logit_diff']} ({r['logit_scale']}) | {r['greedy_agreement']:.1%} of {args.new_tokens} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
