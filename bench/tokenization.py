@@ -7,7 +7,7 @@ The model is taken to write the tokenizer's own split of the answer; each time t
 the tokens jump-forward appends are compared with that split (extractor.replay). Side by side: bayou's
 in-context forcing and a context-blind greedy longest match (what bayou did before).
 
-Usage: python bench/tokenization.py [--layouts spaced,compact,free]
+Usage: python bench/tokenization.py [--layouts spaced,compact,free] [--types receipt,drivers_license,check]
 """
 
 from __future__ import annotations
@@ -53,16 +53,18 @@ def greedy_longest_match(vocabulary: Vocabulary):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layouts", default="spaced,compact,free")
+    parser.add_argument("--types", default="receipt,drivers_license,check")
     args = parser.parse_args()
     raw = published_config("h2ovl-800m")
     with tempfile.TemporaryDirectory() as scratch:
         tokens = published_tokenizers(Path(scratch), raw)
-    rows = [json.loads(line) for line in (ROOT / "samples" / "metadata.jsonl").read_text().splitlines()]
+    lines = (ROOT / "samples" / "metadata.jsonl").read_text().splitlines()
+    rows = [row for row in map(json.loads, lines) if row["doc_type"] in args.types.split(",")]
     print(
         f"{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}; command: python bench/tokenization.py {' '.join(sys.argv[1:])}"
     )
     print(
-        f"{len(rows)} sample answers (all three types), tokenizer: {tokens.prompt.base_size} pieces + added tokens\n"
+        f"{len(rows)} sample answers ({args.types}), tokenizer: {tokens.prompt.base_size} pieces + added tokens\n"
     )
     print(
         "| layout | forcing | answer tokens | forward steps | steps saved | forced spans | spans split unlike the tokenizer |"
