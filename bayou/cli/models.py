@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from bayou.settings import Settings
+    from extractor.model import LoadedModel
+    from extractor.result import Result
 
 models_app = typer.Typer(help="Model checkpoints.", no_args_is_help=True)
 
@@ -69,8 +75,13 @@ def check(
 
 
 def _extract_sample(
-    loaded, source: str, sample: Path | None, doc_type: str | None, settings, max_new_tokens: int
-):
+    loaded: LoadedModel,
+    source: str,
+    sample: Path | None,
+    doc_type: str | None,
+    settings: Settings,
+    max_new_tokens: int,
+) -> Result:
     """The sample's Result: the given file, or a synthetic receipt drawn here (deterministic)."""
     from extractor.engine import TransformersEngine
     from extractor.pipeline import DocumentInput, Extractor, Limits
