@@ -91,11 +91,12 @@ def _kind(kind: str, setting: str) -> EngineKind:
 def _build_transformers(entry: ModelEntry, settings: Settings) -> Engine:
     from extractor.engine import TransformersEngine
     from extractor.model import load_model
-    from extractor.model.device import configure_threads
-    from extractor.model.quantize import quantize
+    from extractor.model.device import configure_threads, resolve_device
+    from extractor.model.quantize import load_dtype, quantize
 
     configure_threads(settings.threads)
-    loaded = load_model(settings.model_source(entry.alias), device=settings.device, dtype=settings.dtype)
+    dtype = load_dtype(settings.quantize, settings.dtype, resolve_device(settings.device))
+    loaded = load_model(settings.model_source(entry.alias), device=settings.device, dtype=dtype)
     quantize(loaded.model, settings.quantize)
     return TransformersEngine(loaded, name=entry.alias, json_layout=settings.json_layout)
 

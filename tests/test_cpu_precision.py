@@ -146,21 +146,34 @@ def test_an_unknown_quantisation_names_the_setting() -> None:
         quantize(torch.nn.Linear(2, 2), "int4")
 
 
+def test_int8_dynamic_loads_float32_on_a_cpu_and_refuses_the_rest() -> None:
+    from extractor.model.quantize import load_dtype
+
+    cpu = torch.device("cpu")
+    assert load_dtype("int8-dynamic", "auto", cpu) == "float32"  # also where auto would be bfloat16
+    assert load_dtype("int8", "auto", cpu) == "auto"
+    with pytest.raises(ConfigurationError, match="BAYOU_DTYPE=bfloat16 cannot go with it"):
+        load_dtype("int8-dynamic", "bfloat16", cpu)
+    with pytest.raises(ConfigurationError, match="CPUs only"):
+        load_dtype("int8-dynamic", "auto", torch.device("cuda"))
+
+
 def test_the_transformers_builder_applies_threads_and_int8(tiny_checkpoint: Path, monkeypatch) -> None:
-    pytest.importorskip("torchao")
     import bayou.engines as engines
     from bayou.settings import Settings
 
     monkeypatch.setenv("BAYOU_MODEL_800M", str(tiny_checkpoint))
-    monkeypatch.setenv("BAYOU_QUANTIZE", "int8")
+    monkeypatch.setenv("BAYOU_QUANTIZE", "int8-dynamic")
     monkeypatch.setenv("BAYOU_THREADS", "1")
     monkeypatch.setenv("BAYOU_DEVICE", "cpu")
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)  # auto alone would be bfloat16
     before = torch.get_num_threads()
     try:
         engine = engines.build_engine("h2ovl-800m", Settings())
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+    assert engine.loaded.dtype is torch.float32
     down = engine.loaded.model.model.language_model.layers[0].mlp.down_proj
-    assert type(down.weight).__name__ == "Int8Tensor"
+    assert type(down).__module__.startswith("torch.ao.nn.quantized.dynamic")
     assert engine.name == "h2ovl-800m"

@@ -18,6 +18,24 @@ from extractor.errors import ConfigurationError
 QUANTIZE_MODES = ("none", "int8", "int8-dynamic")
 
 
+def load_dtype(mode: str, dtype: str, device: torch.device) -> str:
+    """The BAYOU_DTYPE to load the model in before quantising it as `mode`: int8-dynamic takes and gives
+    float32 and has CPU kernels only, so it refuses anything else rather than fail at the first document."""
+    if mode != "int8-dynamic":
+        return dtype
+    if device.type != "cpu":
+        raise ConfigurationError(
+            f"BAYOU_QUANTIZE=int8-dynamic runs on CPUs only (torch's x86 kernels), not {device}; "
+            "use int8 or none there"
+        )
+    if dtype not in ("auto", "float32"):
+        raise ConfigurationError(
+            f"BAYOU_QUANTIZE=int8-dynamic computes in float32: BAYOU_DTYPE={dtype} cannot go with it "
+            "(set BAYOU_DTYPE=auto or float32)"
+        )
+    return "float32"
+
+
 def quantize(model: torch.nn.Module, mode: str) -> int:
     """Quantise `model` in place as `mode` asks; returns how many Linear layers changed (0 for none)."""
     if mode == "none":
