@@ -24,7 +24,7 @@ from PIL import Image
 
 from bayou.settings import Settings
 from extractor.engine import EngineRequest
-from extractor.errors import ConfigurationError
+from extractor.errors import ConfigurationError, InputError
 from extractor.registry import MODELS
 from extractor.vllm_engine import (
     Prepared,
@@ -213,12 +213,15 @@ def test_vllm_engine_schema_answer_and_field_confidence(vllm_server: str, vllm_c
 @pytest.mark.slow
 def test_vllm_engine_fits_the_context_with_fewer_tiles(vllm_server: str, vllm_checkpoint: Path) -> None:
     vllm = VLLMEngine(vllm_server, checkpoint=read_checkpoint(str(vllm_checkpoint)), name="tiny")
-    # 6 tiles + thumbnail would be 1,792 image tokens; with 7,000 answer tokens only a 1-tile page fits
-    request = EngineRequest(images=[_image(1800, 900, 4)], question="x", max_new_tokens=7000)
+    # a 2x3 page is 6 tiles + thumbnail, 1,792 image tokens: with 7,000 answer tokens only fewer tiles fit
+    request = EngineRequest(images=[_image(400, 600, 4)], question="x", max_new_tokens=7000)
     fit = vllm.fit(request)
     assert fit.max_tiles < 6 and fit.prompt_tokens + 7000 <= 8192
     body = vllm.prepare(request).body
     assert body["mm_processor_kwargs"]["max_dynamic_patch"] == fit.max_tiles
+    with pytest.raises(InputError) as raised:  # not even one tile a page leaves room for the answer
+        vllm.fit(EngineRequest(images=[_image(400, 600, 4)], question="x", max_new_tokens=8000))
+    assert raised.value.code == "context_too_long"
 
 
 # --- wire units: no server ---
@@ -309,3 +312,26 @@ def test_a_server_that_goes_away_mid_request_is_transient() -> None:
     finally:
         listener.close()
     assert isinstance(raised.value, TRANSIENT_ERRORS)  # the workers retry it; nothing was written
+
+
+def test_docker_compose_runs_the_servers_the_way_the_client_expects() -> None:
+    import yaml
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    worker = services["worker-gpu"]["environment"]
+    assert worker["BAYOU_ENGINE"] == "vllm"
+    tested = server_command(Path("ckpt"), 0, "x")
+    for alias, entry in MODELS.items():
+        suffix = entry.engine_setting.removeprefix("engine_")
+        service = f"vllm-{suffix}"
+        assert worker[f"BAYOU_VLLM_URL_{suffix.upper()}"] == f"http://{service}:8000"
+        flags = dict(
+            arg.removeprefix("--").split("=", 1) if "=" in arg else (arg[2:], "")
+            for arg in services[service]["command"]
+        )
+        assert flags["model"] == entry.hub_id and flags["served-model-name"] == alias
+        for flag in ("chat-template-content-format", "logprobs-mode", "max-model-len", "limit-mm-per-prompt"):
+            assert flags[flag] == tested[tested.index(f"--{flag}") + 1], flag
+        assert "trust-request-mm-kwargs" in flags
+        assert flags["chat-template"].endswith("/prompt_parts.jinja")
+        assert "ports" not in services[service]  # only bayou's workers reach it (it trusts their mm kwargs)
