@@ -7,6 +7,7 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -87,6 +88,7 @@ def test_wrong_passwords_lock_the_account(review_client) -> None:
         assert until is not None and until > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=14)
 
 
+@pytest.mark.slow
 def test_parallel_wrong_passwords_are_all_counted(review_client, monkeypatch) -> None:
     """The race the old read-modify-write lost: wrong passwords at once each read the count before any
     wrote it, so the lock never came and the right password signed in afterwards."""
@@ -108,6 +110,7 @@ def test_parallel_wrong_passwords_are_all_counted(review_client, monkeypatch) ->
     assert review_client.get("/review/queue", follow_redirects=False).status_code == 303
 
 
+@pytest.mark.slow
 def test_an_unknown_email_is_answered_like_a_known_one(review_client) -> None:
     review_client.review.user()
     answers = {}
@@ -133,8 +136,15 @@ def test_one_address_trying_many_accounts_is_stopped(review_client) -> None:
     review_client.review.user()
     sprayer = TestClient(review_client.app, client=("203.0.113.10", 40000))
     limit = throttle.LIMITS["address"]
-    statuses = [sign_in_from(sprayer, f"user{n}@example.com", "guess").status_code for n in range(limit)]
-    assert statuses == [401] * (limit - 1) + [429]
+    with review_client.review.state.sessions() as session:
+        # all but the last failure counted directly (each through the form would cost a password hash)
+        for n in range(limit - 2):
+            assert (
+                throttle.record_failure(session, throttle.keys_for(f"user{n}@example.com", "203.0.113.10"))
+                is None
+            )
+    statuses = [sign_in_from(sprayer, f"other{n}@example.com", "guess").status_code for n in range(2)]
+    assert statuses == [401, 429]
     # every account is closed to that address now, a real one with its right password too
     assert sign_in_from(sprayer, "rita@example.com", REVIEW_PASSWORD).status_code == 429
     assert review_client.review.sign_in().status_code == 303
