@@ -22,6 +22,7 @@ from extractor.registry import FALLBACK_MODEL, ModelEntry, lookup
 
 if TYPE_CHECKING:
     from extractor.engine import Engine
+    from extractor.pipeline import Extractor
 
 _lock = threading.Lock()
 _engines: dict[tuple[Any, ...], Engine] = {}
@@ -51,6 +52,21 @@ def get_engine(name: str, settings: Settings | None = None) -> Engine:
         if key not in _engines:
             _engines[key] = build_engine(name, settings)
         return _engines[key]
+
+
+def extractor_for(
+    engine: Engine, settings: Settings, *, constrained: bool = True, max_tiles: int | None = None
+) -> Extractor:
+    """The pipeline around `engine` with the settings' input caps and answer budget."""
+    from extractor.pipeline import Extractor
+
+    return Extractor(
+        engine,
+        constrained=constrained,
+        max_tiles=max_tiles,
+        limits=settings.limits(),
+        max_new_tokens=settings.max_new_tokens,
+    )
 
 
 def build_engine(name: str, settings: Settings) -> Engine:

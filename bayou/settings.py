@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from extractor import registry
+
+if TYPE_CHECKING:
+    from extractor.pipeline import Limits
 
 EXTRACT_KILL_GRACE_S = 60  # between the extract task's soft time limit and the kill
 
@@ -118,6 +121,16 @@ class Settings(BaseSettings):
     @property
     def extract_hard_limit_s(self) -> int:
         return self.extract_time_limit_s + EXTRACT_KILL_GRACE_S
+
+    def limits(self) -> Limits:
+        """The input caps, as the pipeline takes them."""
+        from extractor.pipeline import Limits  # the pipeline pulls in torch: not for every settings reader
+
+        return Limits(
+            max_pages=self.max_pages,
+            max_pixels=self.max_pixels,
+            max_document_pixels=self.max_document_pixels,
+        )
 
     def model_source(self, name: str) -> str:
         """A model alias (`h2ovl-800m`, `h2ovl-2b`) to its hub id or directory; anything else is a source."""

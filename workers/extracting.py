@@ -174,15 +174,12 @@ def _page_images(runtime: Runtime, hashes: list[str]) -> list[Image.Image]:
 def _extract_group(
     session: Session, model: str, group: list[_Ready], max_tiles: int | None
 ) -> dict[int, Outcome]:
-    from bayou.engines import get_engine
+    from bayou.engines import extractor_for, get_engine
     from bayou.settings import get_settings
-    from extractor.pipeline import Extractor
 
     try:
         settings = get_settings()
-        extractor = Extractor(
-            get_engine(model, settings), max_tiles=max_tiles, max_new_tokens=settings.max_new_tokens
-        )
+        extractor = extractor_for(get_engine(model, settings), settings, max_tiles=max_tiles)
     except BayouError as error:  # a model that cannot be loaded: not the documents' fault, but final
         for ready in group:
             fail(session, ready.job.document_id, error.code, error.message)

@@ -26,7 +26,7 @@ def rasterize_stored(runtime: Runtime, document_id: str) -> Outcome:
     Safe to run again: a retry or a redelivery of a document whose pages an earlier delivery stored
     (its extraction message then failed to go out, say) finds them and answers RASTERIZED at once, so
     the caller sends the extraction; a finished document is SKIPPED."""
-    from extractor.pipeline import DocumentInput, Limits, rasterize_document
+    from extractor.pipeline import DocumentInput, rasterize_document
 
     with runtime.sessions() as session:
         document = start_attempt(session, document_id, allowed=_STARTABLE)
@@ -43,14 +43,7 @@ def rasterize_stored(runtime: Runtime, document_id: str) -> Outcome:
             name=document.filename,
         )
         settings = runtime.settings
-        rasterized = rasterize_document(
-            source,
-            Limits(
-                max_pages=settings.max_pages,
-                max_pixels=settings.max_pixels,
-                max_document_pixels=settings.max_document_pixels,
-            ),
-        )
+        rasterized = rasterize_document(source, settings.limits())
         if rasterized.error is not None:
             log.info("document %s failed to rasterise: %s", document_id, rasterized.error.code)
             fail(session, document_id, rasterized.error.code, rasterized.error.message)

@@ -31,12 +31,12 @@ def evaluate(
     from rich.console import Console
     from rich.progress import Progress
 
-    from bayou.engines import get_engine
+    from bayou.engines import extractor_for, get_engine
     from bayou.settings import get_settings
     from extractor.datasets import read_dataset
     from extractor.errors import BayouError
     from extractor.evaluation import Record, RecordStore, build_report, render_report, report_to_json
-    from extractor.pipeline import DocumentInput, Extractor, Limits
+    from extractor.pipeline import DocumentInput
 
     settings = get_settings()
     try:
@@ -49,20 +49,9 @@ def evaluate(
     store = RecordStore(out) if out else None
     records: list[Record] = store.records() if store else []
     done = {r.key for r in records}
-    limits = Limits(
-        max_pages=settings.max_pages,
-        max_pixels=settings.max_pixels,
-        max_document_pixels=settings.max_document_pixels,
-    )
     with Progress(console=Console(stderr=True), transient=False) as progress:
         for engine in engines:
-            extractor = Extractor(
-                engine,
-                constrained=not no_constrained,
-                max_tiles=max_tiles,
-                limits=limits,
-                max_new_tokens=settings.max_new_tokens,
-            )
+            extractor = extractor_for(engine, settings, constrained=not no_constrained, max_tiles=max_tiles)
             pending = [e for e in entries if (engine.name, e.doc_type, e.file_name) not in done]
             task = progress.add_task(
                 f"{engine.name}", total=len(entries), completed=len(entries) - len(pending)

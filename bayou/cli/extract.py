@@ -30,10 +30,10 @@ def extract(
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Documents per batched generate call."),
 ) -> None:
     """Extract validated JSON from documents; progress and logs go to stderr."""
-    from bayou.engines import get_engine, model_name
+    from bayou.engines import extractor_for, get_engine, model_name
     from bayou.settings import get_settings
     from extractor.errors import BayouError
-    from extractor.pipeline import DocumentInput, Extractor, Limits
+    from extractor.pipeline import DocumentInput
     from extractor.schemas import available_types
 
     settings = get_settings()
@@ -52,18 +52,7 @@ def extract(
         typer.echo(f"error: {error.message}", err=True)
         raise typer.Exit(2) from None
 
-    limits = Limits(
-        max_pages=settings.max_pages,
-        max_pixels=settings.max_pixels,
-        max_document_pixels=settings.max_document_pixels,
-    )
-    extractor = Extractor(
-        engine,
-        constrained=not no_constrained,
-        max_tiles=max_tiles,
-        limits=limits,
-        max_new_tokens=settings.max_new_tokens,
-    )
+    extractor = extractor_for(engine, settings, constrained=not no_constrained, max_tiles=max_tiles)
     documents = (
         [DocumentInput(sources=list(files), doc_type=doc_type, name=",".join(map(str, files)))]
         if together

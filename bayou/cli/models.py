@@ -83,8 +83,9 @@ def _extract_sample(
     max_new_tokens: int,
 ) -> Result:
     """The sample's Result: the given file, or a synthetic receipt drawn here (deterministic)."""
+    from bayou.engines import extractor_for
     from extractor.engine import TransformersEngine
-    from extractor.pipeline import DocumentInput, Extractor, Limits
+    from extractor.pipeline import DocumentInput
 
     if sample is not None and doc_type is not None:
         document = DocumentInput.from_path(sample, doc_type)
@@ -101,8 +102,8 @@ def _extract_sample(
             sources=[png.getvalue()], doc_type="receipt", name="bundled synthetic receipt"
         )
     engine = TransformersEngine(loaded, name=source, json_layout=settings.json_layout)
-    limits = Limits(max_pages=settings.max_pages, max_pixels=settings.max_pixels)
-    return Extractor(engine, limits=limits, max_new_tokens=max_new_tokens).extract([document])[0]
+    extractor = extractor_for(engine, settings.model_copy(update={"max_new_tokens": max_new_tokens}))
+    return extractor.extract([document])[0]
 
 
 def register(app: typer.Typer) -> None:
