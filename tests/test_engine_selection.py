@@ -4,6 +4,7 @@ extract`, `bayou worker` and `bayou serve`."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 import bayou.engines as engines
+from bayou.logs import ERRORS_ONLY_LOGGERS
 from bayou.settings import Settings, get_settings
 from extractor import registry
 from extractor.errors import ConfigurationError
@@ -29,7 +31,13 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("BAYOU_DATABASE_URL", f"sqlite:///{tmp_path / 'bayou.db'}")
     get_settings.cache_clear()
     engines.forget_engines()
+    # as `bayou`'s main does before any command: import-time warnings of optional libraries kept to errors
+    levels = {name: logging.getLogger(name).level for name in ERRORS_ONLY_LOGGERS}
+    for name in ERRORS_ONLY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     yield monkeypatch
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
     get_settings.cache_clear()
     engines.forget_engines()
 
@@ -166,8 +174,6 @@ def test_serve_with_the_embedded_worker_checks_every_models_engine(env) -> None:
     env.setattr(
         "uvicorn.run", lambda *args, **kwargs: pytest.fail("served despite an engine that cannot start")
     )
-    import logging
-
     root = logging.getLogger()
     saved = list(root.handlers), root.level  # serve sets up the root logger
     try:
