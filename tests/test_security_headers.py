@@ -30,7 +30,12 @@ def test_error_pages_carry_the_security_headers(signed_in) -> None:
     assert signed_in.review.sign_in("rita@example.com", REVIEW_PASSWORD).status_code == 303
     forbidden = signed_in.get("/review/admin/users")
     assert forbidden.status_code == 403
-    for page in (missing, forbidden):
+    # the framework's own refusals under /review too: an unknown path, a query that fails validation
+    unknown = signed_in.get("/review/no-such-page")
+    assert unknown.status_code == 404
+    bad_query = signed_in.get("/review/documents/doc_nope/pages/abc")
+    assert bad_query.status_code == 422
+    for page in (missing, forbidden, unknown, bad_query):
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
         assert page.headers["x-frame-options"] == "DENY"
         assert page.headers["x-content-type-options"] == "nosniff"
