@@ -24,30 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.model import published_tokenizers  # noqa: E402
-from extractor.constrained import GrammarCache, Vocabulary, build_vocabulary  # noqa: E402
+from extractor.constrained import GrammarCache, build_vocabulary  # noqa: E402
 from extractor.model.published import published_config  # noqa: E402
-from extractor.replay import Replay, answer_text, replay, schema_ordered  # noqa: E402
+from extractor.replay import Replay, answer_text, greedy_longest_match, replay, schema_ordered  # noqa: E402
 from extractor.schemas import load_schema  # noqa: E402
-
-
-def greedy_longest_match(vocabulary: Vocabulary):
-    """Context-blind forcing: the longest tokens that spell the forced bytes."""
-    longest = max(len(raw) for raw in vocabulary.ids_by_bytes)
-
-    def tokens(written: bytes, forced: bytes) -> list[int]:
-        ids, position = [], 0
-        while position < len(forced):
-            for length in range(min(longest, len(forced) - position), 0, -1):
-                token = vocabulary.ids_by_bytes.get(forced[position : position + length])
-                if token is not None:
-                    ids.append(token)
-                    position += length
-                    break
-            else:
-                break
-        return ids
-
-    return tokens
 
 
 def main() -> None:

@@ -10,10 +10,11 @@ jump-forward would append are compared with the reference tokens at that point.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from extractor.constrained import JSON_LAYOUTS, GrammarCache
+from extractor.constrained import JSON_LAYOUTS, GrammarCache, Vocabulary
 
 
 @dataclass
@@ -49,7 +50,33 @@ def schema_ordered(document: dict[str, Any], schema: dict[str, Any]) -> dict[str
     return ordered
 
 
-def replay(grammars: GrammarCache, schema: dict[str, Any], text: str, forced_tokens=None) -> Replay:
+def greedy_longest_match(vocabulary: Vocabulary) -> Callable[[bytes, bytes], list[int]]:
+    """Context-blind forcing, for comparison: the longest tokens that spell the forced bytes (bayou's
+    jump-forward before it split forced text in its context)."""
+    longest = max(len(raw) for raw in vocabulary.ids_by_bytes)
+
+    def tokens(written: bytes, forced: bytes) -> list[int]:
+        ids, position = [], 0
+        while position < len(forced):
+            for length in range(min(longest, len(forced) - position), 0, -1):
+                token = vocabulary.ids_by_bytes.get(forced[position : position + length])
+                if token is not None:
+                    ids.append(token)
+                    position += length
+                    break
+            else:
+                break
+        return ids
+
+    return tokens
+
+
+def replay(
+    grammars: GrammarCache,
+    schema: dict[str, Any],
+    text: str,
+    forced_tokens: Callable[[bytes, bytes], list[int]] | None = None,
+) -> Replay:
     """Walk the reference split of `text` through the schema's grammar, forcing where the grammar forces.
 
     `forced_tokens(written, forced)` picks the tokens jump-forward appends (default: the vocabulary's);

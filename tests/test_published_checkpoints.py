@@ -210,29 +210,9 @@ def _sample_answers() -> list[tuple[str, dict]]:
     return answers
 
 
-def _greedy_longest_match(vocabulary) -> Callable[[bytes, bytes], list[int]]:
-    """What jump-forward appended before: the longest tokens spelling the forced bytes, context ignored."""
-
-    def tokens(written: bytes, forced: bytes) -> list[int]:
-        ids, position = [], 0
-        longest = max(len(raw) for raw in vocabulary.ids_by_bytes)
-        while position < len(forced):
-            for length in range(min(longest, len(forced) - position), 0, -1):
-                token = vocabulary.ids_by_bytes.get(forced[position : position + length])
-                if token is not None:
-                    ids.append(token)
-                    position += length
-                    break
-            else:
-                break
-        return ids
-
-    return tokens
-
-
 @pytest.mark.parametrize("layout", ["spaced", "compact"])
 def test_forced_spans_split_as_the_real_tokenizer_splits_the_answer(published_model, layout: str) -> None:
-    from extractor.replay import Replay, answer_text, replay
+    from extractor.replay import Replay, answer_text, greedy_longest_match, replay
 
     generator = Generator(published_model, json_layout=layout)
     total, greedy = Replay(), Replay()
@@ -241,7 +221,7 @@ def test_forced_spans_split_as_the_real_tokenizer_splits_the_answer(published_mo
         total.add(replay(generator.grammars, load_schema(doc_type), text))
         greedy.add(
             replay(
-                generator.grammars, load_schema(doc_type), text, _greedy_longest_match(generator.vocabulary)
+                generator.grammars, load_schema(doc_type), text, greedy_longest_match(generator.vocabulary)
             )
         )
     assert total.forced_spans > 100 and total.steps < 0.8 * total.tokens  # it still saves steps
