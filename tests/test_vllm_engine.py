@@ -209,6 +209,69 @@ def test_vllm_engine_fits_the_context_with_fewer_tiles(vllm_server: str, vllm_ch
     assert raised.value.code == "context_too_long"
 
 
+@pytest.mark.slow
+def test_bayou_engine_vllm_builds_the_client_from_the_settings(
+    vllm_server: str, vllm_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bayou import engines
+
+    monkeypatch.setenv("BAYOU_ENGINE", "vllm")
+    monkeypatch.setenv("BAYOU_VLLM_URL", vllm_server)  # a checkpoint directory's server: the fallback
+    settings = Settings()
+    engines.check_engines([str(vllm_checkpoint)], settings)
+
+    engine = engines.build_engine(str(vllm_checkpoint), settings)
+
+    assert isinstance(engine, VLLMEngine) and engine.model == "tiny"
+    (output,) = engine.run([EngineRequest(images=[_image(300, 300, 5)], question="hi", max_new_tokens=4)])
+    assert output.generated_tokens == 4 and output.tiles_per_page == [1]
+
+
+_VLLM_TILES = """
+import sys, json
+import numpy as np
+from PIL import Image
+from vllm.transformers_utils.processors.h2ovl import H2OVLImageProcessor
+for case in json.loads(sys.argv[1]):
+    processor = H2OVLImageProcessor(
+        image_size=448, min_dynamic_patch=1, max_dynamic_patch=6, dynamic_image_size=True,
+        use_thumbnail=True, use_msac=case["msac"],
+    )
+    images = [Image.open(path) for path in case["images"]]
+    out = processor(images, max_dynamic_patch=case["cap"])
+    np.save(case["out"], out["pixel_values_flat"].numpy())
+"""
+
+
+@pytest.mark.slow
+def test_vllm_tiles_and_msac_as_bayou_does(tmp_path: Path) -> None:
+    """The pixels vLLM's H2OVL processor (the code the server runs) makes of a page are bayou's, MSAC included."""
+    from extractor.tiling import pixel_values
+
+    sizes = [(900, 500), (400, 600), (1800, 900), (300, 1400), (1000, 1000)]
+    paths = []
+    for index, (width, height) in enumerate(sizes):
+        paths.append(tmp_path / f"{index}.png")
+        _image(width, height, index).save(paths[-1])
+    cases = [
+        {"images": [str(p)], "msac": msac, "cap": cap}
+        for p in paths
+        for msac in (False, True)
+        for cap in (6, 2)
+    ]
+    cases.append({"images": [str(p) for p in paths[:2]], "msac": True, "cap": 6})  # two pages: no MSAC
+    for index, case in enumerate(cases):
+        case["out"] = str(tmp_path / f"case{index}.npy")
+    subprocess.run([str(VLLM_PYTHON), "-c", _VLLM_TILES, json.dumps(cases)], check=True, capture_output=True)
+
+    for case in cases:
+        images = [Image.open(path) for path in case["images"]]
+        ours = pixel_values(images, max_tiles=case["cap"], use_msac=case["msac"]).numpy()
+        theirs = np.load(case["out"])
+        assert theirs.shape == ours.shape, case
+        assert np.abs(theirs - ours).max() < 1e-5, case
+
+
 # --- wire units: no server ---
 
 
