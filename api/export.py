@@ -1,6 +1,15 @@
-"""Streaming exports of every matching document: JSON lines, or CSV with the result data flattened into
-columns named by JSON pointer (`data/items/0/price`). Each export opens its own session: the response
-outlives the request's injected one."""
+"""Streaming exports of every matching document: JSON lines, or CSV with the data flattened into columns
+named by JSON pointer (`data/items/0/price`).
+
+The data exported is the document's final data: a reviewer's corrections where an approval made some,
+else the model's output; `data_source` says which (`review` or `model`; empty without data). A JSON line
+is the Document (its `result.data` is always the model's, its `review.data` the corrections) plus those
+two keys, `data` and `data_source`.
+
+A slow client must not hold a database connection: the documents are read a page at a time, each page in
+a session of its own that is closed (its connection back in the pool, no transaction left open) before
+that page's lines are handed to the client. Each export opens its own sessions: the response outlives
+the request's injected one."""
 
 from __future__ import annotations
 
@@ -13,8 +22,8 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.serialize import document_json
-from storage.documents import DocumentFilter, iter_documents
+from api.serialize import document_json, preload
+from storage.documents import MAX_PAGE_SIZE, DocumentFilter, list_documents
 
 BASE_COLUMNS = [
     "id",
@@ -28,37 +37,71 @@ BASE_COLUMNS = [
     "error/code",
     "result/valid",
     "review/action",
+    "data_source",
 ]
+PAGE_SIZE = MAX_PAGE_SIZE  # documents read per short session
 # a spreadsheet runs a cell starting with one of these as a formula
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+def export_pages(sessions: sessionmaker[Session], filters: DocumentFilter) -> Iterator[list[dict[str, Any]]]:
+    """Every match, newest first, as exported JSON, a page at a time; no connection is held between
+    pages (the keyset cursor, not an open transaction, remembers where the export is)."""
+    cursor = None
+    while True:
+        with sessions() as session:
+            page = list_documents(session, filters, limit=PAGE_SIZE, cursor=cursor)
+            preload(session, page.items)
+            documents = [export_json(document) for document in page.items]
+        yield documents
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+def export_json(document: Any) -> dict[str, Any]:
+    """The Document JSON with the final `data` and its `data_source`."""
+    shown = jsonable_encoder(document_json(document))
+    shown["data"], shown["data_source"] = final_data(shown)
+    return shown
+
+
+def final_data(document: dict[str, Any]) -> tuple[Any, str | None]:
+    """The reviewer's corrections when an approval made some, else the model's data; and which it is."""
+    review = document.get("review") or {}
+    if review.get("action") == "approve" and review.get("data") is not None:
+        return review["data"], "review"
+    data = (document.get("result") or {}).get("data")
+    return (data, "model") if data is not None else (None, None)
+
+
 def jsonl_lines(sessions: sessionmaker[Session], filters: DocumentFilter) -> Iterator[bytes]:
-    with sessions() as session:
-        for document in iter_documents(session, filters):
-            line = json.dumps(jsonable_encoder(document_json(document)), ensure_ascii=False)
-            yield (line + "\n").encode("utf-8")
+    for documents in export_pages(sessions, filters):
+        yield "".join(json.dumps(document, ensure_ascii=False) + "\n" for document in documents).encode(
+            "utf-8"
+        )
 
 
 def csv_chunks(sessions: sessionmaker[Session], filters: DocumentFilter) -> Iterator[bytes]:
     # two passes over the database instead of one over memory: the first learns the columns (data
     # fields differ between types and documents), the second writes the rows
-    with sessions() as session:
-        data_columns: dict[str, None] = {}
-        for document in iter_documents(session, filters):
-            for column in _flat_row(document_json(document)):
+    data_columns: dict[str, None] = {}
+    for documents in export_pages(sessions, filters):
+        for document in documents:
+            for column in _flat_row(document):
                 if column not in BASE_COLUMNS:
                     data_columns.setdefault(column, None)
-        columns = BASE_COLUMNS + sorted(data_columns)
-        buffer = io.StringIO()
-        # rows added between the passes may bring columns the header lacks: those cells are dropped
-        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for document in iter_documents(session, filters):
-            writer.writerow(_flat_row(document_json(document)))
+    columns = BASE_COLUMNS + sorted(data_columns)
+    buffer = io.StringIO()
+    # rows added between the passes may bring columns the header lacks: those cells are dropped
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for documents in export_pages(sessions, filters):
+        for document in documents:
+            writer.writerow(_flat_row(document))
             if buffer.tell() > 64 * 1024:
                 yield _drain(buffer)
-        yield _drain(buffer)
+    yield _drain(buffer)
 
 
 def _drain(buffer: io.StringIO) -> bytes:
@@ -68,8 +111,7 @@ def _drain(buffer: io.StringIO) -> bytes:
     return text.encode("utf-8")
 
 
-def _flat_row(document: dict[str, Any]) -> dict[str, str]:
-    encoded = jsonable_encoder(document)
+def _flat_row(encoded: dict[str, Any]) -> dict[str, str]:
     row = {
         "id": encoded["id"],
         "filename": encoded["filename"],
@@ -82,10 +124,10 @@ def _flat_row(document: dict[str, Any]) -> dict[str, str]:
         "error/code": (encoded["error"] or {}).get("code"),
         "result/valid": (encoded["result"] or {}).get("valid"),
         "review/action": (encoded["review"] or {}).get("action"),
+        "data_source": encoded["data_source"],
     }
-    data = (encoded["result"] or {}).get("data")
-    if data is not None:
-        row.update(flatten(data, "data"))
+    if encoded["data"] is not None:
+        row.update(flatten(encoded["data"], "data"))
     return {column: _cell(value) for column, value in row.items()}
 
 

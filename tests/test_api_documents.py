@@ -272,3 +272,70 @@ def test_logs_name_ids_never_field_values(client, make_png, caplog):
         client.delete(f"/v1/documents/{document['id']}")
     assert document["id"] in caplog.text
     assert "JANE" not in caplog.text and "typo" not in caplog.text
+
+
+# --- exports carry the reviewed data, and hold no connection while a client reads (issue 15) ----------
+
+
+def _review(client, document_id: str, action, data=None) -> None:
+    from storage.documents import record_review
+
+    with client.app.state.bayou.sessions() as session:
+        record_review(session, document_id, actor="key:test", action=action, corrected_data=data)
+
+
+def test_exports_carry_the_reviewed_data_and_say_whose_it_is(client, make_png):
+    from storage.models import ReviewAction
+
+    corrected, as_is, unreviewed, rejected = (_upload(client, make_png(seed))["id"] for seed in range(4))
+    for document_id in (corrected, as_is, unreviewed, rejected):
+        _finish(
+            client,
+            document_id,
+            data={"total": "1.00", "items": [{"name": "tea"}]},
+            status=DocumentStatus.NEEDS_REVIEW,
+        )
+    _review(client, corrected, ReviewAction.APPROVE, {"total": "1.50", "items": [{"name": "coffee"}]})
+    _review(client, as_is, ReviewAction.APPROVE)
+    _review(client, rejected, ReviewAction.REJECT)
+
+    rows = {
+        row["id"]: row for row in csv.DictReader(io.StringIO(client.get("/v1/documents?format=csv").text))
+    }
+    assert (rows[corrected]["data/total"], rows[corrected]["data/items/0/name"]) == ("1.50", "coffee")
+    assert rows[corrected]["data_source"] == "review" and rows[corrected]["review/action"] == "approve"
+    for document_id in (as_is, unreviewed, rejected):
+        assert (rows[document_id]["data/total"], rows[document_id]["data_source"]) == ("1.00", "model")
+
+    lines = {
+        line["id"]: line
+        for line in map(json.loads, client.get("/v1/documents?format=jsonl").text.splitlines())
+    }
+    assert lines[corrected]["data"] == {"total": "1.50", "items": [{"name": "coffee"}]}
+    assert lines[corrected]["data_source"] == "review"
+    assert lines[corrected]["result"]["data"]["total"] == "1.00"  # the model's, still there and labelled
+    assert (lines[as_is]["data"]["total"], lines[as_is]["data_source"]) == ("1.00", "model")
+
+
+def test_a_document_without_data_exports_an_empty_source(client, make_png):
+    queued = _upload(client, make_png())["id"]
+    [row] = csv.DictReader(io.StringIO(client.get("/v1/documents?format=csv").text))
+    assert row["id"] == queued and row["data_source"] == ""
+
+
+@pytest.mark.parametrize("export", ["jsonl_lines", "csv_chunks"])
+def test_an_export_holds_no_database_connection_while_its_client_reads(client, make_png, monkeypatch, export):
+    from api import export as exports
+    from storage.documents import DocumentFilter
+
+    monkeypatch.setattr(exports, "PAGE_SIZE", 2)
+    ids = [_upload(client, make_png(seed))["id"] for seed in range(5)]
+    state = client.app.state.bayou
+    stream = getattr(exports, export)(state.sessions, DocumentFilter())
+
+    first = next(stream)  # the client has this much and reads no further for now
+    assert first
+    assert state.engine.pool.checkedout() == 0
+    rest = b"".join(stream)
+    assert all(document_id.encode() in first + rest for document_id in ids)
+    assert state.engine.pool.checkedout() == 0
