@@ -75,7 +75,8 @@ def test_a_document_goes_to_its_models_queue(model: str | None, doc_type: str, q
 
 def test_queue_lists_are_checked() -> None:
     assert parse_queues("") == list(ALL_QUEUES)
-    assert parse_queues(" gpu.2b, cpu ") == ["gpu.2b", "cpu"]
+    assert parse_queues(" gpu.2b, cpu ") == ["gpu.2b", "cpu", "callbacks"]  # cpu brings callbacks along
+    assert parse_queues("callbacks") == ["callbacks"]
     with pytest.raises(ValueError, match="gpu.7b"):
         parse_queues("cpu,gpu.7b")
 
@@ -104,7 +105,7 @@ def test_the_celery_configuration_is_the_reliable_one(tmp_path: Path) -> None:
     assert config["worker_prefetch_multiplier"] == 1
     assert (config["task_serializer"], config["accept_content"]) == ("json", ["json"])
     assert config["task_ignore_result"] is True
-    assert [queue.name for queue in config["task_queues"]] == ["cpu", "gpu.800m", "gpu.2b"]
+    assert [queue.name for queue in config["task_queues"]] == ["cpu", "callbacks", "gpu.800m", "gpu.2b"]
     server = celery_config(Settings(data_dir=tmp_path, broker_url="redis://example:6379/0"))
     assert server["broker_url"] == "redis://example:6379/0"
 

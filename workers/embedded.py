@@ -110,7 +110,12 @@ def start_worker_thread(
     stopping = threading.Event()
     sweeper = threading.Thread(
         target=_sweep,
-        args=(app, stopping, sweep_every_s, settings.stuck_after_s if stuck_after_s is None else stuck_after_s),
+        args=(
+            app,
+            stopping,
+            sweep_every_s,
+            settings.stuck_after_s if stuck_after_s is None else stuck_after_s,
+        ),
         name="bayou-requeue",
         daemon=True,
     )
@@ -130,8 +135,16 @@ def _callback_app(settings: Settings) -> Celery:
     return callback_app
 
 
+class _PollingController(WorkController):
+    """A worker that polls its broker instead of running an event loop: kombu's event loop (the hub) is
+    one per process, and the documents' worker may already run it (with Redis), from its own thread."""
+
+    def should_use_eventloop(self) -> bool:
+        return False
+
+
 def _single_queue_controller(app: Celery, queue: str) -> WorkController:
-    return WorkController(
+    return _PollingController(
         app=app,
         queues=[queue],
         pool="solo",
@@ -156,7 +169,10 @@ def _sweep(app: Celery, stopping: threading.Event, every_s: float, stuck_after_s
     chores: list[tuple[str, Callable[[], object]]] = [
         ("re-sending stuck documents", lambda: requeue_stuck(older_than_s=stuck_after_s, app=app)),
         ("resuming stalled batches", lambda: resume_stalled_batches(app=app)),
-        ("pruning the broker", lambda: prune_embedded_broker(get_runtime().settings, older_than_s=stuck_after_s)),
+        (
+            "pruning the broker",
+            lambda: prune_embedded_broker(get_runtime().settings, older_than_s=stuck_after_s),
+        ),
     ]
     while not stopping.is_set():
         for name, chore in chores:
