@@ -5,6 +5,10 @@ A dataset is a folder holding `metadata.jsonl`, one document per line:
     {"file_name": "receipts/r001.jpg", "doc_type": "receipt", "ground_truth": {...}}
     {"file_names": ["dl/front.jpg", "dl/back.jpg"], "doc_type": "drivers_license", "ground_truth": {...}}
 
+An optional "boxes" object says where each ground-truth value is on the page (JSON pointer -> {"page": n,
+"box": [x0, y0, x1, y1] page fractions}); `bayou samples make` writes it, and localisation is measured
+against it.
+
 File names are relative to the folder and must stay inside it: absolute paths, `..`, backslashes and
 symlinks that lead out are rejected, because a dataset is input and may come from anyone.
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -47,6 +51,8 @@ class DatasetEntry:
     doc_type: str
     ground_truth: dict[str, Any]
     line: int
+    # where each ground-truth value is drawn: JSON pointer -> {"page": n, "box": [x0, y0, x1, y1] fractions}
+    boxes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def file_name(self) -> str:
@@ -87,7 +93,10 @@ def _entry(folder: Path, line: str, number: int, check_files: bool) -> DatasetEn
         paths = tuple(resolve_inside(folder, name, must_exist=check_files) for name in names)
     except DatasetError as exc:
         raise type(exc)(f"{where}: {exc.message}", code=exc.code) from exc
-    return DatasetEntry(names, paths, doc_type, ground_truth, number)
+    boxes = record.get("boxes", {})
+    if not isinstance(boxes, dict):
+        raise DatasetError(f"{where}: boxes must be a JSON object")
+    return DatasetEntry(names, paths, doc_type, ground_truth, number, boxes)
 
 
 def _file_names(record: Mapping[str, Any], where: str) -> tuple[str, ...]:

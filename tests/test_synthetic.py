@@ -258,3 +258,73 @@ def test_cli_samples_make(tmp_path: Path) -> None:
     rows = _read_metadata(tmp_path / "out")
     assert [row["doc_type"] for row in rows] == ["receipt", "drivers_license"]
     assert all((tmp_path / "out" / name).is_file() for name in _listed_files(rows))
+
+
+# --- where each field was drawn (metadata "boxes") -------------------------------------------------------
+
+
+def _resolve(document: Any, pointer: str) -> Any:
+    for part in pointer.strip("/").split("/"):
+        document = document[int(part)] if isinstance(document, list) else document[part]
+    return document
+
+
+@pytest.mark.parametrize("degrees", [2.3, -1.7, 0.0])
+def test_geometry_follows_pil_rotation_and_padding(degrees: float) -> None:
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from bayou.synthetic import effects
+
+    clean = Image.new("RGB", (400, 300), (255, 255, 255))
+    ImageDraw.Draw(clean).rectangle((300, 50, 320, 60), fill=(0, 0, 0))
+    placed = effects.place_on_surface(
+        clean, np.random.default_rng(0), 0.07, (255, 255, 255), texture=0.0, tilt=degrees
+    )
+    geometry = effects.surface_geometry(effects.Geometry(clean.size), 0.07, degrees)
+    assert geometry.size == placed.size
+    ys, xs = np.nonzero(np.asarray(placed.convert("L")) < 128)
+    ink = (xs.min() / placed.width, ys.min() / placed.height, xs.max() / placed.width, ys.max() / placed.height)
+    # within two pixels of where the ink really landed
+    assert geometry.fraction_box((300, 50, 321, 61)) == pytest.approx(ink, abs=2 / 300)
+
+
+def test_metadata_boxes_name_drawn_fields(dataset: tuple[Path, list[dict[str, Any]]]) -> None:
+    _, rows = dataset
+    for row in rows:
+        boxes, truth = row["boxes"], row["ground_truth"]
+        assert boxes, row["doc_type"]
+        for pointer, where in boxes.items():
+            assert _resolve(truth, pointer) not in (None, "", []), pointer
+            x0, y0, x1, y1 = where["box"]
+            assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, pointer
+            assert where["page"] == 1  # a licence's fields are on its front
+        assert "/currency" not in boxes and "/country" not in boxes or row["doc_type"] == "drivers_license"
+    expected = {
+        "receipt": {"/merchant_name", "/total", "/subtotal", "/tax", "/transaction_date", "/items/0/total_price"},
+        "check": {"/payee", "/amount_numeric", "/amount_words", "/date", "/routing_number", "/account_number"},
+        "drivers_license": {"/family_name", "/document_number", "/date_of_birth", "/address/postal_code"},
+    }
+    for row in rows:
+        assert expected[row["doc_type"]] <= row["boxes"].keys()
+
+
+def test_metadata_boxes_lie_on_ink(dataset: tuple[Path, list[dict[str, Any]]]) -> None:
+    """Each box holds dark print, and the same box moved well off it (a blank margin) does not."""
+    import numpy as np
+    from PIL import Image
+
+    folder, rows = dataset
+    receipt = next(r for r in rows if r["doc_type"] == "receipt" and r["file_name"].endswith(".png"))
+    with Image.open(folder / receipt["file_name"]) as image:
+        grey = np.asarray(image.convert("L"), dtype=np.float32)
+    height, width = grey.shape
+    for pointer in ("/merchant_name", "/total", "/items/0/description"):
+        x0, y0, x1, y1 = receipt["boxes"][pointer]["box"]
+        inside = grey[int(y0 * height) : int(y1 * height) + 1, int(x0 * width) : int(x1 * width) + 1]
+        assert inside.min() < np.median(grey) - 60, pointer
+
+
+def test_samples_metadata_has_boxes() -> None:
+    rows = _read_metadata(SAMPLES)
+    assert all(row["boxes"] for row in rows)

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from bayou.synthetic.check_render import CheckPrint, render_check
-from bayou.synthetic.common import CAPTURES, SyntheticDocument, money
+from bayou.synthetic.common import CAPTURES, SyntheticDocument, money, page_boxes
 from bayou.synthetic.jurisdictions import JURISDICTIONS
 from bayou.synthetic.people import random_person, street_address
 from bayou.synthetic.words import amount_to_words
@@ -93,5 +93,5 @@ def generate_check(rng: random.Random, *, dpi: int = 200, capture: str | None = 
     """A check image (one page) and its ground truth; `capture` "scan" or "photo" (default: either)."""
     truth = check_truth(rng)
     style = CheckPrint.random(rng)
-    image = render_check(truth, style, rng, dpi, capture or rng.choice(CAPTURES))
-    return SyntheticDocument("check", truth, [image])
+    image, boxes = render_check(truth, style, rng, dpi, capture or rng.choice(CAPTURES))
+    return SyntheticDocument("check", truth, [image], page_boxes(boxes, page=1))

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from bayou.synthetic import effects
 from bayou.synthetic.common import Font, draw_slanted_text, font, numpy_rng
-from bayou.synthetic.micr import draw_micr, micr_text
+from bayou.synthetic.micr import draw_micr, micr_box, micr_text
 from bayou.synthetic.scribble import draw_signature
 
 CHECK_IN = (6.0, 2.75)
@@ -111,15 +111,19 @@ class _Filler:
             size -= 1
         return font(role, size)
 
-    def write(self, x_in: float, line_y_in: float, text: str, width_in: float) -> None:
-        """`text` sitting on the printed line at height `line_y_in`, at most `width_in` inches long."""
+    def write(
+        self, x_in: float, line_y_in: float, text: str, width_in: float, value_chars: int | None = None
+    ) -> effects.Box | None:
+        """`text` sitting on the printed line at height `line_y_in`, at most `width_in` inches long; returns
+        the box of its first `value_chars` characters (all of it by default)."""
         if not text:
-            return
+            return None
+        value = text[:value_chars]
         if self.style.handwritten:
             face = self._fitted(self.hand, text, width_in)
             jitter = self.rng.uniform(-0.03, 0.01)
             top = self.inch(line_y_in + jitter) - round(face.size * 1.2)
-            draw_slanted_text(
+            ink = draw_slanted_text(
                 self.check,
                 (self.inch(x_in), top),
                 text,
@@ -127,35 +131,41 @@ class _Filler:
                 self.style.ink,
                 slant=self.rng.uniform(0.15, 0.35),
             )
-        else:
-            face = self._fitted(self.typed, text, width_in)
-            draw = ImageDraw.Draw(self.check)
-            draw.text(
-                (self.inch(x_in), self.inch(line_y_in - 0.02)),
-                text,
-                font=face,
-                fill=self.style.ink,
-                anchor="ls",
-            )
+            if ink is None or value == text:
+                return ink
+            # the value's share of the sheared line, by advance width
+            share = face.getlength(value) / face.getlength(text)
+            return (ink[0], ink[1], ink[0] + (ink[2] - ink[0]) * share, ink[3])
+        face = self._fitted(self.typed, text, width_in)
+        draw = ImageDraw.Draw(self.check)
+        at = (self.inch(x_in), self.inch(line_y_in - 0.02))
+        draw.text(at, text, font=face, fill=self.style.ink, anchor="ls")
+        return draw.textbbox(at, value, font=face, anchor="ls")
 
 
-def _printed_parts(draw: ImageDraw.ImageDraw, inch: _Inch, truth: dict[str, Any], fraction: str) -> None:
-    """What the bank printed on the blank check: payer, number, labels, lines, bank name."""
+def _printed_parts(
+    draw: ImageDraw.ImageDraw, inch: _Inch, truth: dict[str, Any], fraction: str
+) -> dict[str, effects.Box]:
+    """What the bank printed on the blank check: payer, number, labels, lines, bank name; returns the
+    boxes of the fields among them."""
     small = inch.face("sans", 0.085)
     label = inch.face("sans-bold", 0.075)
     street, _, city_line = (truth["payer_address"] or "").partition(", ")
-    draw.text(
-        (inch(0.3), inch(0.18)), truth["payer_name"] or "", font=inch.face("sans-bold", 0.12), fill=_PRINT
-    )
+    boxes: dict[str, effects.Box] = {}
+    heading = inch.face("sans-bold", 0.12)
+    draw.text((inch(0.3), inch(0.18)), truth["payer_name"] or "", font=heading, fill=_PRINT)
     draw.text((inch(0.3), inch(0.36)), street, font=small, fill=_PRINT)
     draw.text((inch(0.3), inch(0.5)), city_line, font=small, fill=_PRINT)
-    draw.text(
-        (inch(5.7), inch(0.18)),
-        truth["check_number"] or "",
-        font=inch.face("sans-bold", 0.12),
-        fill=_PRINT,
-        anchor="ra",
-    )
+    draw.text((inch(5.7), inch(0.18)), truth["check_number"] or "", font=heading, fill=_PRINT, anchor="ra")
+    if truth["payer_name"]:
+        boxes["/payer_name"] = draw.textbbox((inch(0.3), inch(0.18)), truth["payer_name"], font=heading)
+    if street:
+        top = draw.textbbox((inch(0.3), inch(0.36)), street, font=small)
+        bottom = draw.textbbox((inch(0.3), inch(0.5)), city_line, font=small)
+        boxes["/payer_address"] = (top[0], top[1], max(top[2], bottom[2]), bottom[3])
+    if truth["check_number"]:
+        at = (inch(5.7), inch(0.18))
+        boxes["/check_number"] = draw.textbbox(at, truth["check_number"], font=heading, anchor="ra")
     draw.text((inch(5.7), inch(0.38)), fraction, font=inch.face("sans", 0.07), fill=_PRINT, anchor="ra")
     draw.text((inch(3.75), inch(0.8)), "DATE", font=label, fill=_PRINT, anchor="ls")
     draw.line((inch(4.1), inch(0.8), inch(5.7), inch(0.8)), fill=_PRINT, width=1)
@@ -168,15 +178,17 @@ def _printed_parts(draw: ImageDraw.ImageDraw, inch: _Inch, truth: dict[str, Any]
     )
     draw.line((inch(0.3), inch(1.52), inch(5.05), inch(1.52)), fill=_PRINT, width=1)
     draw.text((inch(5.1), inch(1.52)), "DOLLARS", font=label, fill=_PRINT, anchor="ls")
-    draw.text(
-        (inch(0.3), inch(1.78)), truth["bank_name"] or "", font=inch.face("serif-bold", 0.11), fill=_PRINT
-    )
+    bank_face = inch.face("serif-bold", 0.11)
+    draw.text((inch(0.3), inch(1.78)), truth["bank_name"] or "", font=bank_face, fill=_PRINT)
+    if truth["bank_name"]:
+        boxes["/bank_name"] = draw.textbbox((inch(0.3), inch(1.78)), truth["bank_name"], font=bank_face)
     draw.text((inch(0.3), inch(2.28)), "MEMO", font=label, fill=_PRINT, anchor="ls")
     draw.line((inch(0.75), inch(2.28), inch(2.9), inch(2.28)), fill=_PRINT, width=1)
     draw.line((inch(3.4), inch(2.28), inch(5.7), inch(2.28)), fill=_PRINT, width=1)
     draw.text(
         (inch(5.7), inch(2.4)), "AUTHORIZED SIGNATURE", font=inch.face("sans", 0.06), fill=_PRINT, anchor="ra"
     )
+    return boxes
 
 
 def _fraction(routing: str) -> str:
@@ -186,52 +198,73 @@ def _fraction(routing: str) -> str:
 
 def _fill(
     check: Image.Image, inch: _Inch, truth: dict[str, Any], style: CheckPrint, rng: random.Random
-) -> None:
+) -> dict[str, effects.Box]:
+    """Write the variable fields; returns their boxes."""
     filler = _Filler(check, inch, style, rng)
-    filler.write(4.2, 0.8, _date_text(truth["date"], style.date_style), 1.5)
-    filler.write(1.1, 1.17, truth["payee"], 3.4)
-    filler.write(4.83, 1.17, _amount_text(truth["amount_numeric"], style.amount_style), 0.85)
     words = truth["amount_words"]
-    # the rest of the legal line is struck through so nothing can be added after the words
-    filler.write(0.35, 1.52, words + (" ~~~~~" if style.handwritten else " *****"), 4.65)
-    filler.write(0.8, 2.28, truth["memo"] or "", 2.05)
+    written = {
+        "/date": filler.write(4.2, 0.8, _date_text(truth["date"], style.date_style), 1.5),
+        "/payee": filler.write(1.1, 1.17, truth["payee"], 3.4),
+        "/amount_numeric": filler.write(
+            4.83, 1.17, _amount_text(truth["amount_numeric"], style.amount_style), 0.85
+        ),
+        # the rest of the legal line is struck through so nothing can be added after the words
+        "/amount_words": filler.write(
+            0.35, 1.52, words + (" ~~~~~" if style.handwritten else " *****"), 4.65, value_chars=len(words)
+        ),
+        "/memo": filler.write(0.8, 2.28, truth["memo"] or "", 2.05),
+    }
     if truth["signature_present"]:
         draw = ImageDraw.Draw(check)
         box = (inch(3.55), inch(1.92), inch(5.6), inch(2.3))
         draw_signature(draw, rng, box, style.ink if style.handwritten else _INKS[0], max(2, inch(0.012)))
+    return {pointer: box for pointer, box in written.items() if box is not None}
 
 
-def _scan(check: Image.Image, rng: random.Random) -> Image.Image:
+def _scan(check: Image.Image, rng: random.Random) -> tuple[Image.Image, effects.Geometry]:
     nrng = numpy_rng(rng)
+    geometry = effects.Geometry(check.size)
     bed = (rng.randint(236, 252),) * 3
     tilt = rng.uniform(-1.0, 1.0)
-    check = effects.place_on_surface(check, nrng, rng.uniform(0.02, 0.06), bed, texture=0.2, tilt=tilt)
-    return effects.blur(check, rng.uniform(0.0, 0.4))
+    margin = rng.uniform(0.02, 0.06)
+    check = effects.place_on_surface(check, nrng, margin, bed, texture=0.2, tilt=tilt)
+    return effects.blur(check, rng.uniform(0.0, 0.4)), effects.surface_geometry(geometry, margin, tilt)
 
 
-def _photograph(check: Image.Image, rng: random.Random) -> Image.Image:
+def _photograph(check: Image.Image, rng: random.Random) -> tuple[Image.Image, effects.Geometry]:
     nrng = numpy_rng(rng)
+    geometry = effects.Geometry(check.size)
     if rng.random() < 0.4:
         check = effects.crumple(check, nrng, rng.uniform(0.1, 0.5))
     surface = rng.choice(_SURFACES)
     tilt = rng.uniform(-2.5, 2.5)
-    check = effects.place_on_surface(check, nrng, rng.uniform(0.04, 0.12), surface, tilt=tilt)
+    margin = rng.uniform(0.04, 0.12)
+    check = effects.place_on_surface(check, nrng, margin, surface, tilt=tilt)
     if rng.random() < 0.6:
         check = effects.lighting(check, nrng, rng.uniform(0.05, 0.25))
     check = effects.blur(check, rng.choice((0.0, rng.uniform(0.3, 0.9))))
-    return effects.sensor_noise(check, nrng, rng.uniform(1.0, 3.0))
+    return effects.sensor_noise(check, nrng, rng.uniform(1.0, 3.0)), effects.surface_geometry(
+        geometry, margin, tilt
+    )
 
 
 def render_check(
     truth: dict[str, Any], style: CheckPrint, rng: random.Random, dpi: int, capture: str
-) -> Image.Image:
-    """The check, `capture`d as a "scan" or a "photo"."""
+) -> tuple[Image.Image, dict[str, list[float]]]:
+    """The check, `capture`d as a "scan" or a "photo"; with the box of each field drawn, [x0, y0, x1, y1]
+    fractions of the picture."""
     inch = _Inch(dpi)
     check = _stock((inch(CHECK_IN[0]), inch(CHECK_IN[1])), style.tint, rng)
     draw = ImageDraw.Draw(check)
-    _printed_parts(draw, inch, truth, _fraction(truth["routing_number"]))
-    _fill(check, inch, truth, style, rng)
+    drawn = _printed_parts(draw, inch, truth, _fraction(truth["routing_number"]))
+    drawn |= _fill(check, inch, truth, style, rng)
     # the MICR band is the bottom 5/8 inch; the line sits 3/16 inch above the bottom edge
     micr = micr_text(truth["routing_number"], truth["account_number"], truth["check_number"] or "")
-    draw_micr(ImageDraw.Draw(check), micr, inch(0.55), inch(CHECK_IN[1] - 0.19), dpi, (16, 16, 16))
-    return _scan(check, rng) if capture == "scan" else _photograph(check, rng)
+    at, baseline = inch(0.55), inch(CHECK_IN[1] - 0.19)
+    draw_micr(ImageDraw.Draw(check), micr, at, baseline, dpi, (16, 16, 16))
+    for pointer in ("/routing_number", "/account_number"):
+        if truth[pointer[1:]]:
+            start = micr.index(truth[pointer[1:]])
+            drawn[pointer] = micr_box(start, start + len(truth[pointer[1:]]), at, baseline, dpi)
+    image, geometry = _scan(check, rng) if capture == "scan" else _photograph(check, rng)
+    return image, {pointer: geometry.fraction_box(box) for pointer, box in drawn.items()}

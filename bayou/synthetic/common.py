@@ -43,6 +43,13 @@ class SyntheticDocument:
     doc_type: str
     ground_truth: dict[str, Any]
     pages: list[Image.Image] = field(default_factory=list)
+    # where each field was drawn: JSON pointer -> {"page": 1-based, "box": [x0, y0, x1, y1] page fractions}
+    boxes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def page_boxes(boxes: dict[str, list[float]], *, page: int) -> dict[str, dict[str, Any]]:
+    """Boxes of one page in the metadata form."""
+    return {pointer: {"page": page, "box": box} for pointer, box in boxes.items()}
 
 
 def document_rng(seed: int, doc_type: str, index: int) -> random.Random:
@@ -83,8 +90,9 @@ def draw_slanted_text(
     face: Font,
     ink: tuple[int, int, int],
     slant: float = 0.25,
-) -> None:
-    """Text sheared to the right, the nearest to handwriting that a sans-serif face offers."""
+) -> tuple[int, int, int, int] | None:
+    """Text sheared to the right, the nearest to handwriting that a sans-serif face offers; returns the
+    box around its ink on the canvas (None for no ink)."""
     left, top, right, bottom = face.getbbox(text)
     height = int(bottom) + 4
     width = int(right) + int(slant * height) + 4
@@ -95,3 +103,7 @@ def draw_slanted_text(
         mask.size, Image.Transform.AFFINE, (1, slant, -slant * height, 0, 1, 0), Image.Resampling.BICUBIC
     )
     canvas.paste(Image.new("RGB", sheared.size, ink), xy, sheared)
+    ink_box = sheared.getbbox()
+    if ink_box is None:
+        return None
+    return (ink_box[0] + xy[0], ink_box[1] + xy[1], ink_box[2] + xy[0], ink_box[3] + xy[1])

@@ -1,9 +1,12 @@
 """Writing a dataset folder: one subfolder per document type and a metadata.jsonl with the ground truth.
 
 Metadata lines (paths relative to the folder):
-    {"file_name": "receipts/r001.jpg", "doc_type": "receipt", "ground_truth": {...}}
+    {"file_name": "receipts/r001.jpg", "doc_type": "receipt", "ground_truth": {...}, "boxes": {...}}
     {"file_names": ["licences/l001_front.png", "licences/l001_back.png"], "doc_type": "drivers_license", ...}
 A licence saved as PDF is one two-page file and so uses "file_name".
+"boxes" says where each field was drawn: {"/total": {"page": 1, "box": [x0, y0, x1, y1]}, ...}, the box in
+fractions of the page's width and height, page counted from 1. Fields not written as text on the page
+(currency, payment method, signature present, the issuing state) and null ones have none.
 """
 
 from __future__ import annotations
@@ -69,9 +72,14 @@ def _write_document(
         path.write_bytes(blob)
 
 
-def _metadata_row(doc_type: str, names: list[str], truth: dict[str, Any]) -> dict[str, Any]:
+def _metadata_row(document: SyntheticDocument, names: list[str]) -> dict[str, Any]:
     files: dict[str, Any] = {"file_name": names[0]} if len(names) == 1 else {"file_names": names}
-    return {**files, "doc_type": doc_type, "ground_truth": truth}
+    return {
+        **files,
+        "doc_type": document.doc_type,
+        "ground_truth": document.ground_truth,
+        "boxes": document.boxes,
+    }
 
 
 def make_dataset(
@@ -104,7 +112,7 @@ def make_dataset(
         document = generate(doc_type, rng, position, _CAPTURE_BY_FORMAT[fmt])
         names = _file_names(doc_type, position, fmt, len(document.pages), digits)
         _write_document(out, document, names, fmt, quality=rng.randint(70, 90))
-        rows.append(_metadata_row(doc_type, names, document.ground_truth))
+        rows.append(_metadata_row(document, names))
         if progress:
             progress(index + 1, count, rows[-1])
     with (out / METADATA).open("w", encoding="utf-8", newline="\n") as handle:

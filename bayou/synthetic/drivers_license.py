@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 from bayou.synthetic import aamva
-from bayou.synthetic.common import CAPTURES, SyntheticDocument
+from bayou.synthetic.common import CAPTURES, SyntheticDocument, page_boxes
 from bayou.synthetic.jurisdictions import JURISDICTIONS, Jurisdiction, by_code, licence_number
 from bayou.synthetic.licence_card import photograph_card, render_back, render_front
 from bayou.synthetic.people import random_person, street_address
@@ -74,13 +74,15 @@ def generate_licence(rng: random.Random, *, dpi: int = 300, capture: str | None 
     truth = licence_truth(rng)
     state = by_code(truth["issuing_state"])
     payload = aamva.build_payload(truth)
-    front = render_front(truth, state, rng, dpi)
+    front, drawn = render_front(truth, state, rng, dpi)
     back = render_back(truth, state, payload, rng, dpi)
     style = capture or rng.choice(CAPTURES)
     # one session: both sides on the same table or scanner bed
     surface_seed = rng.getrandbits(32)
-    pages = [
+    captured = [
         photograph_card(side, random.Random(surface_seed), rng, style, max_tilt)
         for side, max_tilt in ((front, 4.0), (back, 2.0))
     ]
-    return SyntheticDocument("drivers_license", truth, pages)
+    front_geometry = captured[0][1]
+    boxes = page_boxes({pointer: front_geometry.fraction_box(box) for pointer, box in drawn.items()}, page=1)
+    return SyntheticDocument("drivers_license", truth, [image for image, _ in captured], boxes)

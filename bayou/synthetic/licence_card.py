@@ -97,6 +97,8 @@ class _Writer:
 
     def __init__(self, draw: ImageDraw.ImageDraw, ruler: _Ruler, accent: tuple[int, int, int]) -> None:
         self.draw = draw
+        # JSON pointer -> the ink box of the value written for it (pixels of the card)
+        self.boxes: dict[str, effects.Box] = {}
         self.ruler = ruler
         self.accent = accent
         self.label_face = ruler.face("sans-bold", 1.9)
@@ -104,8 +106,17 @@ class _Writer:
         self.small_face = ruler.face("sans", 2.2)
 
     def field(
-        self, x_mm: float, y_mm: float, label: str, value: str, *, red: bool = False, small: bool = False
+        self,
+        x_mm: float,
+        y_mm: float,
+        label: str,
+        value: str,
+        *,
+        red: bool = False,
+        small: bool = False,
+        marks: tuple[tuple[str, int, int], ...] = (),
     ) -> None:
+        """`label` then `value`; `marks` name the fields shown by characters start..end of `value`."""
         x, y = self.ruler(x_mm), self.ruler(y_mm)
         face = self.small_face if small else self.value_face
         if label:
@@ -115,9 +126,18 @@ class _Writer:
             self.draw.text((x, label_y), label, font=self.label_face, fill=self.accent)
             x += int(self.label_face.getlength(label + " "))
         self.draw.text((x, y), value, font=face, fill=_LABEL_RED if red else _TEXT)
+        for pointer, start, end in marks:
+            left = x + face.getlength(value[:start])
+            _, top, _, bottom = self.draw.textbbox((left, y), value[start:end], font=face)
+            self.boxes[pointer] = (left, top, x + face.getlength(value[:end]), bottom)
 
 
-def _header(draw: ImageDraw.ImageDraw, ruler: _Ruler, state: Jurisdiction) -> None:
+def _whole(pointer: str, value: str | None) -> tuple[tuple[str, int, int], ...]:
+    return ((pointer, 0, len(value)),) if value else ()
+
+
+def _header(draw: ImageDraw.ImageDraw, ruler: _Ruler, state: Jurisdiction) -> effects.Box:
+    """The coloured band with the state's name and the title; returns the box of "USA" (the country)."""
     width = ruler(CARD_MM[0])
     draw.rectangle((0, 0, width, ruler(10.5)), fill=state.color)
     name = state.name.upper()
@@ -132,29 +152,42 @@ def _header(draw: ImageDraw.ImageDraw, ruler: _Ruler, state: Jurisdiction) -> No
         font=title,
         fill=(255, 255, 255),
     )
-    draw.text(
-        (width - ruler(4) - int(title.getlength("USA")), ruler(6.2)), "USA", font=title, fill=(255, 230, 120)
-    )
+    at = (width - ruler(4) - int(title.getlength("USA")), ruler(6.2))
+    draw.text(at, "USA", font=title, fill=(255, 230, 120))
+    return draw.textbbox(at, "USA", font=title)
 
 
 def _physical_fields(writer: _Writer, truth: dict[str, Any]) -> None:
-    writer.field(31, 42.5, "15 SEX", truth["sex"] or "", small=True)
-    writer.field(48, 42.5, "16 HGT", _height_text(truth["height"]), small=True)
-    writer.field(66, 42.5, "18 EYES", truth["eye_color"] or "", small=True)
-    weight = f"{truth['weight_lb']} lb" if truth["weight_lb"] is not None else ""
-    writer.field(31, 46.4, "17 WGT", weight, small=True)
-    writer.field(48, 46.4, "19 HAIR", truth["hair_color"] or "", small=True)
-    writer.field(66, 46.4, "12 RESTR", truth["restrictions"] or "NONE", small=True)
-    writer.field(31, 50.3, "9a END", "".join(truth["endorsements"]) or "NONE", small=True)
-    writer.field(47, 50.3, "5 DD", truth["document_discriminator"] or "", small=True)
+    writer.field(31, 42.5, "15 SEX", truth["sex"] or "", small=True, marks=_whole("/sex", truth["sex"]))
+    height = _height_text(truth["height"])
+    writer.field(48, 42.5, "16 HGT", height, small=True, marks=_whole("/height", height))
+    eyes = truth["eye_color"]
+    writer.field(66, 42.5, "18 EYES", eyes or "", small=True, marks=_whole("/eye_color", eyes))
+    pounds = str(truth["weight_lb"]) if truth["weight_lb"] is not None else ""
+    weight = f"{pounds} lb" if pounds else ""
+    writer.field(31, 46.4, "17 WGT", weight, small=True, marks=_whole("/weight_lb", pounds))
+    hair = truth["hair_color"]
+    writer.field(48, 46.4, "19 HAIR", hair or "", small=True, marks=_whole("/hair_color", hair))
+    restrictions = truth["restrictions"]
+    marks = _whole("/restrictions", restrictions)
+    writer.field(66, 46.4, "12 RESTR", restrictions or "NONE", small=True, marks=marks)
+    endorsements = "".join(truth["endorsements"])
+    marks = _whole("/endorsements", endorsements)
+    writer.field(31, 50.3, "9a END", endorsements or "NONE", small=True, marks=marks)
+    discriminator = truth["document_discriminator"]
+    marks = _whole("/document_discriminator", discriminator)
+    writer.field(47, 50.3, "5 DD", discriminator or "", small=True, marks=marks)
 
 
-def render_front(truth: dict[str, Any], state: Jurisdiction, rng: random.Random, dpi: int) -> Image.Image:
-    """The card's front: header, portrait, the numbered fields of the AAMVA layout and a signature."""
+def render_front(
+    truth: dict[str, Any], state: Jurisdiction, rng: random.Random, dpi: int
+) -> tuple[Image.Image, dict[str, effects.Box]]:
+    """The card's front: header, portrait, the numbered fields of the AAMVA layout and a signature; with
+    the box (card pixels) of each field written on it."""
     ruler = _Ruler(dpi)
     card = _background(ruler.size(), state.color, rng)
     draw = ImageDraw.Draw(card)
-    _header(draw, ruler, state)
+    country = _header(draw, ruler, state)
     card.paste(_silhouette((ruler(24), ruler(30)), rng), (ruler(4), ruler(12.5)))
     # the small faded "ghost" copy of the portrait that many states print as an anti-forgery feature
     ghost = _silhouette((ruler(10), ruler(12.5)), rng).convert("L").convert("RGB")
@@ -162,20 +195,35 @@ def render_front(truth: dict[str, Any], state: Jurisdiction, rng: random.Random,
     under = card.crop((*ghost_at, ghost_at[0] + ghost.width, ghost_at[1] + ghost.height))
     card.paste(Image.blend(under, ghost, 0.35), ghost_at)
     writer = _Writer(draw, ruler, state.color)
-    writer.field(31, 12.3, "4d DLN", truth["document_number"], red=True)
-    writer.field(31, 16.6, "4b EXP", _us_date(truth["expiration_date"]), red=True)
-    writer.field(63, 16.6, "9 CLASS", truth["vehicle_class"] or "")
-    writer.field(31, 21.0, "1", truth["family_name"])
-    writer.field(31, 25.0, "2", truth["given_names"])
+    number = truth["document_number"]
+    writer.field(31, 12.3, "4d DLN", number, red=True, marks=_whole("/document_number", number))
+    expiry = _us_date(truth["expiration_date"])
+    writer.field(31, 16.6, "4b EXP", expiry, red=True, marks=_whole("/expiration_date", expiry))
+    vehicle_class = truth["vehicle_class"]
+    writer.field(63, 16.6, "9 CLASS", vehicle_class or "", marks=_whole("/vehicle_class", vehicle_class))
+    writer.field(31, 21.0, "1", truth["family_name"], marks=_whole("/family_name", truth["family_name"]))
+    writer.field(31, 25.0, "2", truth["given_names"], marks=_whole("/given_names", truth["given_names"]))
     address = truth["address"]
-    writer.field(31, 29.4, "8", address["street"], small=True)
-    city_line = f"{address['city']}, {address['state']} {address['postal_code']}"
-    writer.field(31 + 2.2, 32.6, "", city_line, small=True)
-    writer.field(31, 37.6, "3 DOB", _us_date(truth["date_of_birth"]), red=True)
-    writer.field(63, 37.6, "4a ISS", _us_date(truth["issue_date"]), small=True)
+    street = address["street"]
+    writer.field(31, 29.4, "8", street, small=True, marks=_whole("/address/street", street))
+    city, region, postal = address["city"], address["state"], address["postal_code"]
+    city_line = f"{city}, {region} {postal}"
+    marks = (
+        ("/address/city", 0, len(city)),
+        ("/address/state", len(city) + 2, len(city) + 2 + len(region)),
+        ("/address/postal_code", len(city_line) - len(postal), len(city_line)),
+    )
+    writer.field(31 + 2.2, 32.6, "", city_line, small=True, marks=marks)
+    birth = _us_date(truth["date_of_birth"])
+    writer.field(31, 37.6, "3 DOB", birth, red=True, marks=_whole("/date_of_birth", birth))
+    issued = _us_date(truth["issue_date"])
+    writer.field(63, 37.6, "4a ISS", issued, small=True, marks=_whole("/issue_date", issued))
     _physical_fields(writer, truth)
     draw_signature(draw, rng, (ruler(4), ruler(44), ruler(28), ruler(52.5)), (25, 25, 60), max(2, ruler(0.3)))
-    return card
+    boxes = dict(writer.boxes)
+    if truth["country"] == "USA":
+        boxes["/country"] = country
+    return card, boxes
 
 
 def _barcode(payload: str, target_width: int) -> Image.Image:
@@ -242,25 +290,28 @@ def _glare(image: Image.Image, nrng: np.random.Generator) -> Image.Image:
 
 def photograph_card(
     card: Image.Image, session: random.Random, rng: random.Random, style: str, max_tilt: float
-) -> Image.Image:
+) -> tuple[Image.Image, effects.Geometry]:
     """A scan ("scan") or phone photo ("photo") of one side; `session` fixes what both sides share.
 
-    `max_tilt` bounds the rotation in degrees (zxing-cpp stops finding PDF417 symbols at about 3).
+    `max_tilt` bounds the rotation in degrees (zxing-cpp stops finding PDF417 symbols at about 3). The
+    geometry says where a point of the card lands in the picture.
     """
     nrng = numpy_rng(rng)
+    geometry = effects.Geometry(card.size)
     corner = round(_CORNER_MM * card.width / CARD_MM[0])
     if style == "scan":
         bed = (session.randint(232, 250),) * 3
         tilt = rng.uniform(-1.0, 1.0) * min(max_tilt, 1.0)
         page = effects.place_on_surface(_rounded(card, corner), nrng, 0.05, bed, texture=0.2, tilt=tilt)
-        return effects.blur(page, rng.uniform(0.0, 0.4))
+        return effects.blur(page, rng.uniform(0.0, 0.4)), effects.surface_geometry(geometry, 0.05, tilt)
     surface = session.choice(_SURFACES)
     tilt = rng.uniform(-1.0, 1.0) * max_tilt
-    page = effects.place_on_surface(
-        _rounded(card, corner), nrng, session.uniform(0.08, 0.16), surface, tilt=tilt
-    )
+    margin = session.uniform(0.08, 0.16)
+    page = effects.place_on_surface(_rounded(card, corner), nrng, margin, surface, tilt=tilt)
     page = effects.lighting(page, nrng, rng.uniform(0.05, 0.3))
     if rng.random() < 0.4:
         page = _glare(page, nrng)
     page = effects.blur(page, rng.uniform(0.0, 0.8))
-    return effects.sensor_noise(page, nrng, rng.uniform(1.0, 3.0))
+    return effects.sensor_noise(page, nrng, rng.uniform(1.0, 3.0)), effects.surface_geometry(
+        geometry, margin, tilt
+    )

@@ -30,6 +30,12 @@ def micr_text(routing: str, account: str, check_number: str) -> str:
     return f"{TRANSIT}{routing}{TRANSIT} {account}{ON_US} {check_number}"
 
 
+def micr_box(start: int, end: int, x: int, baseline: int, dpi: int) -> tuple[float, float, float, float]:
+    """The box of characters `start`..`end` of a MICR line drawn by `draw_micr(.., x, baseline, dpi, ..)`."""
+    pitch = _PITCH_IN * dpi
+    return (x + start * pitch, baseline - _HEIGHT_IN * dpi, x + end * pitch, baseline)
+
+
 def draw_micr(
     draw: ImageDraw.ImageDraw, text: str, x: int, baseline: int, dpi: int, ink: tuple[int, int, int]
 ) -> None:

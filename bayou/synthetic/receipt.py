@@ -9,10 +9,10 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from bayou.synthetic.catalog import CATEGORIES, MALAYSIA_CITIES, Category, Product
-from bayou.synthetic.common import CAPTURES, SyntheticDocument, money, to_cents
+from bayou.synthetic.common import CAPTURES, SyntheticDocument, money, page_boxes, to_cents
 from bayou.synthetic.jurisdictions import JURISDICTIONS
 from bayou.synthetic.people import phone_number, street_address
-from bayou.synthetic.receipt_render import PrintLine, render_receipt
+from bayou.synthetic.receipt_render import PrintLine, render_receipt, tail, whole
 
 SHORT_ITEMS = 3
 LONG_ITEMS = 30
@@ -200,16 +200,28 @@ def _cash_tendered(rng: random.Random, total: Decimal) -> Decimal:
     return (total / step).to_integral_value(rounding=ROUND_CEILING) * step
 
 
-def _date_text(sale: Sale) -> str:
+def _date_parts(sale: Sale) -> tuple[str, str, str]:
+    """(date, separator, clock) as printed."""
     moment = sale.moment
     clock = moment.strftime("%H:%M") if sale.currency == "MYR" else moment.strftime("%I:%M %p").lstrip("0")
     if sale.date_style == "iso":
-        return f"{moment.date().isoformat()} {moment.strftime('%H:%M')}"
+        return moment.date().isoformat(), " ", moment.strftime("%H:%M")
     if sale.date_style == "short":
-        return f"{moment.strftime('%m/%d/%y')}  {clock}"
+        return moment.strftime("%m/%d/%y"), "  ", clock
     if sale.date_style == "text":
-        return f"{moment.strftime('%b %d, %Y')}  {clock}"
-    return f"{moment.strftime('%m/%d/%Y')}  {clock}"
+        return moment.strftime("%b %d, %Y"), "  ", clock
+    return moment.strftime("%m/%d/%Y"), "  ", clock
+
+
+def _date_line(sale: Sale) -> PrintLine:
+    day, gap, clock = _date_parts(sale)
+    text = f"{day}{gap}{clock}"
+    return PrintLine(text, marks=(("/transaction_date", 0, len(day)), tail("/transaction_time", text, clock)))
+
+
+def _labelled(label: str, pointer: str, value: str) -> PrintLine:
+    text = f"{label} {value}"
+    return PrintLine(text, marks=(tail(pointer, text, value),))
 
 
 def _pair(left: str, right: str, width: int) -> str:
@@ -220,31 +232,52 @@ def _pair(left: str, right: str, width: int) -> str:
 def _item_lines(sale: Sale, width: int) -> list[PrintLine]:
     if sale.layout == "columns":
         lines = [PrintLine(_pair("QTY  ITEM", "PRICE   AMOUNT", width), weight="bold")]
-        for item in sale.items:
+        for n, item in enumerate(sale.items):
+            at = f"/items/{n}/"
             qty = f"{item.quantity}".ljust(5)
-            right = f"{money(item.unit_price):>8} {money(item.total):>8}"
-            lines.append(PrintLine(_pair(f"{qty}{item.description}", right, width)))
+            unit, total = money(item.unit_price), money(item.total)
+            text = _pair(f"{qty}{item.description}", f"{unit:>8} {total:>8}", width)
+            marks = (
+                (at + "quantity", 0, len(f"{item.quantity}")),
+                (at + "description", 5, 5 + len(item.description)),
+                (at + "unit_price", len(text) - 9 - len(unit), len(text) - 9),
+                tail(at + "total_price", text, total),
+            )
+            lines.append(PrintLine(text, marks=marks))
         return lines
     lines = []
-    for item in sale.items:
-        lines.append(PrintLine(_pair(item.description, money(item.total), width)))
-        if item.by_weight:
-            lines.append(PrintLine(f"  {item.quantity} lb @ {money(item.unit_price)} /lb"))
-        elif item.quantity != 1:
-            lines.append(PrintLine(f"  {item.quantity} @ {money(item.unit_price)}"))
+    for n, item in enumerate(sale.items):
+        at = f"/items/{n}/"
+        total = money(item.total)
+        text = _pair(item.description, total, width)
+        marks = ((at + "description", 0, len(item.description)), tail(at + "total_price", text, total))
+        lines.append(PrintLine(text, marks=marks))
+        if item.by_weight or item.quantity != 1:
+            quantity, unit = f"{item.quantity}", money(item.unit_price)
+            text = f"  {quantity} lb @ {unit} /lb" if item.by_weight else f"  {quantity} @ {unit}"
+            start = text.index(unit)
+            marks = ((at + "quantity", 2, 2 + len(quantity)), (at + "unit_price", start, start + len(unit)))
+            lines.append(PrintLine(text, marks=marks))
     return lines
+
+
+def _amount_line(label: str, pointer: str, amount: str, width: int) -> PrintLine:
+    text = _pair(label, amount, width)
+    return PrintLine(text, marks=(tail(pointer, text, amount),))
 
 
 def _total_lines(sale: Sale, width: int) -> list[PrintLine]:
     symbol = "RM" if sale.currency == "MYR" else "$"
     rate = f"{sale.tax_rate.normalize():f}%"
     lines = [
-        PrintLine(_pair("SUBTOTAL", money(sale.subtotal), width)),
-        PrintLine(_pair(f"{sale.tax_label} {rate}", money(sale.tax), width)),
+        _amount_line("SUBTOTAL", "/subtotal", money(sale.subtotal), width),
+        _amount_line(f"{sale.tax_label} {rate}", "/tax", money(sale.tax), width),
     ]
     if sale.tip is not None:
-        lines.append(PrintLine(_pair("TIP", money(sale.tip), width)))
-    lines.append(PrintLine(_pair("TOTAL", f"{symbol}{money(sale.total)}", width), weight="bold"))
+        lines.append(_amount_line("TIP", "/tip", money(sale.tip), width))
+    total = money(sale.total)
+    text = _pair("TOTAL", f"{symbol}{total}", width)
+    lines.append(PrintLine(text, weight="bold", marks=(tail("/total", text, total),)))
     lines.append(PrintLine(""))
     if sale.tendered is not None:
         lines.append(PrintLine(_pair("CASH", money(sale.tendered), width)))
@@ -257,10 +290,18 @@ def _total_lines(sale: Sale, width: int) -> list[PrintLine]:
 def print_lines(sale: Sale, width: int) -> list[PrintLine]:
     """The receipt as a thermal printer would lay it out on a `width`-column roll."""
     rule = "-" * width
-    lines = [PrintLine(sale.merchant, align="center", weight="big")]
-    lines += [PrintLine(text, align="center") for text in sale.address_lines]
-    lines += [PrintLine(f"Tel: {sale.phone}", align="center"), PrintLine(rule)]
-    lines += [PrintLine(_date_text(sale)), PrintLine(f"{sale.receipt_label} {sale.receipt_number}")]
+    lines = [
+        PrintLine(sale.merchant, align="center", weight="big", marks=whole("/merchant_name", sale.merchant))
+    ]
+    lines += [
+        PrintLine(text, align="center", marks=whole("/merchant_address", text)) for text in sale.address_lines
+    ]
+    phone = f"Tel: {sale.phone}"
+    lines += [
+        PrintLine(phone, align="center", marks=(tail("/merchant_phone", phone, sale.phone),)),
+        PrintLine(rule),
+    ]
+    lines += [_date_line(sale), _labelled(sale.receipt_label, "/receipt_number", sale.receipt_number)]
     lines += [PrintLine(f"Cashier: {sale.cashier}"), PrintLine(rule)]
     lines += _item_lines(sale, width)
     lines += [PrintLine(rule)]
@@ -277,5 +318,5 @@ def generate_receipt(
     sale = random_sale(rng, item_count=item_count)
     width = rng.randint(40, 46)
     capture = capture or rng.choice(CAPTURES)
-    image = render_receipt(print_lines(sale, width), width, sale.receipt_number, rng, capture)
-    return SyntheticDocument("receipt", sale.ground_truth(), [image])
+    image, boxes = render_receipt(print_lines(sale, width), width, sale.receipt_number, rng, capture)
+    return SyntheticDocument("receipt", sale.ground_truth(), [image], page_boxes(boxes, page=1))

@@ -15,11 +15,26 @@ _MARGIN = 26
 _SURFACES = ((92, 68, 48), (60, 62, 66), (150, 120, 90), (40, 48, 60), (180, 176, 168))
 
 
+# a field shown by part of a line: (JSON pointer into the ground truth, first character, end character)
+Mark = tuple[str, int, int]
+
+
 @dataclass(frozen=True)
 class PrintLine:
     text: str
     align: str = "left"  # "left" or "center"
     weight: str = "normal"  # "normal", "bold" or "big"
+    marks: tuple[Mark, ...] = ()
+
+
+def whole(pointer: str, text: str) -> tuple[Mark, ...]:
+    """The mark of a field that is the whole line."""
+    return ((pointer, 0, len(text)),)
+
+
+def tail(pointer: str, text: str, value: str) -> Mark:
+    """The mark of `value` printed at the end of `text` (a right-aligned amount)."""
+    return (pointer, len(text) - len(value), len(text))
 
 
 def _fitting_size(role: str, text: str, width: int, start: int) -> int:
@@ -43,8 +58,15 @@ def _line_height(face: Font) -> int:
     return int(face.size * 1.32) if hasattr(face, "size") else 14
 
 
-def _draw_lines(mask: Image.Image, lines: list[PrintLine], faces: dict[str, Font], top: int) -> int:
-    """Print `lines` into the ink mask; returns the y below the last line."""
+def _union(a: effects.Box | None, b: effects.Box) -> effects.Box:
+    return b if a is None else (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def _draw_lines(
+    mask: Image.Image, lines: list[PrintLine], faces: dict[str, Font], top: int, boxes: dict[str, effects.Box]
+) -> int:
+    """Print `lines` into the ink mask, adding each marked field's ink box to `boxes` (a field over two
+    lines gets the box around both); returns the y below the last line."""
     draw = ImageDraw.Draw(mask)
     content = mask.width - 2 * _MARGIN
     y = top
@@ -56,6 +78,11 @@ def _draw_lines(mask: Image.Image, lines: list[PrintLine], faces: dict[str, Font
         if line.align == "center":
             x = _MARGIN + int((content - face.getlength(line.text)) / 2)
         draw.text((x, y), line.text, font=face, fill=255)
+        for pointer, start, end in line.marks:
+            left = x + face.getlength(line.text[:start])
+            _, ink_top, _, ink_bottom = draw.textbbox((left, y), line.text[start:end], font=face)
+            span = (left, ink_top, x + face.getlength(line.text[:end]), ink_bottom)
+            boxes[pointer] = _union(boxes.get(pointer), span)
         y += _line_height(face)
     return y
 
@@ -94,47 +121,56 @@ def _thermal(mask: Image.Image, rng: random.Random) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def _scan(page: Image.Image, rng: random.Random) -> Image.Image:
+def _scan(page: Image.Image, rng: random.Random) -> tuple[Image.Image, effects.Geometry]:
     """On a flatbed: maybe creased, barely tilted, no sensor noise."""
     nrng = numpy_rng(rng)
+    geometry = effects.Geometry(page.size)
     bed = (rng.randint(236, 252),) * 3
     if rng.random() < 0.5:
         page = effects.crumple(page, nrng, rng.uniform(0.1, 0.5))
-    page = effects.place_on_surface(page, nrng, 0.04, bed, texture=0.2, tilt=rng.uniform(-1.0, 1.0))
-    return effects.blur(page, rng.uniform(0.0, 0.4))
+    tilt = rng.uniform(-1.0, 1.0)
+    page = effects.place_on_surface(page, nrng, 0.04, bed, texture=0.2, tilt=tilt)
+    return effects.blur(page, rng.uniform(0.0, 0.4)), effects.surface_geometry(geometry, 0.04, tilt)
 
 
-def _photograph(page: Image.Image, rng: random.Random) -> Image.Image:
+def _photograph(page: Image.Image, rng: random.Random) -> tuple[Image.Image, effects.Geometry]:
     """Crumple, lay on a table, tilt, blur and add sensor noise, each with its own chance and strength."""
     nrng = numpy_rng(rng)
+    geometry = effects.Geometry(page.size)
     paper = tuple(int(v) for v in np.asarray(page)[0, 0])
     if rng.random() < 0.75:
         page = effects.crumple(page, nrng, rng.uniform(0.2, 0.9))
     tilt = rng.uniform(-2.5, 2.5)
     if rng.random() < 0.5:
-        page = effects.place_on_surface(page, nrng, rng.uniform(0.04, 0.12), rng.choice(_SURFACES), tilt=tilt)
+        margin = rng.uniform(0.04, 0.12)
+        page = effects.place_on_surface(page, nrng, margin, rng.choice(_SURFACES), tilt=tilt)
+        geometry = effects.surface_geometry(geometry, margin, tilt)
     else:
         # a close-up: the paper fills the frame, so the corners uncovered by the tilt are more paper
         page = effects.skew(page, tilt, paper)
+        geometry = geometry.rotated(tilt)
     if rng.random() < 0.6:
         page = effects.lighting(page, nrng, rng.uniform(0.05, 0.25))
     page = effects.blur(page, rng.choice((0.0, rng.uniform(0.3, 1.1))))
     page = effects.sensor_noise(page, nrng, rng.uniform(1.0, 3.5))
     if rng.random() < 0.3:
         page = effects.jpeg_artifacts(page, rng.randint(35, 70))
-    return page
+    return page, geometry
 
 
 def render_receipt(
     lines: list[PrintLine], columns: int, barcode_seed: str, rng: random.Random, capture: str
-) -> Image.Image:
-    """The receipt, `capture`d ("scan" or "photo"): `columns` monospaced characters across a narrow roll."""
+) -> tuple[Image.Image, dict[str, list[float]]]:
+    """The receipt, `capture`d ("scan" or "photo"): `columns` monospaced characters across a narrow roll;
+    with the box of each marked field, [x0, y0, x1, y1] fractions of the picture."""
     paper_width = rng.randint(560, 640)
     faces = _faces(columns, paper_width - 2 * _MARGIN)
     height = _MARGIN * 2 + sum(_line_height(faces[line.weight]) for line in lines) + 90
     mask = Image.new("L", (paper_width, height), 0)
-    bottom = _draw_lines(mask, lines, faces, _MARGIN)
+    drawn: dict[str, effects.Box] = {}
+    bottom = _draw_lines(mask, lines, faces, _MARGIN, drawn)
     # the bars follow the receipt number, so one receipt always gets the same barcode
     _draw_barcode(mask, random.Random(barcode_seed), bottom + 4, 60)
     paper = _thermal(mask, rng)
-    return _scan(paper, rng) if capture == "scan" else _photograph(paper, rng)
+    image, geometry = _scan(paper, rng) if capture == "scan" else _photograph(paper, rng)
+    return image, {pointer: geometry.fraction_box(box) for pointer, box in drawn.items()}
