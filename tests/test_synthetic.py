@@ -284,7 +284,12 @@ def test_geometry_follows_pil_rotation_and_padding(degrees: float) -> None:
     geometry = effects.surface_geometry(effects.Geometry(clean.size), 0.07, degrees)
     assert geometry.size == placed.size
     ys, xs = np.nonzero(np.asarray(placed.convert("L")) < 128)
-    ink = (xs.min() / placed.width, ys.min() / placed.height, xs.max() / placed.width, ys.max() / placed.height)
+    ink = (
+        xs.min() / placed.width,
+        ys.min() / placed.height,
+        xs.max() / placed.width,
+        ys.max() / placed.height,
+    )
     # within two pixels of where the ink really landed
     assert geometry.fraction_box((300, 50, 321, 61)) == pytest.approx(ink, abs=2 / 300)
 
@@ -301,8 +306,22 @@ def test_metadata_boxes_name_drawn_fields(dataset: tuple[Path, list[dict[str, An
             assert where["page"] == 1  # a licence's fields are on its front
         assert "/currency" not in boxes and "/country" not in boxes or row["doc_type"] == "drivers_license"
     expected = {
-        "receipt": {"/merchant_name", "/total", "/subtotal", "/tax", "/transaction_date", "/items/0/total_price"},
-        "check": {"/payee", "/amount_numeric", "/amount_words", "/date", "/routing_number", "/account_number"},
+        "receipt": {
+            "/merchant_name",
+            "/total",
+            "/subtotal",
+            "/tax",
+            "/transaction_date",
+            "/items/0/total_price",
+        },
+        "check": {
+            "/payee",
+            "/amount_numeric",
+            "/amount_words",
+            "/date",
+            "/routing_number",
+            "/account_number",
+        },
         "drivers_license": {"/family_name", "/document_number", "/date_of_birth", "/address/postal_code"},
     }
     for row in rows:
