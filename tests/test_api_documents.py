@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 
 import pytest
 from PIL import Image
@@ -210,17 +211,18 @@ def test_malformed_review_is_422(client, make_png, body, code):
     assert client.get(f"/v1/documents/{document['id']}").json()["status"] == "done"
 
 
-def test_review_approves_with_corrections_and_audits_names_not_values(client, make_png):
+def test_review_approves_with_corrections_and_audits_names_not_values(client, make_png, receipt_example):
     document = _upload(client, make_png())
-    _finish(client, document["id"], data={"total": "1.00"}, status=DocumentStatus.NEEDS_REVIEW)
+    _finish(client, document["id"], data=receipt_example, status=DocumentStatus.NEEDS_REVIEW)
+    corrected = {**receipt_example, "total": "1.50"}
     response = client.post(
         f"/v1/documents/{document['id']}/review",
-        json={"action": "approve", "data": {"total": "1.50"}, "reason": "misread"},
+        json={"action": "approve", "data": corrected, "reason": "misread"},
     )
     assert response.status_code == 200, response.text
     shown = response.json()
     assert shown["status"] == "approved"
-    assert shown["review"]["action"] == "approve" and shown["review"]["data"] == {"total": "1.50"}
+    assert shown["review"]["action"] == "approve" and shown["review"]["data"] == corrected
     with client.app.state.bayou.sessions() as session:
         entry = session.scalar(select(AuditEntry).where(AuditEntry.document_id == document["id"]))
     assert entry.action == "review.approve" and entry.detail == {"corrected_fields": ["/total"], "via": "api"}
@@ -339,3 +341,117 @@ def test_an_export_holds_no_database_connection_while_its_client_reads(client, m
     rest = b"".join(stream)
     assert all(document_id.encode() in first + rest for document_id in ids)
     assert state.engine.pool.checkedout() == 0
+
+
+# --- review data is checked before it becomes ground truth, and scored off the request path (issue 15) ---
+
+
+def _unchanged(client, document_id: str) -> bool:
+    from storage.models import Review
+
+    with client.app.state.bayou.sessions() as session:
+        reviews = session.scalar(
+            select(func.count()).select_from(Review).where(Review.document_id == document_id)
+        )
+        audits = session.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.document_id == document_id)
+        )
+        status = session.get(Document, document_id).status
+    return (reviews, audits, status) == (0, 0, DocumentStatus.NEEDS_REVIEW.value)
+
+
+def _lines(count: int) -> list[dict]:
+    return [
+        {"description": f"line {n}", "quantity": 1, "unit_price": "1.00", "total_price": "1.00"}
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"total": "a lot"}, "invalid_review_data"),  # fails the money pattern
+        ({"unknown_field": "x"}, "invalid_review_data"),
+        ({"items": _lines(1000)}, "invalid_review_data"),  # valid lines, past the schema's 100
+        ({"items": _lines(1300)}, "review_data_too_large"),  # past the values a review may hold at all
+        ({"merchant_name": "x" * 20_000}, "review_data_too_large"),
+        (
+            {"tip": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {"j": {"k": {}}}}}}}}}}}}},
+            "review_data_too_large",
+        ),
+    ],
+)
+def test_approved_data_that_does_not_fit_is_422_and_changes_nothing(
+    client, make_png, receipt_example, change, code
+):
+    document_id = _upload(client, make_png())["id"]
+    _finish(client, document_id, data=receipt_example, status=DocumentStatus.NEEDS_REVIEW)
+
+    started = time.monotonic()
+    response = client.post(
+        f"/v1/documents/{document_id}/review",
+        json={"action": "approve", "data": {**receipt_example, **change}},
+    )
+    assert time.monotonic() - started < 3  # 1,000 lines were 19 s of scoring in the request
+    assert response.status_code == 422 and _error_code(response) == code
+    assert "a lot" not in response.text  # paths are named, values never
+    assert _unchanged(client, document_id)
+
+
+def test_approving_invalid_extracted_data_as_is_is_422(client, make_png):
+    document_id = _upload(client, make_png())["id"]
+    _finish(client, document_id, data={"total": "1.00"}, status=DocumentStatus.NEEDS_REVIEW)
+    response = client.post(f"/v1/documents/{document_id}/review", json={"action": "approve"})
+    assert response.status_code == 422 and _error_code(response) == "invalid_review_data"
+    assert "/merchant_name" in response.json()["error"]["message"]
+    assert _unchanged(client, document_id)
+    # a rejection needs no valid data
+    assert client.post(f"/v1/documents/{document_id}/review", json={"action": "reject"}).status_code == 200
+
+
+def test_a_review_is_answered_before_it_is_scored(client, make_png, receipt_example, monkeypatch):
+    import dataclasses
+
+    from api.routes import documents as routes
+
+    sent: list[str] = []
+    monkeypatch.setattr(routes, "send_score_review", sent.append)
+    client.app.state.bayou = dataclasses.replace(
+        client.app.state.bayou, workers=True
+    )  # as under `bayou serve`
+    document_id = _upload(client, make_png())["id"]
+    _finish(client, document_id, data=receipt_example, status=DocumentStatus.NEEDS_REVIEW)
+    # 100 lines unlike the extraction's: a tree edit distance of about a minute, were it computed here
+    rewritten = {
+        **receipt_example,
+        "items": [{**line, "description": f"other {n}"} for n, line in enumerate(_lines(100))],
+    }
+
+    started = time.monotonic()
+    response = client.post(
+        f"/v1/documents/{document_id}/review", json={"action": "approve", "data": rewritten}
+    )
+    assert time.monotonic() - started < 3
+    assert response.status_code == 200 and response.json()["status"] == "approved"
+    assert sent == [document_id]  # the score is the cpu queue's to compute
+    with client.app.state.bayou.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Score)) == 0
+
+
+def test_the_review_score_is_computed_once(client, make_png, receipt_example):
+    from workers.review_scores import score_review_in
+
+    document_id = _upload(client, make_png())["id"]
+    _finish(client, document_id, data=receipt_example, status=DocumentStatus.NEEDS_REVIEW)
+    corrected = {**receipt_example, "total": "15.78"}
+    assert (
+        client.post(
+            f"/v1/documents/{document_id}/review", json={"action": "approve", "data": corrected}
+        ).status_code
+        == 200
+    )
+    sessions = client.app.state.bayou.sessions
+    score_review_in(sessions, document_id)  # a redelivered task
+    with sessions() as session:
+        [score] = session.scalars(select(Score)).all()
+    assert score.ground_truth_source == "reviewed" and not score.perfect_match and score.f1 < 1

@@ -26,6 +26,7 @@ from workers.names import REQUEUE_STUCK_TASK
 from workers.observing import connect_signals
 from workers.queues import ALL_QUEUES, CPU_QUEUE
 from workers.reconnect import register_reconnect_steps
+from workers.review_scores import register_review_score_task
 from workers.runtime import check_schema, preload_models, reset_runtime
 from workers.tasks import register_tasks
 
@@ -43,6 +44,7 @@ def make_app(settings: Settings) -> Celery:
     app.conf.update(celery_config(settings))
     register_tasks(app, settings)
     register_callback_task(app)
+    register_review_score_task(app)
     register_batch_tasks(app)
     register_reconnect_steps(app)  # celery-batches' flush timer after a broker reconnect
     return app

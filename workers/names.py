@@ -10,3 +10,5 @@ EXTRACT_BATCH_TASK = "bayou.extract_batch"
 # a server-side batch's folder walked on `cpu` (POST /v1/batches answers before it starts)
 INGEST_BATCH_TASK = "bayou.ingest_batch"
 RESUME_BATCHES_TASK = "bayou.resume_batches"
+# a review's score, off the API's request path (workers.review_scores)
+SCORE_REVIEW_TASK = "bayou.score_review"

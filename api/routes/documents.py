@@ -6,7 +6,7 @@ import logging
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Form, Path, Query, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from sqlalchemy import select
 
@@ -34,6 +34,7 @@ from storage.documents import (
     record_audit,
 )
 from storage.models import DocumentStatus, Page
+from workers.review_scores import score_review_in, send_score_review
 
 log = logging.getLogger(__name__)
 
@@ -216,14 +217,47 @@ def page_image(
     "/{document_id}/review",
     response_model=DocumentOut,
     summary="Approve or reject a finished document, optionally with corrected data",
+    description=(
+        "Approved data becomes ground truth: the corrected `data` (else the extracted data) must fit the "
+        "document type's schema (422 `invalid_review_data`, naming the paths) and stay within size bounds "
+        "(422 `review_data_too_large`). The review's score is computed after the answer, off the request path."
+    ),
     responses=error_responses(401, 404, 409, 422, 429),
 )
-def review_document(session: SessionDep, key: CurrentKey, document_id: DocumentId, review: ReviewIn) -> Any:
+def review_document(
+    state: State,
+    session: SessionDep,
+    key: CurrentKey,
+    document_id: DocumentId,
+    review: ReviewIn,
+    background: BackgroundTasks,
+) -> Any:
     if review.action == "approve":
-        reviewing.approve(session, document_id, actor=actor(key), data=review.data, via="api")
+        document = get_document(session, document_id)
+        if document.status in REVIEWABLE:  # any other is refused 409 by the review itself
+            reviewing.check_approved_data(document, review.data)
+        reviewing.approve(
+            session,
+            document_id,
+            actor=actor(key),
+            data=review.data,
+            via="api",
+            score_later=_score_later(state, background),
+        )
     else:
         reviewing.reject(session, document_id, actor=actor(key), reason=review.reason, via="api")
     return document_json(get_document_fresh(session, document_id))
+
+
+REVIEWABLE = (DocumentStatus.DONE.value, DocumentStatus.NEEDS_REVIEW.value)
+
+
+def _score_later(state: State, background: BackgroundTasks) -> reviewing.ScoreLater:
+    # on the cpu queue where workers run; an app without them (tests, an embedding program) scores after
+    # the response is sent
+    if state.workers:
+        return send_score_review
+    return lambda document_id: background.add_task(score_review_in, state.sessions, document_id)
 
 
 @router.delete(

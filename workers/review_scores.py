@@ -1,0 +1,86 @@
+"""A review's score (the latest run against the approved data, ground truth source "reviewed"), computed
+off the request path: the tree edit distance of two 100-line receipts that differ everywhere takes CPU
+seconds to a minute, which the API process (it also runs the embedded worker) must not spend while a
+client waits. The REST API sends `bayou.score_review` to the `cpu` queue (an API without workers, e.g.
+in tests, scores after the response). Idempotent: a run already scored against its review is left."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, Task
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from extractor.scoring import field_f1, perfect_match, ted_accuracy
+from storage.documents import get_document_fresh
+from storage.models import GroundTruthSource, ReviewAction, Score
+from workers.dispatch import app_or_default
+from workers.names import SCORE_REVIEW_TASK
+from workers.queues import CPU_QUEUE
+from workers.transient import register_task
+
+log = logging.getLogger(__name__)
+
+TASK_LIMITS_S = (300, 360)
+
+
+def score_review(session: Session, document_id: str) -> Score | None:
+    """Scores the latest run against the latest approval (its corrections, else the run's own data);
+    None when there is nothing to score (no run, no approval, data that is no object)."""
+    document = get_document_fresh(session, document_id)
+    run = document.runs[-1] if document.runs else None
+    review = document.reviews[-1] if document.reviews else None
+    if run is None or review is None or review.action != ReviewAction.APPROVE.value:
+        return None
+    source = GroundTruthSource.REVIEWED.value
+    existing = session.scalar(
+        select(Score).where(Score.run_id == run.id, Score.ground_truth_source == source)
+    )
+    if existing is not None:
+        return existing
+    ground_truth: Any = review.corrected_data if review.corrected_data is not None else run.data
+    if not isinstance(ground_truth, dict):
+        return None
+    prediction = run.data
+    score = Score(
+        run_id=run.id,
+        ground_truth_source=source,
+        ted_accuracy=ted_accuracy(prediction, ground_truth),
+        f1=field_f1([prediction], [ground_truth]),
+        perfect_match=perfect_match(prediction, ground_truth),
+    )
+    try:
+        session.add(score)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return score
+
+
+def score_review_in(sessions: sessionmaker[Session], document_id: str) -> None:
+    """score_review in a session of its own (after a response, or in a task)."""
+    with sessions() as session:
+        score_review(session, document_id)
+
+
+def send_score_review(document_id: str, *, app: Celery | None = None) -> None:
+    """Queues the score. Never raises: the review is stored; a score lost to a broker fault is logged
+    (it is a statistic of the dashboard, the approved data is the ground truth either way)."""
+    try:
+        app_or_default(app).send_task(SCORE_REVIEW_TASK, args=[document_id], queue=CPU_QUEUE)
+    except Exception:
+        log.exception("could not queue the review score of document %s", document_id)
+
+
+def score_review_task(self: Task, document_id: str) -> str:
+    from workers.runtime import get_runtime
+
+    with get_runtime().sessions() as session:
+        return "scored" if score_review(session, document_id) is not None else "nothing_to_score"
+
+
+def register_review_score_task(app: Celery) -> None:
+    register_task(app, SCORE_REVIEW_TASK, score_review_task, limits=TASK_LIMITS_S, queue=CPU_QUEUE)
