@@ -166,6 +166,25 @@ def test_the_tiny_checkpoint_is_seen_as_the_published_layout(
     assert view(tiny_checkpoint, tiny_model) == view(published_checkpoint, published_model)
 
 
+def test_with_or_without_tokenizer_json(published_checkpoint: Path, published_model, tmp_path: Path) -> None:
+    from extractor.model.tokenizer import FastPathTokenizer
+
+    both = tmp_path / "both"
+    shutil.copytree(published_checkpoint, both)
+    published_model.tokenizer.backend_tokenizer.save(str(both / "tokenizer.json"))
+    with_json = load_model(both)
+    assert isinstance(with_json.prompt_tokenizer, PromptTokenizer)  # the sentencepiece model decides
+
+    only_json = tmp_path / "only-json"
+    shutil.copytree(both, only_json)
+    (only_json / "tokenizer.model").unlink()
+    fast = load_model(only_json)
+    assert isinstance(fast.prompt_tokenizer, FastPathTokenizer)
+    assert fast.stop_token_ids == [2, 32009] and fast.image_token_id == 32002
+    text = "<|prompt|><img><IMG_CONTEXT></img>\nExtract the receipt.<|end|><|answer|>"
+    assert fast.prompt_tokenizer.encode(text) == list(fast.tokenizer(text).input_ids)
+
+
 # --- the ids fed to the model ---
 
 
