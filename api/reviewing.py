@@ -14,14 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import BackgroundTasks
 from sqlalchemy.orm import Session
 
+from api.deps import AppState
 from api.errors import ApiError
 from api.review.forms import changed_pointers
 from extractor.validation import schema_errors
 from storage.documents import get_document_fresh, record_audit, record_review
 from storage.models import Document, ExtractionRun, ReviewAction, Score
-from workers.review_scores import score_review
+from workers.review_scores import score_review, score_review_in, send_score_review
 
 # how a caller has a review scored later (a task, a background job); given the document id
 ScoreLater = Callable[[str], None]
@@ -41,6 +43,14 @@ class Outcome:
     action: ReviewAction
     corrected: list[str]
     score: Score | None
+
+
+def score_later(state: AppState, background: BackgroundTasks) -> ScoreLater:
+    """How a route has a review scored off its request path: a task on the cpu queue where workers run;
+    an app without them (tests, a program embedding the API) scores after the response is sent."""
+    if state.workers:
+        return send_score_review
+    return lambda document_id: background.add_task(score_review_in, state.sessions, document_id)
 
 
 def check_approved_data(document: Document, data: Any | None) -> None:

@@ -412,10 +412,10 @@ def test_approving_invalid_extracted_data_as_is_is_422(client, make_png):
 def test_a_review_is_answered_before_it_is_scored(client, make_png, receipt_example, monkeypatch):
     import dataclasses
 
-    from api.routes import documents as routes
+    from api import reviewing
 
     sent: list[str] = []
-    monkeypatch.setattr(routes, "send_score_review", sent.append)
+    monkeypatch.setattr(reviewing, "send_score_review", sent.append)
     client.app.state.bayou = dataclasses.replace(
         client.app.state.bayou, workers=True
     )  # as under `bayou serve`

@@ -266,3 +266,23 @@ def test_next_and_previous_follow_the_queue(signed_in, receipt_example) -> None:
     done = signed_in.post(f"/review/documents/{second}/approve", data=form).text
     # approved and out of the queue, but still between its neighbours
     assert f'id="next-link" href="/review/documents/{third}"' in done
+
+
+def test_an_approval_in_the_ui_is_scored_off_the_request_path(
+    signed_in, receipt_example, monkeypatch
+) -> None:
+    import dataclasses
+
+    from api import reviewing
+
+    sent: list[str] = []
+    monkeypatch.setattr(reviewing, "send_score_review", sent.append)
+    signed_in.app.state.bayou = dataclasses.replace(
+        signed_in.app.state.bayou, workers=True
+    )  # as in production
+    document_id = signed_in.review.document(data=receipt_example)
+    form = read_form(signed_in.get(f"/review/documents/{document_id}").text)
+    response = signed_in.post(f"/review/documents/{document_id}/approve", data=form, follow_redirects=False)
+    assert response.status_code == 303
+    assert sent == [document_id]  # the cpu queue's to compute (issue 15)
+    assert rows(signed_in, Score, document_id) == []

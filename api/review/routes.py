@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Query
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlalchemy import select
 
@@ -194,7 +194,13 @@ def page_image(
 
 @router.post("/documents/{document_id}/approve")
 def approve(
-    visitor: ReviewerDep, session: SessionDep, form: FormDep, filters: FilterDep, document_id: str
+    visitor: ReviewerDep,
+    state: State,
+    session: SessionDep,
+    form: FormDep,
+    filters: FilterDep,
+    document_id: str,
+    background: BackgroundTasks,
 ) -> Response:
     document = get_document(session, document_id)
     if document.status not in views.AWAITING_STATUSES:
@@ -208,7 +214,14 @@ def approve(
         message = "Not approved: fix the highlighted fields first."
         return _document_response(visitor, session, filters, document, view=view, error=message, status=422)
     try:
-        reviewing.approve(session, document_id, actor=visitor.actor, data=data, via="review_ui")
+        reviewing.approve(
+            session,
+            document_id,
+            actor=visitor.actor,
+            data=data,
+            via="review_ui",
+            score_later=reviewing.score_later(state, background),
+        )
     except IllegalTransition as exc:
         return _refused_review(visitor, session, filters, document_id, exc)
     return redirect(_document_url(document_id, filters, done="approved"))

@@ -34,7 +34,6 @@ from storage.documents import (
     record_audit,
 )
 from storage.models import DocumentStatus, Page
-from workers.review_scores import score_review_in, send_score_review
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +241,7 @@ def review_document(
             actor=actor(key),
             data=review.data,
             via="api",
-            score_later=_score_later(state, background),
+            score_later=reviewing.score_later(state, background),
         )
     else:
         reviewing.reject(session, document_id, actor=actor(key), reason=review.reason, via="api")
@@ -250,14 +249,6 @@ def review_document(
 
 
 REVIEWABLE = (DocumentStatus.DONE.value, DocumentStatus.NEEDS_REVIEW.value)
-
-
-def _score_later(state: State, background: BackgroundTasks) -> reviewing.ScoreLater:
-    # on the cpu queue where workers run; an app without them (tests, an embedding program) scores after
-    # the response is sent
-    if state.workers:
-        return send_score_review
-    return lambda document_id: background.add_task(score_review_in, state.sessions, document_id)
 
 
 @router.delete(
