@@ -1,20 +1,25 @@
-"""CPU precision benchmark: float32 against bfloat16 against int8 weights, on the full-size H2OVL-Mississippi
+"""CPU precision benchmark: float32 against bfloat16 against int8, on the full-size H2OVL-Mississippi
 architectures with the same random weights, in one run.
 
 For each model the float32 network is built from a fixed seed; each variant is that same network cast to
-bfloat16, or given int8 weights (BAYOU_QUANTIZE=int8: torchao weight-only on the language model's and
-vision tower's Linear layers, float32 compute here). Every variant reads the same receipt-shaped page
-(preprocess with bayou's tiling, the vision tower on its tiles, the prompt's prefill) and then decodes
-`--new-tokens` steps, forced to the float32 run's greedy tokens, so every variant does the same work and
-its logits can be compared step by step with float32's: the numeric cost is the largest logit difference
-and the share of steps whose greedy token is float32's. The forward calls are bayou's own (extractor.
-generation's), without the grammar, whose cost does not depend on precision.
+bfloat16, or quantised as BAYOU_QUANTIZE does it (`int8-dynamic`: torch's x86 int8 kernels, weights and
+activations; `int8`: torchao weight-only), on the language model's and vision tower's Linear layers. Every
+variant reads the same receipt-shaped page (preprocess with bayou's tiling, the vision tower on its tiles,
+the prompt's prefill) and then decodes `--new-tokens` steps, forced to the float32 run's greedy tokens, so
+every variant does the same work and its logits can be compared step by step with float32's: the numeric
+cost is the largest logit difference and the share of steps whose greedy token is float32's. The forward
+calls are bayou's own (extractor.generation's), without the grammar, whose cost does not depend on
+precision. Each variant runs in a process of its own, one after the other.
 
 Peak memory: the process's resident high-water mark (VmHWM), reset after the variant is built, so it is
-what running the variant needs; "weights" is the model's parameter and buffer memory.
+what running the variant needs; "weights" is the model's state (int8 data and scales where quantised).
 
-Usage: python bench/cpu_precision.py [--models h2ovl-800m,h2ovl-2b] [--precisions float32,bfloat16,int8]
-       [--max-tiles 2] [--new-tokens 64] [--prompt-text-tokens 630] [--threads N]
+`--matmul` only times one matmul of the vision tower's shape in each precision (GFLOP/s): what the CPU
+gives each precision without the model around it.
+
+Usage: python bench/cpu_precision.py [--models h2ovl-800m,h2ovl-2b]
+       [--precisions float32,bfloat16,int8,int8-dynamic] [--max-tiles 2] [--new-tokens 64]
+       [--prompt-text-tokens 633] [--threads N] [--matmul]
 """
 
 from __future__ import annotations
@@ -156,6 +161,44 @@ def run(model, raw: dict, prompt_text_tokens: int, max_tiles: int, forced: list[
     }
 
 
+class _OneLayer(torch.nn.Module):
+    """One Linear layer where quantize() looks for the towers (model.language_model, model.vision_tower)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = torch.nn.Module()
+        self.model.language_model = torch.nn.Sequential(torch.nn.Linear(1024, 4096))
+        self.model.vision_tower = torch.nn.Sequential()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model.language_model(inputs)
+
+
+def matmul_gflops(repeats: int = 10) -> dict[str, float]:
+    """The vision tower's MLP matmul on one tile (1025×1024 by 1024×4096) in each precision, GFLOP/s,
+    fastest of `repeats`: what the hardware gives each precision, without the model around it."""
+    torch.manual_seed(SEED)
+    x = torch.randn(1025, 1024)
+    flops = 2 * 1025 * 1024 * 4096
+    results = {}
+    for precision in ("float32", "bfloat16", "int8", "int8-dynamic"):
+        layer = _OneLayer()
+        inputs = x
+        if precision == "bfloat16":
+            layer, inputs = layer.to(torch.bfloat16), x.to(torch.bfloat16)
+        elif precision != "float32":
+            quantize(layer, precision)
+        with torch.inference_mode():
+            layer(inputs)
+            best = float("inf")
+            for _ in range(repeats):
+                started = time.perf_counter()
+                layer(inputs)
+                best = min(best, time.perf_counter() - started)
+        results[precision] = round(flops / best / 1e9, 1)
+    return results
+
+
 def measure(name: str, precision: str, args: argparse.Namespace, reference: Path) -> dict:
     """One variant, in this (fresh) process; the float32 one writes `reference`, the others read it."""
     configure_threads(args.threads)
@@ -198,8 +241,13 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--prompt-text-tokens", type=int, default=633)  # the receipt question's length
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--matmul", action="store_true", help="only the one-matmul comparison, GFLOP/s")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # name:precision:reference, run in a child
     args = parser.parse_args()
+    if args.matmul:
+        configure_threads(args.threads)
+        print(json.dumps({"threads": torch.get_num_threads(), "gflops": matmul_gflops()}))
+        return
     if args.variant:
         name, precision, reference = args.variant.split(":", 2)
         print(json.dumps(measure(name, precision, args, Path(reference))))
