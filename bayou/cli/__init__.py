@@ -16,7 +16,18 @@ app = typer.Typer(
 )
 
 # modules that define `register(app)`; kept as names so `bayou --help` stays fast (no torch import)
-_COMMAND_MODULES = ["extract", "models", "samples", "evaluate", "db", "apikey", "serve", "worker", "ingest", "user"]
+_COMMAND_MODULES = [
+    "extract",
+    "models",
+    "samples",
+    "evaluate",
+    "db",
+    "apikey",
+    "serve",
+    "worker",
+    "ingest",
+    "user",
+]
 
 
 def _assemble() -> None:

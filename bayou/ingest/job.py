@@ -76,9 +76,7 @@ def run_ingest(
 
 
 @contextmanager
-def _recorder(
-    settings: Settings, target: Target, tally: Tally, enqueue: Enqueue
-) -> Iterator[Recorder]:
+def _recorder(settings: Settings, target: Target, tally: Tally, enqueue: Enqueue) -> Iterator[Recorder]:
     from bayou.intake import Limits
     from storage.blobs import BlobStore
     from storage.db import make_engine, make_session_factory

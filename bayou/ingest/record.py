@@ -17,7 +17,6 @@ from storage.blobs import BlobStore
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class Target:
     """What every file of the run becomes: its document type and the model that will serve it."""
