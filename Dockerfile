@@ -7,7 +7,7 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG EXTRAS=""
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends poppler-utils fonts-dejavu-core \
+ && apt-get install -y --no-install-recommends poppler-utils fonts-dejavu-core tesseract-ocr \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

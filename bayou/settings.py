@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # all pages of a document together (~300 MB as RGB): larger PDF pages are rendered at a lower dpi,
     # larger images shrunk once decoded; see extractor.pixel_budget
     max_document_pixels: int = Field(100_000_000, gt=0)
+    # OCR word boxes for grounding, read in the rasterising stage (extractor.ocr); off: no locations
+    ocr: bool = True
+    ocr_timeout_s: float = Field(20.0, gt=0)  # a page; past it the page has no words, status "timeout"
     batch_root: Path | None = None  # POST /v1/batches reads folders below this; default <data_dir>/inbox
     # completion callbacks: HMAC key (empty: a generated one in <data_dir>/callback-secret), and which
     # non-public addresses a callback may reach (none by default: a callback URL must not probe the LAN)

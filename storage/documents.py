@@ -44,6 +44,7 @@ class NewRun:
     errors: list[dict[str, Any]] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
     confidence: dict[str, float] = field(default_factory=dict)
+    locations: dict[str, Any] | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     prompt_tokens: int | None = None
     generated_tokens: int | None = None
@@ -57,6 +58,7 @@ class PageImage:
     data: bytes
     width: int
     height: int
+    words: dict[str, Any] | None = None  # extractor.ocr.PageWords.to_json()
 
 
 @dataclass(frozen=True)
@@ -265,7 +267,12 @@ def _replace_page_rows(
     old_hashes = list(deleted.scalars())
     rows = [
         Page(
-            document_id=document_id, number=n, blob_sha256=blob.sha256, width=image.width, height=image.height
+            document_id=document_id,
+            number=n,
+            blob_sha256=blob.sha256,
+            width=image.width,
+            height=image.height,
+            words=image.words,
         )
         for n, (image, blob) in enumerate(zip(images, staged, strict=True), start=1)
     ]

@@ -178,6 +178,8 @@ class Page(Base):
     blob_sha256: Mapped[str] = mapped_column(String(SHA256_LENGTH), index=True)
     width: Mapped[int]
     height: Mapped[int]
+    # what OCR read on the page (extractor.ocr.PageWords.to_json); None: not read (stored before 0007)
+    words: Mapped[Any] = mapped_column(JSON, nullable=True)
 
     document: Mapped[Document] = relationship(back_populates="page_images")
 
@@ -204,6 +206,8 @@ class ExtractionRun(Base):
     errors: Mapped[Any] = mapped_column(JSON)
     checks: Mapped[Any] = mapped_column(JSON)
     confidence: Mapped[Any] = mapped_column(JSON)
+    # JSON pointer -> {page, box, score}: where each value is on its page (None: no OCR words)
+    locations: Mapped[Any] = mapped_column(JSON, nullable=True)
     timings_ms: Mapped[Any] = mapped_column(JSON)
     prompt_tokens: Mapped[int | None]
     generated_tokens: Mapped[int | None]

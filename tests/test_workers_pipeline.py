@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -323,3 +324,25 @@ def test_a_worker_killed_mid_extract_still_finishes_the_document_with_one_run(
 
     assert document.status in FINISHED
     assert _runs(runtime, document_id) == 1
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed")
+def test_the_cpu_stage_stores_each_pages_ocr_words_with_the_page(embedded_worker: Runtime) -> None:
+    from PIL import ImageDraw
+
+    from bayou.synthetic.common import font
+    from storage.models import Page
+    from workers.rasterizing import rasterize_stored
+
+    page = Image.new("RGB", (480, 160), "white")
+    ImageDraw.Draw(page).text((30, 50), "TOTAL 26.26", font=font("mono", 30), fill="black")
+    buffer = io.BytesIO()
+    page.save(buffer, format="PNG")
+    document_id = DOCUMENTS.create(embedded_worker, buffer.getvalue())
+
+    assert rasterize_stored(embedded_worker, document_id).value == "rasterized"
+
+    with embedded_worker.sessions() as session:
+        words = session.scalars(select(Page.words).where(Page.document_id == document_id)).one()
+    assert words["status"] == "ok"
+    assert [w[0] for w in words["words"]] == ["TOTAL", "26.26"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import Any
 
 from PIL import Image
 
@@ -48,13 +49,21 @@ def rasterize_stored(runtime: Runtime, document_id: str) -> Outcome:
             log.info("document %s failed to rasterise: %s", document_id, rasterized.error.code)
             fail(session, document_id, rasterized.error.code, rasterized.error.message)
             return Outcome.FAILED
-        pages = [_png(image) for image in rasterized.images]
+        words = _words(rasterized.images, settings.ocr, settings.ocr_timeout_s)
+        pages = [_png(image, read) for image, read in zip(rasterized.images, words, strict=True)]
         store_pages(session, runtime.blobs, document_id, pages, rasterize_ms=rasterized.ms)
     return Outcome.RASTERIZED
 
 
-def _png(image: Image.Image) -> PageImage:
+def _words(images: list[Image.Image], enabled: bool, timeout_s: float) -> list[dict[str, Any] | None]:
+    """Each page's OCR words (for grounding), here in the CPU stage so the GPU worker never runs OCR."""
+    from extractor.ocr import read_words
+
+    return [read_words(image, timeout_s=timeout_s).to_json() if enabled else None for image in images]
+
+
+def _png(image: Image.Image, words: dict[str, Any] | None) -> PageImage:
     buffer = io.BytesIO()
     # PNG: lossless, so the GPU stage sees exactly the pixels rasterisation produced
     image.save(buffer, format="PNG")
-    return PageImage(data=buffer.getvalue(), width=image.width, height=image.height)
+    return PageImage(data=buffer.getvalue(), width=image.width, height=image.height, words=words)
