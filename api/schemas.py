@@ -37,6 +37,12 @@ class CheckOutcome(BaseModel):
     message: str | None = None
 
 
+class Location(BaseModel):
+    page: int = Field(description="From 1.")
+    box: list[float] = Field(description="[x0, y0, x1, y1] in fractions of the page's width and height.")
+    score: float = Field(description="0..1: how well the page's words match the value.")
+
+
 class Tokens(BaseModel):
     prompt: int | None = None
     generated: int | None = None
@@ -53,6 +59,10 @@ class Result(BaseModel):
     errors: list[FieldError]
     checks: list[CheckOutcome]
     confidence: dict[str, float] = Field(description="JSON pointer into `data` → 0..1")
+    locations: dict[str, Location] = Field(
+        default_factory=dict,
+        description="JSON pointer into `data` → where the value is on its page (values found by OCR only)",
+    )
     tiles: int | None
     tokens: Tokens
     timings_ms: dict[str, float]

@@ -80,6 +80,7 @@ def _result(document: Document, run: ExtractionRun) -> dict[str, Any]:
         "errors": run.errors or [],
         "checks": run.checks or [],
         "confidence": run.confidence or {},
+        "locations": run.locations or {},
         "tiles": run.tiles,
         "tokens": {"prompt": run.prompt_tokens, "generated": run.generated_tokens},
         "timings_ms": run.timings_ms or {},

@@ -66,6 +66,7 @@ def extractor_for(
         max_tiles=max_tiles,
         limits=settings.limits(),
         max_new_tokens=settings.max_new_tokens,
+        ocr_timeout_s=settings.ocr_timeout_s if settings.ocr else None,
     )
 
 

@@ -16,6 +16,8 @@ from PIL import Image
 from extractor.engine import Engine, EngineRequest
 from extractor.errors import BayouError, InputError
 from extractor.generation import GenerationOutput
+from extractor.grounding.verify import ground
+from extractor.ocr import PageWords, read_words
 from extractor.parsing import parse_json_output
 from extractor.pixel_budget import DEFAULT_MAX_DOCUMENT_PIXELS
 from extractor.prompts import build_prompt
@@ -54,6 +56,8 @@ class Rasterized:
     images: list[Image.Image] = field(default_factory=list)
     ms: float = 0.0
     error: BayouError | None = None
+    # each page's OCR words (extractor.ocr); None: not read, so the result has no locations
+    words: list[PageWords] | None = None
 
 
 def rasterize_document(document: DocumentInput, limits: Limits) -> Rasterized:
@@ -132,15 +136,22 @@ class Extractor:
         max_tiles: int | None = None,
         max_new_tokens: int = 2048,
         limits: Limits | None = None,
+        ocr_timeout_s: float | None = None,
     ) -> None:
+        """`ocr_timeout_s`: read each page's words (a page's time budget) for grounding; None: don't."""
         self.engine = engine
+        self.ocr_timeout_s = ocr_timeout_s
         self.constrained = constrained
         self.max_tiles = max_tiles
         self.max_new_tokens = max_new_tokens
         self.limits = limits or Limits()
 
     def extract(self, documents: list[DocumentInput]) -> list[Result]:
-        return self.extract_rasterized([rasterize_document(d, self.limits) for d in documents])
+        batch = [rasterize_document(d, self.limits) for d in documents]
+        if self.ocr_timeout_s is not None:
+            for rasterized in batch:
+                rasterized.words = [read_words(i, timeout_s=self.ocr_timeout_s) for i in rasterized.images]
+        return self.extract_rasterized(batch)
 
     def extract_rasterized(self, batch: list[Rasterized]) -> list[Result]:
         """Generate for the documents that rasterised, in one batch; the others come back failed."""
@@ -163,8 +174,14 @@ class Extractor:
                 revision=self.engine.revision,
                 constrained=self.constrained,
             )
+            if rasterized.words is not None:
+                grounded = time.perf_counter()
+                ground(result, rasterized.words)
+                result.timings_ms["ocr"] = round(sum(page.ms for page in rasterized.words), 2)
+                result.timings_ms["locate"] = _ms(grounded)
             preprocess = output.timings_ms.get("preprocess", 0.0)
             result.timings_ms = {
+                **result.timings_ms,
                 "rasterize": rasterized.ms,
                 "preprocess": preprocess,
                 "generate": round(

@@ -16,6 +16,8 @@ class Result:
     errors: list[dict[str, str]] = field(default_factory=list)  # {path, message}: schema violations
     checks: list[dict[str, Any]] = field(default_factory=list)  # {name, ok, message}: cross-field checks
     confidence: dict[str, float] = field(default_factory=dict)  # JSON pointer → 0..1
+    # JSON pointer → {page, box: [x0, y0, x1, y1] page fractions, score}: where each value is on its page
+    locations: dict[str, dict[str, Any]] = field(default_factory=dict)
     tiles: int = 0
     tiles_per_page: list[int] = field(default_factory=list)  # fewer on long documents: see extractor.context
     tokens: dict[str, int] = field(default_factory=lambda: {"prompt": 0, "generated": 0})

@@ -7,7 +7,7 @@ import io
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 from sqlalchemy import select
@@ -26,6 +26,7 @@ from workers.runtime import Runtime
 from workers.telemetry import record_generation, record_outcome
 
 if TYPE_CHECKING:
+    from extractor.ocr import PageWords
     from extractor.pipeline import Rasterized
     from extractor.result import Result
 
@@ -51,6 +52,7 @@ class _Started:
 
     document: Document
     page_hashes: list[str]
+    page_words: list[Any]  # each page's stored OCR words (None where not read)
 
 
 @dataclass
@@ -97,7 +99,7 @@ def _start_attempts(session: Session, jobs: list[ExtractJob]) -> list[_Started |
         before = _documents(session, ids)
         moved = [_move_to_processing(session, before.get(job.document_id)) for job in jobs]
         after = _documents(session, ids)  # attempts as the moves left them
-        pages = _page_hashes(session, ids)
+        pages, words = _page_rows(session, ids)
         session.commit()
     except BaseException:
         session.rollback()
@@ -108,7 +110,7 @@ def _start_attempts(session: Session, jobs: list[ExtractJob]) -> list[_Started |
         if not ok or document is None or gave_up(session, document):
             started.append(None)
         else:
-            started.append(_Started(document, pages.get(job.document_id, [])))
+            started.append(_Started(document, pages.get(job.document_id, []), words.get(job.document_id, [])))
     return started
 
 
@@ -127,16 +129,19 @@ def _move_to_processing(session: Session, document: Document | None) -> bool:
     return True
 
 
-def _page_hashes(session: Session, ids: list[str]) -> dict[str, list[str]]:
+def _page_rows(session: Session, ids: list[str]) -> tuple[dict[str, list[str]], dict[str, list[Any]]]:
+    """Each document's page blob hashes and OCR words, in page order."""
     statement = (
-        select(Page.document_id, Page.blob_sha256)
+        select(Page.document_id, Page.blob_sha256, Page.words)
         .where(Page.document_id.in_(ids))
         .order_by(Page.document_id, Page.number)
     )
     hashes: dict[str, list[str]] = defaultdict(list)
-    for document_id, sha256 in session.execute(statement):
+    words: dict[str, list[Any]] = defaultdict(list)
+    for document_id, sha256, page_words in session.execute(statement):
         hashes[document_id].append(sha256)
-    return hashes
+        words[document_id].append(page_words)
+    return hashes, words
 
 
 def _prepare(
@@ -157,8 +162,17 @@ def _prepare(
         index,
         job,
         model_name(document.model, document.doc_type),
-        Rasterized(source, images=images, ms=document.rasterize_ms or 0.0),
+        Rasterized(source, images=images, ms=document.rasterize_ms or 0.0, words=_words(started.page_words)),
     )
+
+
+def _words(stored: list[Any]) -> list[PageWords] | None:
+    """The pages' OCR words for grounding; None when none was read (OCR off, or pages stored before it)."""
+    from extractor.ocr import PageWords
+
+    if all(page is None for page in stored):
+        return None
+    return [PageWords.from_json(page) for page in stored]
 
 
 def _page_images(runtime: Runtime, hashes: list[str]) -> list[Image.Image]:
@@ -231,6 +245,7 @@ def new_run(result: Result) -> NewRun:
         errors=result.errors,
         checks=result.checks,
         confidence=result.confidence,
+        locations=result.locations or None,
         timings_ms=result.timings_ms,
         prompt_tokens=result.tokens.get("prompt"),
         generated_tokens=result.tokens.get("generated"),
