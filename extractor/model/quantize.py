@@ -71,7 +71,12 @@ def quantize_int8_dynamic(model: torch.nn.Module) -> int:
         for name in ("language_model", "vision_tower"):
             part = getattr(inner, name)
             count += sum(isinstance(m, torch.nn.Linear) for m in part.modules())
-            setattr(inner, name, quantize_dynamic(part.float(), {torch.nn.Linear}, dtype=torch.qint8))
+            # in place: a copy would hold the float32 tower twice while it is converted (the 2B: ~8 GB more)
+            setattr(
+                inner,
+                name,
+                quantize_dynamic(part.float(), {torch.nn.Linear}, dtype=torch.qint8, inplace=True),
+            )
     return count
 
 
