@@ -346,3 +346,27 @@ def test_the_cpu_stage_stores_each_pages_ocr_words_with_the_page(embedded_worker
         words = session.scalars(select(Page.words).where(Page.document_id == document_id)).one()
     assert words["status"] == "ok"
     assert [w[0] for w in words["words"]] == ["TOTAL", "26.26"]
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed")
+def test_the_gpu_stage_grounds_its_run_in_the_stored_words(embedded_worker: Runtime) -> None:
+    from PIL import ImageDraw
+
+    from bayou.synthetic.common import font
+
+    page = Image.new("RGB", (480, 160), "white")
+    ImageDraw.Draw(page).text((30, 50), "TOTAL 26.26", font=font("mono", 30), fill="black")
+    buffer = io.BytesIO()
+    page.save(buffer, format="PNG")
+    document_id = DOCUMENTS.submit(embedded_worker, buffer.getvalue())
+
+    document = _wait_for(embedded_worker, document_id, _finished)
+
+    assert document.status in FINISHED
+    with embedded_worker.sessions() as session:
+        run = session.scalars(select(ExtractionRun).where(ExtractionRun.document_id == document_id)).one()
+        checks, timings = run.checks, run.timings_ms
+    # the tiny random model's values: whatever they are, they were looked for among the page's words
+    grounding = [c for c in checks if c["name"] == "value_on_page"]
+    assert len(grounding) == 1 and "not applicable" not in grounding[0]["message"]
+    assert timings["ocr"] > 0
