@@ -127,9 +127,9 @@ class _Writer:
             x += int(self.label_face.getlength(label + " "))
         self.draw.text((x, y), value, font=face, fill=_LABEL_RED if red else _TEXT)
         for pointer, start, end in marks:
+            # the ink of the span, as OCR boxes words
             left = x + face.getlength(value[:start])
-            _, top, _, bottom = self.draw.textbbox((left, y), value[start:end], font=face)
-            self.boxes[pointer] = (left, top, x + face.getlength(value[:end]), bottom)
+            self.boxes[pointer] = self.draw.textbbox((left, y), value[start:end], font=face)
 
 
 def _whole(pointer: str, value: str | None) -> tuple[tuple[str, int, int], ...]:

@@ -79,9 +79,8 @@ def _draw_lines(
             x = _MARGIN + int((content - face.getlength(line.text)) / 2)
         draw.text((x, y), line.text, font=face, fill=255)
         for pointer, start, end in line.marks:
-            left = x + face.getlength(line.text[:start])
-            _, ink_top, _, ink_bottom = draw.textbbox((left, y), line.text[start:end], font=face)
-            span = (left, ink_top, x + face.getlength(line.text[:end]), ink_bottom)
+            # the ink of the span, not its advance: a lone "1" is much narrower than its cell
+            span = draw.textbbox((x + face.getlength(line.text[:start]), y), line.text[start:end], font=face)
             boxes[pointer] = _union(boxes.get(pointer), span)
         y += _line_height(face)
     return y

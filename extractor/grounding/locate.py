@@ -95,10 +95,11 @@ def locate(data: Any, pages: list[PageWords]) -> dict[str, Location]:
     found: dict[str, Location] = {}
     used: set[int] = set()
     rows: dict[str, tuple[float, float]] = {}  # item pointer -> vertical band of its description
+    row_lines: dict[str, tuple[int, int]] = {}  # item pointer -> its description's OCR line
     for pointer, value in sorted(leaves(data), key=lambda pv: _order(pv[0])):
         item = _item_of(pointer)
         band = rows.get(item) if item else None
-        best = _best(words, pointer, value, used, band)
+        best = _best(words, pointer, value, used, band, row_lines.get(item) if item else None)
         if best is None:
             continue
         found[pointer] = best.location
@@ -106,6 +107,7 @@ def locate(data: Any, pages: list[PageWords]) -> dict[str, Location]:
         if item and item not in rows:
             y0, y1 = best.location.box[1], best.location.box[3]
             rows[item] = (y0 - 0.25 * (y1 - y0), y1 + 1.6 * (y1 - y0))
+            row_lines[item] = best.line
     return found
 
 
@@ -136,7 +138,12 @@ def _words(pages: list[PageWords]) -> list[_Word]:
 
 
 def _best(
-    words: list[_Word], pointer: str, value: Any, used: set[int], band: tuple[float, float] | None
+    words: list[_Word],
+    pointer: str,
+    value: Any,
+    used: set[int],
+    band: tuple[float, float] | None,
+    row_line: tuple[int, int] | None = None,
 ) -> _Candidate | None:
     forms = variants(value, kind=field_kind(pointer))
     candidates = [c for form in forms for c in _candidates(words, form)]
@@ -144,7 +151,7 @@ def _best(
         return _in_parts(words, value.split(", "), used)
     if not candidates:
         return None
-    return _ranked(candidates, pointer, used, band)
+    return _ranked(candidates, pointer, used, band, row_line)
 
 
 def _in_parts(words: list[_Word], parts: list[str], used: set[int]) -> _Candidate | None:
@@ -177,7 +184,11 @@ def _in_parts(words: list[_Word], parts: list[str], used: set[int]) -> _Candidat
 
 
 def _ranked(
-    candidates: list[_Candidate], pointer: str, used: set[int], band: tuple[float, float] | None
+    candidates: list[_Candidate],
+    pointer: str,
+    used: set[int],
+    band: tuple[float, float] | None,
+    row_line: tuple[int, int] | None = None,
 ) -> _Candidate:
     rightmost = pointer.endswith("total_price")
 
@@ -185,7 +196,9 @@ def _ranked(
         centre = (candidate.location.box[1] + candidate.location.box[3]) / 2
         in_band = band is not None and band[0] <= centre <= band[1]
         taken = any(order in used for order in candidate.words)
-        adjusted = candidate.location.score + (0.2 if in_band else 0.0) - (0.3 if taken else 0.0)
+        same_line = row_line is not None and candidate.line == row_line
+        adjusted = candidate.location.score + (0.2 if in_band else 0.0) + (0.1 if same_line else 0.0)
+        adjusted -= 0.3 if taken else 0.0
         x = candidate.location.box[0]
         # earlier in reading order first; on one line, the fuller form ("12:02 PM" over "12:02"), then
         # amounts from the right (the amount column)
