@@ -157,6 +157,7 @@ def main() -> None:
     rng = random.Random(args.seed)
 
     located, total = Counter(), Counter()
+    by_size_located, by_size_total = Counter(), Counter()
     misses: list[str] = []
     flagged, perturbed = Counter(), Counter()
     correct_flagged = correct_total = 0
@@ -177,6 +178,11 @@ def main() -> None:
             got = found.get(pointer)
             ok = got is not None and got.page == where["page"] and iou(got.box, where["box"]) >= 0.5
             located[entry.doc_type] += ok
+            # one-character values (a quantity "1", sex "F", class "C"): a 1-2 px difference in a glyph's
+            # box moves IoU across 0.5, so they are counted apart too
+            size = "one character" if len(str(_get(entry.ground_truth, pointer))) == 1 else "longer"
+            by_size_total[size] += 1
+            by_size_located[size] += ok
             if not ok:
                 misses.append(f"{entry.file_name}{pointer}")
         values = dict(leaves(entry.ground_truth))
@@ -195,6 +201,7 @@ def main() -> None:
         "pages": page_count,
         "located": {t: f"{located[t]}/{total[t]}" for t in total},
         "localisation": sum(located.values()) / max(1, sum(total.values())),
+        "located_by_value_size": {k: f"{by_size_located[k]}/{by_size_total[k]}" for k in by_size_total},
         "wrong_flagged": {k: f"{flagged[k]}/{perturbed[k]}" for k in perturbed},
         "wrong_flagged_rate": sum(flagged.values()) / max(1, sum(perturbed.values())),
         "correct_flagged_rate": correct_flagged / max(1, correct_total),
