@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bayou.synthetic.dataset import make_dataset  # noqa: E402
 from extractor.datasets import read_dataset  # noqa: E402
 from extractor.grounding.locate import leaves, locate  # noqa: E402
+from extractor.grounding.measure import iou  # noqa: E402
 from extractor.grounding.verify import not_on_page  # noqa: E402
 from extractor.ocr import PageWords, read_words  # noqa: E402
 from extractor.pipeline import DocumentInput, Limits, rasterize_document  # noqa: E402
@@ -62,14 +63,6 @@ def _ocr(args: tuple[list[Path], str]) -> tuple[list[dict[str, Any]], float]:
     rasterized = rasterize_document(DocumentInput(sources=list(paths), doc_type=doc_type), Limits())
     assert rasterized.error is None, rasterized.error
     return [read_words(image).to_json() for image in rasterized.images], rasterized.ms
-
-
-def iou(a: list[float] | tuple[float, ...], b: list[float] | tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _set(data: Any, pointer: str, value: Any) -> Any:

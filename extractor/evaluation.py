@@ -42,6 +42,9 @@ class Record:
     prompt_version: str | None = None
     error: str | None = None
     seconds: float | None = None
+    # ground-truth values with a recorded box, and how many of them the result placed there (IoU >= 0.5)
+    boxed: int | None = None
+    located: int | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -61,6 +64,8 @@ class Record:
             prompt_version=data.get("prompt_version"),
             error=data.get("error"),
             seconds=data.get("seconds"),
+            boxed=data.get("boxed"),
+            located=data.get("located"),
         )
 
 
@@ -86,6 +91,8 @@ class EvaluationReport:
     fields: dict[str, dict[str, dict[str, FieldCounts]]] = field(
         default_factory=dict
     )  # model -> type -> path
+    # model -> type -> [located, boxed]: values placed where the dataset's boxes say they were drawn
+    localisation: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def average(self, model: str) -> float | None:
         """Mean Table-6 score over the document types this model was evaluated on."""
@@ -120,6 +127,10 @@ class EvaluationReport:
                 }
                 for model, by_type in self.fields.items()
             },
+            "localisation": {
+                model: {doc_type: {"located": n, "boxed": of} for doc_type, (n, of) in by_type.items()}
+                for model, by_type in self.localisation.items()
+            },
         }
 
 
@@ -127,8 +138,13 @@ def build_report(records: Iterable[Record], *, align: Aligner = scoring_pair) ->
     """Score every (model, doc_type) group. `align` prepares each pair for scoring (by default SROIE-style
     ground truth is mapped to schema names and the prediction projected onto them)."""
     groups: dict[tuple[str, str], list[tuple[dict[str, Any] | None, dict[str, Any]]]] = defaultdict(list)
+    localisation: dict[str, dict[str, list[int]]] = defaultdict(dict)
     for record in records:
         groups[(record.model, record.doc_type)].append(align(record.pred, record.gt))
+        if record.boxed:
+            tally = localisation[record.model].setdefault(record.doc_type, [0, 0])
+            tally[0] += record.located or 0
+            tally[1] += record.boxed
     scores: dict[str, dict[str, TypeScore]] = defaultdict(dict)
     fields: dict[str, dict[str, dict[str, FieldCounts]]] = defaultdict(dict)
     for (model, doc_type), pairs in sorted(groups.items()):
@@ -136,7 +152,7 @@ def build_report(records: Iterable[Record], *, align: Aligner = scoring_pair) ->
         fields[model][doc_type] = field_breakdown(pairs)
     models = sorted(scores)
     doc_types = sorted({doc_type for by_type in scores.values() for doc_type in by_type})
-    return EvaluationReport(models, doc_types, dict(scores), dict(fields))
+    return EvaluationReport(models, doc_types, dict(scores), dict(fields), dict(localisation))
 
 
 # ---- per-field breakdown ----------------------------------------------------------------------------------
@@ -200,6 +216,8 @@ def render_report(report: EvaluationReport, console: Console, *, top_fields: int
     """The Table-6 table, the detailed scores, and the fields with the most errors."""
     console.print(table6_table(report))
     console.print(detail_table(report))
+    if report.localisation:
+        console.print(localisation_table(report))
     for model in report.models:
         for doc_type in report.doc_types:
             counts = report.fields.get(model, {}).get(doc_type, {})
@@ -236,6 +254,18 @@ def detail_table(report: EvaluationReport) -> Table:
             values = (s.parse_rate, s.perfect_match_rate, s.ted_accuracy, s.f1)
             effective = (s.effective_ted_accuracy, s.effective_f1, s.table6)
             table.add_row(model, doc_type, str(s.documents), *(_percent(v) for v in (*values, *effective)))
+    return table
+
+
+def localisation_table(report: EvaluationReport) -> Table:
+    table = Table(title="Localisation: ground-truth values placed where they were drawn (IoU >= 0.5)")
+    for name in ("model", "doc type"):
+        table.add_column(name)
+    for name in ("located", "with a box", "%"):
+        table.add_column(name, justify="right")
+    for model, by_type in sorted(report.localisation.items()):
+        for doc_type, (found, boxed) in sorted(by_type.items()):
+            table.add_row(model, doc_type, str(found), str(boxed), _percent(found / boxed if boxed else None))
     return table
 
 

@@ -47,6 +47,11 @@ def test_eval_prints_table6_and_resumes(tiny_checkpoint: Path, tmp_path: Path) -
     assert data["parse_rate"]["h2ovl-800m"] == 1.0  # constrained decoding: every output parses, even noise
     assert set(data["table6"]["h2ovl-800m"]) == {"receipt", "drivers_license", "check", "average"}
     assert all(0.0 <= v <= 1.0 for v in data["table6"]["h2ovl-800m"].values())
+    # the samples record where each value was drawn: the report says how many the random model's were found
+    localisation = data["localisation"]["h2ovl-800m"]
+    assert set(localisation) == {"receipt", "drivers_license", "check"}
+    assert all(0 <= c["located"] <= c["boxed"] and c["boxed"] > 0 for c in localisation.values())
+    assert "Localisation" in first.stdout
 
     # a second run finds every document done: nothing is generated again, the table is the same
     before = out.read_text()

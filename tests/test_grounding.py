@@ -160,7 +160,7 @@ def _sample(name: str) -> dict[str, Any]:
 
 @pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed")
 def test_the_pipeline_locates_a_receipts_values_where_samples_make_drew_them() -> None:
-    from bench.grounding import iou
+    from extractor.grounding.measure import iou
 
     sample = _sample("receipts/r001.png")
     truth = sample["ground_truth"]
@@ -176,3 +176,25 @@ def test_the_pipeline_locates_a_receipts_values_where_samples_make_drew_them() -
     assert right_result.timings_ms["ocr"] > 0
     check = next(c for c in wrong_result.checks if c["name"] == CHECK_NAME)
     assert not check["ok"] and "/total" in check["message"]
+
+
+def test_localisation_counts_boxes_matched_on_their_page_and_eval_adds_them_up() -> None:
+    from extractor.evaluation import Record, build_report
+    from extractor.grounding.measure import located
+
+    boxes = {
+        "/total": {"page": 1, "box": [0.5, 0.5, 0.6, 0.55]},
+        "/tax": {"page": 1, "box": [0.5, 0.4, 0.6, 0.45]},
+        "/date": {"page": 1, "box": [0.1, 0.1, 0.3, 0.15]},
+    }
+    locations = {
+        "/total": {"page": 1, "box": [0.51, 0.5, 0.6, 0.55], "score": 1.0},  # IoU 0.9
+        "/tax": {"page": 1, "box": [0.55, 0.4, 0.7, 0.45], "score": 1.0},  # IoU 0.2
+        "/date": {"page": 2, "box": [0.1, 0.1, 0.3, 0.15], "score": 1.0},  # another page
+    }
+    assert located(locations, boxes) == 1
+    records = [
+        Record("receipt", "m", f"r{n}.png", {"total": "1"}, {"total": "1"}, boxed=3, located=n)
+        for n in (1, 2)
+    ]
+    assert build_report(records).as_dict()["localisation"] == {"m": {"receipt": {"located": 3, "boxed": 6}}}

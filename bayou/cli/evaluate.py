@@ -36,6 +36,7 @@ def evaluate(
     from extractor.datasets import read_dataset
     from extractor.errors import BayouError
     from extractor.evaluation import Record, RecordStore, build_report, render_report, report_to_json
+    from extractor.grounding.measure import located
     from extractor.pipeline import DocumentInput
 
     settings = get_settings()
@@ -71,6 +72,8 @@ def evaluate(
                         prompt_version=result.prompt_version,
                         error=result.error["code"] if result.error else None,
                         seconds=round(result.timings_ms.get("total", 0.0) / 1000, 3),
+                        boxed=len(entry.boxes) or None,
+                        located=located(result.locations, entry.boxes) if entry.boxes else None,
                     )
                     records.append(record)
                     if store:
