@@ -55,7 +55,8 @@ def ground(result: Result, pages: list[PageWords]) -> None:
         result.confidence = combined_confidence(result, None)
         return
     locations = locate(result.data, pages)
-    result.locations = {pointer: location.to_json() for pointer, location in locations.items()}
+    # a value not found (a weak near miss included) has no location, as the contract says
+    result.locations = {p: where.to_json() for p, where in locations.items() if where.score >= FOUND}
     missing = not_on_page(result.data, locations)
     result.checks.append(_check(missing, unreadable, pages))
     result.confidence = combined_confidence(result, locations)
