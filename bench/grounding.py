@@ -12,7 +12,9 @@ every page OCRed (extractor/ocr.py, Tesseract, one thread each, `--workers` page
   document's value of the same field (amounts, numbers), the date shifted by 1-40 days, a name or payee
   misspelt (a letter changed, dropped or two swapped) — and each must be flagged not on the page (the
   value_on_page check); the correct values must not be;
-- cost: OCR and locate milliseconds per page.
+- barcode: each licence's AAMVA PDF417 decoded (extractor/grounding/barcode.py) and compared, every field,
+  with the ground truth;
+- cost: OCR and locate milliseconds per page, barcode decoding per licence.
 
 Prints the figures and a markdown block for docs/benchmarks.md.
 """
@@ -36,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bayou.synthetic.dataset import make_dataset  # noqa: E402
 from extractor.datasets import read_dataset  # noqa: E402
+from extractor.grounding.barcode import read_licence_barcode  # noqa: E402
 from extractor.grounding.locate import leaves, locate  # noqa: E402
 from extractor.grounding.measure import iou  # noqa: E402
 from extractor.grounding.verify import not_on_page  # noqa: E402
@@ -58,11 +61,17 @@ SWAPPED = (
 )
 
 
-def _ocr(args: tuple[list[Path], str]) -> tuple[list[dict[str, Any]], float]:
+def _ocr(args: tuple[list[Path], str]) -> tuple[list[dict[str, Any]], dict[str, Any] | None, float]:
+    """Each page's words; a licence's barcode fields (None: not read) and the decoding milliseconds."""
     paths, doc_type = args
     rasterized = rasterize_document(DocumentInput(sources=list(paths), doc_type=doc_type), Limits())
     assert rasterized.error is None, rasterized.error
-    return [read_words(image).to_json() for image in rasterized.images], rasterized.ms
+    words = [read_words(image).to_json() for image in rasterized.images]
+    if doc_type != "drivers_license":
+        return words, None, 0.0
+    started = time.perf_counter()
+    barcode = read_licence_barcode(rasterized.images).fields
+    return words, barcode, (time.perf_counter() - started) * 1000
 
 
 def _set(data: Any, pointer: str, value: Any) -> Any:
@@ -159,7 +168,14 @@ def main() -> None:
     truths = defaultdict(list)
     for entry in entries:
         truths[entry.doc_type].append(entry.ground_truth)
-    for entry, (pages_json, _) in zip(entries, ocr, strict=True):
+    licences = [
+        (entry, barcode, ms)
+        for entry, (_, barcode, ms) in zip(entries, ocr, strict=True)
+        if entry.doc_type == "drivers_license"
+    ]
+    decoded = [(entry, barcode) for entry, barcode, _ in licences if barcode is not None]
+    barcode_equal = sum(barcode == entry.ground_truth for entry, barcode in decoded)
+    for entry, (pages_json, _, _) in zip(entries, ocr, strict=True):
         pages = [PageWords.from_json(p) for p in pages_json]
         page_count += len(pages)
         ocr_ms += [p.ms for p in pages]
@@ -203,6 +219,11 @@ def main() -> None:
         "ocr_ms_per_page_mean": statistics.fmean(ocr_ms),
         "ocr_wall_s": round(ocr_wall, 1),
         "locate_ms_per_page_median": statistics.median(locate_ms),
+        "barcodes_decoded": f"{len(decoded)}/{len(licences)}",
+        "barcodes_equal_to_ground_truth": f"{barcode_equal}/{len(decoded)}",
+        "barcode_ms_per_licence_median": statistics.median([ms for _, _, ms in licences])
+        if licences
+        else None,
         "misses": misses,
     }
     print(json.dumps({k: v for k, v in figures.items() if k != "misses"}, indent=2))

@@ -16,7 +16,7 @@ from PIL import Image
 from extractor.engine import Engine, EngineRequest
 from extractor.errors import BayouError, InputError
 from extractor.generation import GenerationOutput
-from extractor.grounding.verify import ground
+from extractor.grounding.verify import ground, witness_barcode
 from extractor.ocr import PageWords, read_words
 from extractor.parsing import parse_json_output
 from extractor.pixel_budget import DEFAULT_MAX_DOCUMENT_PIXELS
@@ -174,6 +174,7 @@ class Extractor:
                 revision=self.engine.revision,
                 constrained=self.constrained,
             )
+            witness_barcode(result, rasterized.images)
             if rasterized.words is not None:
                 grounded = time.perf_counter()
                 ground(result, rasterized.words)

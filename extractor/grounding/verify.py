@@ -93,5 +93,19 @@ def combined_confidence(result: Result, locations: dict[str, Location] | None) -
     return combined
 
 
+def witness_barcode(result: Result, images: list[Any]) -> None:
+    """A licence: the license_barcode_agrees check; each disagreeing field's confidence is halved (a
+    failed check), and the document goes to review."""
+    from extractor.grounding.barcode import barcode_check, read_licence_barcode
+
+    if result.data is None or result.doc_type != "drivers_license":
+        return
+    check, suggestions = barcode_check(result.data, read_licence_barcode(images))
+    result.checks.append(check)
+    for pointer in suggestions:
+        if pointer in result.confidence:
+            result.confidence[pointer] = round(result.confidence[pointer] * FAILED_CHECK_FACTOR, 4)
+
+
 def _within(pointer: str, field: str) -> bool:
     return pointer == field or pointer.startswith(field + "/")

@@ -1,0 +1,72 @@
+"""A driver's licence's AAMVA PDF417 barcode as a second witness to the model's reading of the front.
+
+The back of a US licence carries the front's data, machine-readable and checksummed. zxing-cpp decodes
+the symbol (it tries rotated images itself), bayou.synthetic.aamva.parse turns the payload into the
+schema's fields, and `license_barcode_agrees` fails naming each field where the model and the barcode
+disagree, with the barcode's value as the reviewer's suggestion. No readable barcode, or one that is not
+an AAMVA licence payload: not applicable, saying which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from bayou.synthetic.aamva import parse
+from extractor.grounding.normalise import normalise
+
+CHECK_NAME = "license_barcode_agrees"
+
+
+@dataclass(frozen=True)
+class BarcodeReading:
+    fields: dict[str, Any] | None  # the schema's fields from the barcode; None when none was read
+    reason: str = ""  # why there are none
+    disagreements: dict[str, Any] = field(default_factory=dict)
+
+
+def read_licence_barcode(images: list[Image.Image]) -> BarcodeReading:
+    """The fields of the first AAMVA licence barcode found, the back (last page) first."""
+    import zxingcpp
+
+    reason = "no PDF417 barcode found"
+    for image in reversed(images):
+        for symbol in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.PDF417):
+            try:
+                return BarcodeReading(parse(symbol.bytes.decode("latin-1")))
+            except (KeyError, ValueError, IndexError):
+                reason = "the PDF417 barcode is not an AAMVA licence payload"
+    return BarcodeReading(None, reason)
+
+
+def _flat(value: Any, pointer: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _flat(inner, f"{pointer}/{key}")
+    elif isinstance(value, list):
+        yield pointer, "".join(str(v) for v in value)
+    else:
+        yield pointer, value
+
+
+def _same(model: Any, barcode: Any) -> bool:
+    if model is None or barcode is None:
+        return model is None and barcode is None
+    return normalise(str(model)) == normalise(str(barcode))
+
+
+def barcode_check(
+    data: dict[str, Any] | None, reading: BarcodeReading
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The check, and the barcode's value for each field where the model disagrees with it."""
+    if reading.fields is None:
+        return {"name": CHECK_NAME, "ok": True, "message": f"not applicable: {reading.reason}"}, {}
+    model = dict(_flat(data or {}))
+    suggestions = {p: v for p, v in _flat(reading.fields) if not _same(model.get(p), v)}
+    if not suggestions:
+        return {"name": CHECK_NAME, "ok": True, "message": "every field agrees with the barcode"}, {}
+    shown = ", ".join(f"{p} (barcode: {'null' if v is None else v})" for p, v in suggestions.items())
+    return {"name": CHECK_NAME, "ok": False, "message": f"disagrees with the barcode at {shown}"}, suggestions
