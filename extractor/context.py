@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
 
 from extractor.errors import InputError
+from extractor.model.config import ModelSettings
 from extractor.template import build_prompt
 from extractor.tiling import tile_counts
 
@@ -25,35 +27,42 @@ class TileFit:
     prompt_tokens: int
 
 
+def tiling_of(settings: ModelSettings, max_tiles: int | None = None) -> dict[str, Any]:
+    """The checkpoint's tiling keywords (extractor.tiling), capped at `max_tiles` when given."""
+    cap = max_tiles or settings.max_dynamic_patch
+    return {
+        "image_size": settings.image_size,
+        "min_tiles": min(settings.min_dynamic_patch, cap),
+        "max_tiles": cap,
+        "use_thumbnail": settings.use_thumbnail,
+        "use_msac": settings.use_msac,
+    }
+
+
 def fit_tiles(
     images: Sequence[Image.Image],
     question: str,
     *,
+    settings: ModelSettings,
     count_tokens: Callable[[str], int],
-    tiling: dict,
-    max_tiles: int,
-    num_image_token: int,
+    max_tiles: int | None,
     max_new_tokens: int,
-    context_length: int,
-    template: str = "h2ogpt2",
 ) -> TileFit:
-    """The largest tile cap ≤ `max_tiles` whose prompt leaves room for `max_new_tokens` answer tokens.
+    """The largest tile cap ≤ `max_tiles` (else the checkpoint's) leaving room for `max_new_tokens`.
 
     `count_tokens` is the engine's tokenizer on a model input; image tokens are counted, not tokenised:
     each is one id, and the text between them tokenises the same whatever their number.
     """
-    text_tokens = count_tokens(build_prompt(question, [0] * len(images), template=template))
-    room = context_length - max_new_tokens
-    for cap in range(max_tiles, 0, -1):
-        counts = tile_counts(
-            images, **{**tiling, "min_tiles": min(tiling.get("min_tiles", 1), cap), "max_tiles": cap}
-        )
-        prompt_tokens = text_tokens + num_image_token * sum(counts)
+    text_tokens = count_tokens(build_prompt(question, [0] * len(images), template=settings.template))
+    room = settings.context_length - max_new_tokens
+    for cap in range(max_tiles or settings.max_dynamic_patch, 0, -1):
+        counts = tile_counts(images, **tiling_of(settings, cap))
+        prompt_tokens = text_tokens + settings.num_image_token * sum(counts)
         if prompt_tokens <= room:
             return TileFit(max_tiles=cap, tiles_per_page=counts, prompt_tokens=prompt_tokens)
-    smallest = text_tokens + num_image_token * len(images)
+    smallest = text_tokens + settings.num_image_token * len(images)
     raise InputError(
         f"{len(images)} page(s) need {smallest} prompt tokens even at one tile a page; with "
-        f"{max_new_tokens} answer tokens that is past the model's {context_length}-token context",
+        f"{max_new_tokens} answer tokens that is past the model's {settings.context_length}-token context",
         code="context_too_long",
     )

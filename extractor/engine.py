@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from extractor.constrained import DEFAULT_JSON_LAYOUT
-from extractor.context import TileFit, fit_tiles
+from extractor.context import TileFit, fit_tiles, tiling_of
 from extractor.generation import GenerationOutput, GenerationRequest, Generator
 from extractor.model import LoadedModel, ModelSettings, load_model
 from extractor.template import build_prompt
@@ -63,32 +63,20 @@ class TransformersEngine:
     ) -> TransformersEngine:
         return cls(load_model(source, device=device, dtype=dtype), name=name)
 
-    def _tiling(self) -> dict[str, Any]:
-        return {
-            "image_size": self.settings.image_size,
-            "min_tiles": self.settings.min_dynamic_patch,
-            "use_thumbnail": self.settings.use_thumbnail,
-            "use_msac": self.settings.use_msac,
-        }
-
     def fit(self, request: EngineRequest) -> TileFit:
         return fit_tiles(
             request.images,
             request.question,
+            settings=self.settings,
             count_tokens=lambda text: len(self.loaded.prompt_tokenizer.encode(text)),
-            tiling=self._tiling(),
-            max_tiles=request.max_tiles or self.settings.max_dynamic_patch,
-            num_image_token=self.settings.num_image_token,
+            max_tiles=request.max_tiles,
             max_new_tokens=request.max_new_tokens,
-            context_length=self.settings.context_length,
-            template=self.settings.template,
         )
 
     def preprocess(self, request: EngineRequest) -> tuple[GenerationRequest, float]:
         started = time.perf_counter()
         fitted = self.fit(request)
-        tiling = {**self._tiling(), "max_tiles": fitted.max_tiles}
-        tiling["min_tiles"] = min(tiling["min_tiles"], fitted.max_tiles)
+        tiling = tiling_of(self.settings, fitted.max_tiles)
         pixels = pixel_values(request.images, **tiling) if request.images else None
         prompt = build_prompt(
             request.question,
@@ -111,4 +99,3 @@ class TransformersEngine:
         for output, (_, preprocess_ms) in zip(outputs, prepared, strict=True):
             output.timings_ms["preprocess"] = preprocess_ms
         return outputs
-

@@ -260,25 +260,14 @@ class VLLMEngine:
 
     # --- requests ---
 
-    def _tiling(self) -> dict[str, Any]:
-        return {
-            "image_size": self.settings.image_size,
-            "min_tiles": self.settings.min_dynamic_patch,
-            "use_thumbnail": self.settings.use_thumbnail,
-            "use_msac": self.settings.use_msac,
-        }
-
     def fit(self, request: EngineRequest) -> TileFit:
         return fit_tiles(
             request.images,
             request.question,
+            settings=self.settings,
             count_tokens=lambda text: len(self._tokenize(text)),
-            tiling=self._tiling(),
-            max_tiles=request.max_tiles or self.settings.max_dynamic_patch,
-            num_image_token=self.settings.num_image_token,
+            max_tiles=request.max_tiles,
             max_new_tokens=request.max_new_tokens,
-            context_length=self.settings.context_length,
-            template=self.settings.template,
         )
 
     def prepare(self, request: EngineRequest) -> Prepared:
