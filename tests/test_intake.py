@@ -173,21 +173,26 @@ def _nothing_stored(db_session, blob_store) -> bool:
     )
 
 
+def _take_checked(db_session, blob_store, candidate):
+    """Take the file a walk checked, against the identity the check recorded."""
+    return take_file(
+        db_session,
+        blob_store,
+        candidate.path,
+        doc_type="receipt",
+        model=None,
+        limits=LIMITS,
+        expected=candidate.identity,
+    )
+
+
 def test_a_file_swapped_for_a_symlink_after_the_check_is_refused(db_session, blob_store, folders_for_a_swap):
     inbox, outside = folders_for_a_swap
     candidate = _checked(inbox, "sub/scan.png")
     candidate.path.unlink()
     candidate.path.symlink_to(outside / "scan.png")
     with pytest.raises(InputError) as refused:
-        take_file(
-            db_session,
-            blob_store,
-            candidate.path,
-            doc_type="receipt",
-            model=None,
-            limits=LIMITS,
-            expected=candidate.identity,
-        )
+        _take_checked(db_session, blob_store, candidate)
     assert refused.value.code == "file_changed"
     assert _nothing_stored(db_session, blob_store)
 
@@ -200,15 +205,7 @@ def test_a_directory_swapped_for_a_symlink_after_the_check_is_refused(
     (inbox / "sub").rename(inbox / "old")
     (inbox / "sub").symlink_to(outside, target_is_directory=True)  # O_NOFOLLOW alone would follow this
     with pytest.raises(InputError) as refused:
-        take_file(
-            db_session,
-            blob_store,
-            candidate.path,
-            doc_type="receipt",
-            model=None,
-            limits=LIMITS,
-            expected=candidate.identity,
-        )
+        _take_checked(db_session, blob_store, candidate)
     assert refused.value.code == "file_changed"
     assert _nothing_stored(db_session, blob_store)
 
