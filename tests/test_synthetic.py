@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from bayou.synthetic import aamva
 from bayou.synthetic.check import check_truth, routing_number
 from bayou.synthetic.dataset import METADATA, make_dataset
 from bayou.synthetic.drivers_license import generate_licence, licence_truth
 from bayou.synthetic.receipt import LONG_ITEMS, SHORT_ITEMS, print_lines, random_sale
 from bayou.synthetic.words import amount_to_words
+from extractor import aamva
 from extractor.aba import is_valid_routing_number
 
 REPO = Path(__file__).resolve().parents[1]

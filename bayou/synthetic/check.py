@@ -9,10 +9,10 @@ from typing import Any
 
 from bayou.synthetic.check_render import CheckPrint, render_check
 from bayou.synthetic.common import CAPTURES, SyntheticDocument, money, page_boxes
-from bayou.synthetic.jurisdictions import JURISDICTIONS
 from bayou.synthetic.people import random_person, street_address
 from bayou.synthetic.words import amount_to_words
 from extractor.aba import aba_check_digit
+from extractor.jurisdictions import JURISDICTIONS
 
 BANKS = (
     "First Meridian Bank",

@@ -7,11 +7,11 @@ import string
 from datetime import date
 from typing import Any
 
-from bayou.synthetic import aamva
 from bayou.synthetic.common import CAPTURES, SyntheticDocument, page_boxes
-from bayou.synthetic.jurisdictions import JURISDICTIONS, Jurisdiction, by_code, licence_number
 from bayou.synthetic.licence_card import photograph_card, render_back, render_front
 from bayou.synthetic.people import random_person, street_address
+from extractor import aamva
+from extractor.jurisdictions import JURISDICTIONS, Jurisdiction, by_code, licence_number
 
 EYE_COLORS = ("BRO", "BLU", "GRN", "HAZ", "GRY", "BLK")
 HAIR_COLORS = ("BRO", "BLK", "BLN", "RED", "GRY", "WHI", "SDY", "BAL")

@@ -13,8 +13,8 @@ from PIL import Image, ImageDraw
 
 from bayou.synthetic import effects
 from bayou.synthetic.common import Font, font, numpy_rng
-from bayou.synthetic.jurisdictions import Jurisdiction
 from bayou.synthetic.scribble import draw_signature
+from extractor.jurisdictions import Jurisdiction
 
 CARD_MM = (85.6, 54.0)
 _CORNER_MM = 3.18

@@ -10,9 +10,9 @@ from typing import Any
 
 from bayou.synthetic.catalog import CATEGORIES, MALAYSIA_CITIES, Category, Product
 from bayou.synthetic.common import CAPTURES, SyntheticDocument, money, page_boxes, to_cents
-from bayou.synthetic.jurisdictions import JURISDICTIONS
 from bayou.synthetic.people import phone_number, street_address
 from bayou.synthetic.receipt_render import PrintLine, render_receipt, tail, whole
+from extractor.jurisdictions import JURISDICTIONS
 
 SHORT_ITEMS = 3
 LONG_ITEMS = 30

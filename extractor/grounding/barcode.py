@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from bayou.synthetic.aamva import parse
+from extractor.aamva import parse
 from extractor.grounding.normalise import normalise
 
 CHECK_NAME = "license_barcode_agrees"

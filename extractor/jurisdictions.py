@@ -1,4 +1,5 @@
-"""US licensing jurisdictions used by the licence generator: AAMVA issuer numbers, number formats, cities."""
+"""US licensing jurisdictions: AAMVA issuer numbers (a licence barcode names its issuer by one), number formats
+and cities (the sample generator draws from them)."""
 
 from __future__ import annotations
 

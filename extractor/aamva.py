@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from bayou.synthetic.jurisdictions import by_code, by_iin
+from extractor.jurisdictions import by_code, by_iin
 
 COMPLIANCE = "@"
 ELEMENT_SEPARATOR = "\n"
