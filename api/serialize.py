@@ -82,6 +82,7 @@ def _result(document: Document, run: ExtractionRun) -> dict[str, Any]:
         "confidence": run.confidence or {},
         "locations": run.locations or {},
         "tiles": run.tiles,
+        "tiles_per_page": run.tiles_per_page,
         "tokens": {"prompt": run.prompt_tokens, "generated": run.generated_tokens},
         "timings_ms": run.timings_ms or {},
     }

@@ -49,6 +49,7 @@ class NewRun:
     prompt_tokens: int | None = None
     generated_tokens: int | None = None
     tiles: int | None = None
+    tiles_per_page: list[int] | None = None
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,7 @@ class ExtractionRun(Base):
     prompt_tokens: Mapped[int | None]
     generated_tokens: Mapped[int | None]
     tiles: Mapped[int | None]
+    tiles_per_page: Mapped[Any] = mapped_column(JSON, nullable=True)  # fewer on long documents
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     document: Mapped[Document] = relationship(back_populates="runs")

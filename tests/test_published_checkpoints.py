@@ -354,6 +354,16 @@ def test_the_worker_extracts_with_the_published_layout(
     finally:
         worker.stop()
     assert statuses[document_id] in worker_documents.FINISHED
+    # the run keeps the tiles each page got, and the API's Result shows them
+    from sqlalchemy import select
+
+    from api.serialize import document_json
+    from storage.models import Document, ExtractionRun
+
+    with runtime.sessions() as session:
+        run = session.scalars(select(ExtractionRun).where(ExtractionRun.document_id == document_id)).one()
+        assert run.tiles_per_page == [7] == [run.tiles]  # 600×900 page: 2×3 tiles + thumbnail
+        assert document_json(session.get(Document, document_id))["result"]["tiles_per_page"] == [7]
 
 
 # --- bad checkpoints: refused at load, naming the file and the field ---

@@ -250,4 +250,5 @@ def new_run(result: Result) -> NewRun:
         prompt_tokens=result.tokens.get("prompt"),
         generated_tokens=result.tokens.get("generated"),
         tiles=result.tiles,
+        tiles_per_page=result.tiles_per_page or None,
     )
