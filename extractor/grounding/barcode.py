@@ -1,7 +1,7 @@
 """A driver's licence's AAMVA PDF417 barcode as a second witness to the model's reading of the front.
 
 The back of a US licence carries the front's data, machine-readable and checksummed. zxing-cpp decodes
-the symbol (it tries rotated images itself), bayou.synthetic.aamva.parse turns the payload into the
+the symbol (it tries rotated images itself), extractor.aamva.parse turns the payload into the
 schema's fields, and `license_barcode_agrees` fails naming each field where the model and the barcode
 disagree, with the barcode's value as the reviewer's suggestion. No readable barcode, or one that is not
 an AAMVA licence payload: not applicable, saying which.
@@ -10,7 +10,7 @@ an AAMVA licence payload: not applicable, saying which.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
@@ -25,7 +25,6 @@ CHECK_NAME = "license_barcode_agrees"
 class BarcodeReading:
     fields: dict[str, Any] | None  # the schema's fields from the barcode; None when none was read
     reason: str = ""  # why there are none
-    disagreements: dict[str, Any] = field(default_factory=dict)
 
 
 def read_licence_barcode(images: list[Image.Image]) -> BarcodeReading:
