@@ -326,19 +326,25 @@ def test_a_worker_killed_mid_extract_still_finishes_the_document_with_one_run(
     assert _runs(runtime, document_id) == 1
 
 
-@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed")
-def test_the_cpu_stage_stores_each_pages_ocr_words_with_the_page(embedded_worker: Runtime) -> None:
+def _total_page_png() -> bytes:
+    """One white page reading "TOTAL 26.26" in a monospace font, for the OCR stage to find."""
     from PIL import ImageDraw
 
     from bayou.synthetic.common import font
-    from storage.models import Page
-    from workers.rasterizing import rasterize_stored
 
     page = Image.new("RGB", (480, 160), "white")
     ImageDraw.Draw(page).text((30, 50), "TOTAL 26.26", font=font("mono", 30), fill="black")
     buffer = io.BytesIO()
     page.save(buffer, format="PNG")
-    document_id = DOCUMENTS.create(embedded_worker, buffer.getvalue())
+    return buffer.getvalue()
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed")
+def test_the_cpu_stage_stores_each_pages_ocr_words_with_the_page(embedded_worker: Runtime) -> None:
+    from storage.models import Page
+    from workers.rasterizing import rasterize_stored
+
+    document_id = DOCUMENTS.create(embedded_worker, _total_page_png())
 
     assert rasterize_stored(embedded_worker, document_id).value == "rasterized"
 
@@ -350,15 +356,7 @@ def test_the_cpu_stage_stores_each_pages_ocr_words_with_the_page(embedded_worker
 
 @pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed")
 def test_the_gpu_stage_grounds_its_run_in_the_stored_words(embedded_worker: Runtime) -> None:
-    from PIL import ImageDraw
-
-    from bayou.synthetic.common import font
-
-    page = Image.new("RGB", (480, 160), "white")
-    ImageDraw.Draw(page).text((30, 50), "TOTAL 26.26", font=font("mono", 30), fill="black")
-    buffer = io.BytesIO()
-    page.save(buffer, format="PNG")
-    document_id = DOCUMENTS.submit(embedded_worker, buffer.getvalue())
+    document_id = DOCUMENTS.submit(embedded_worker, _total_page_png())
 
     document = _wait_for(embedded_worker, document_id, _finished)
 
