@@ -141,6 +141,25 @@ def _document(runtime: Any, url: str | None, *, seed: int = 0) -> str:
         return document.id
 
 
+def _failed_by_hook(runtime: Any, url: str, content: bytes) -> str:
+    """A document failed through workers.documents.fail, whose hook queues its callback."""
+    from workers.documents import fail
+
+    with runtime.sessions() as session:
+        document, _ = create_document(
+            session,
+            runtime.blobs,
+            stream_or_path=io.BytesIO(content),
+            filename="receipt.pdf",
+            media_type="application/pdf",
+            doc_type="receipt",
+            callback_url=url,
+        )
+        set_status(session, document.id, S.PROCESSING)
+        assert fail(session, document.id, "corrupt_file", "the file is damaged")  # the hook queues it
+        return document.id
+
+
 def _run_task(document_id: str) -> str:
     from workers.app import get_app
 
@@ -324,21 +343,9 @@ def test_a_finished_document_posts_its_signed_json_to_the_callback_url(
 
     from api.app import create_app
     from api.keys import create_key
-    from workers.documents import fail
     from workers.embedded import start_worker_thread
 
-    with install.sessions() as session:
-        document, _ = create_document(
-            session,
-            install.blobs,
-            stream_or_path=io.BytesIO(b"%PDF-1.4 end to end"),
-            filename="receipt.pdf",
-            media_type="application/pdf",
-            doc_type="receipt",
-            callback_url=receiver.url,
-        )
-        set_status(session, document.id, S.PROCESSING)
-        assert fail(session, document.id, "corrupt_file", "the file is damaged")  # the hook queues it
+    document_id = _failed_by_hook(install, receiver.url, b"%PDF-1.4 end to end")
 
     worker = start_worker_thread(sweep_every_s=3600)
     try:
@@ -353,7 +360,7 @@ def test_a_finished_document_posts_its_signed_json_to_the_callback_url(
     with TestClient(create_app(install.settings)) as client:
         with install.sessions() as session:
             key = create_key(session, "callbacks-test")
-        got = client.get(f"/v1/documents/{document.id}", headers={"Authorization": f"Bearer {key}"})
+        got = client.get(f"/v1/documents/{document_id}", headers={"Authorization": f"Bearer {key}"})
     assert got.status_code == 200
     assert json.loads(body) == got.json()
     assert got.json()["status"] == "failed" and got.json()["error"]["code"] == "corrupt_file"
@@ -510,25 +517,14 @@ def test_a_slow_callback_does_not_hold_up_documents_in_the_embedded_worker(
     install: Any, raw_receiver: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from workers.dispatch import enqueue
-    from workers.documents import fail
     from workers.embedded import start_worker_thread
 
     monkeypatch.setenv("BAYOU_CALLBACK_TIMEOUT_S", "60")  # the slow receiver holds its try all test long
     _forget()
     runtime = get_runtime_now()
     receiver = raw_receiver(_drip)
+    _failed_by_hook(runtime, receiver.url, b"%PDF-1.4 its callback is slow")
     with runtime.sessions() as session:
-        slow, _ = create_document(
-            session,
-            runtime.blobs,
-            stream_or_path=io.BytesIO(b"%PDF-1.4 its callback is slow"),
-            filename="a.pdf",
-            media_type="application/pdf",
-            doc_type="receipt",
-            callback_url=receiver.url,
-        )
-        set_status(session, slow.id, S.PROCESSING)
-        assert fail(session, slow.id, "corrupt_file", "the file is damaged")  # queues its callback
         queued, _ = create_document(
             session,
             runtime.blobs,
