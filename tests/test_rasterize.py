@@ -290,17 +290,22 @@ print(json.dumps({
 """
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak memory is read from Linux /proc")
-def test_twenty_huge_blank_pages_are_rasterised_within_the_budget_in_memory() -> None:
+def _run_probe(script: str, *args: str, timeout_s: int) -> dict:
+    """Run `script` in a fresh interpreter (its own peak memory) and return the JSON its last line prints."""
     result = subprocess.run(
-        [sys.executable, "-c", _BUDGET_PROBE],
+        [sys.executable, "-c", script, *args],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout_s,
         check=True,
     )
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak memory is read from Linux /proc")
+def test_twenty_huge_blank_pages_are_rasterised_within_the_budget_in_memory() -> None:
+    report = _run_probe(_BUDGET_PROBE, timeout_s=120)
     assert report["pixels"] <= DEFAULT_MAX_DOCUMENT_PIXELS
     # 100 Mpx held as RGB is ~290 MiB; at 200 dpi the pages would have been ~5 GiB, poppler's each 255 MiB
     assert report["self_mib"] < 700
@@ -379,15 +384,7 @@ def test_flate_bomb_is_rendered_with_bounded_memory(tmp_path: Path) -> None:
     path = tmp_path / "bomb.pdf"
     path.write_bytes(flate_bomb_pdf(inflated_mib))
     assert path.stat().st_size < 1 << 20
-    result = subprocess.run(
-        [sys.executable, "-c", _BOMB_PROBE, str(path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = _run_probe(_BOMB_PROBE, str(path), timeout_s=60)
     assert report["outcome"] in ([[1700, 2200]], "corrupt_file")
     assert report["seconds"] < 15
     # Inflating the stream anywhere would cost at least its 256 MiB; neither process comes near that.
