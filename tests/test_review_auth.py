@@ -94,7 +94,7 @@ def test_parallel_wrong_passwords_are_all_counted(review_client, monkeypatch) ->
     wrote it, so the lock never came and the right password signed in afterwards."""
     review_client.review.user()
     # room for every attempt to hash at once (the real limit, the number of cores, would refuse most)
-    monkeypatch.setattr("api.review.auth._hashing", threading.BoundedSemaphore(PARALLEL), raising=False)
+    monkeypatch.setattr("api.review.auth._hashing", threading.BoundedSemaphore(PARALLEL))
     token = review_client.review.csrf()
 
     def wrong(n: int) -> int:
