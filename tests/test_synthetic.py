@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import typer
+import zxingcpp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -20,7 +21,7 @@ from bayou.synthetic.dataset import METADATA, make_dataset
 from bayou.synthetic.drivers_license import generate_licence, licence_truth
 from bayou.synthetic.receipt import LONG_ITEMS, SHORT_ITEMS, print_lines, random_sale
 from bayou.synthetic.words import amount_to_words
-from extractor import aamva
+from extractor import aamva, validation
 from extractor.aba import is_valid_routing_number
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +131,6 @@ def test_receipt_lengths(count: int) -> None:
 
 @pytest.mark.parametrize(("seed", "capture"), [(1, "photo"), (2, "scan"), (7, "photo")])
 def test_licence_barcode_decodes_to_the_ground_truth(seed: int, capture: str) -> None:
-    zxingcpp = pytest.importorskip("zxingcpp")
     document = generate_licence(random.Random(seed), capture=capture)
     assert len(document.pages) == 2
     found = zxingcpp.read_barcodes(document.pages[1])
@@ -218,7 +218,6 @@ def test_ground_truth_uses_the_documented_field_names() -> None:
 
 
 def test_ground_truth_passes_the_schemas_and_cross_field_checks() -> None:
-    validation = pytest.importorskip("extractor.validation")
     for doc_type, truths in _truths().items():
         for truth in truths:
             result = validation.validate(doc_type, truth, normalise=False)
