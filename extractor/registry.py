@@ -9,9 +9,8 @@ fields (`model_<x>`, `engine_<x>`) in bayou/settings.py.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
 
 # every engine kind a setting may name; bayou.engines registers one builder for each
 ENGINE_KINDS = ("transformers", "vllm")
@@ -26,22 +25,9 @@ class ModelEntry:
     source_setting: str | None  # the Settings field (BAYOU_MODEL_800M) that may point elsewhere
     engine_setting: str | None  # the Settings field (BAYOU_ENGINE_800M) that overrides BAYOU_ENGINE
     default_types: tuple[str, ...] = ()  # document types this model serves when an upload names none
-    # per engine kind, the options that engine is built with for this model (e.g. vLLM's limits)
-    engine_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-    def options(self, kind: str) -> dict[str, Any]:
-        """A fresh copy of the options for engine `kind` (empty when it has none)."""
-        return dict(self.engine_options.get(kind, {}))
-
-    @property
-    def registered(self) -> bool:
-        """False for a checkpoint directory served ad hoc (see `lookup`)."""
-        return self.alias in MODELS
 
 
-def _entry(
-    alias: str, *, hub_id: str, queue: str, suffix: str, default_types: tuple[str, ...], **options: Any
-) -> ModelEntry:
+def _entry(alias: str, *, hub_id: str, queue: str, suffix: str, default_types: tuple[str, ...]) -> ModelEntry:
     return ModelEntry(
         alias=alias,
         hub_id=hub_id,
@@ -49,7 +35,6 @@ def _entry(
         source_setting=f"model_{suffix}",
         engine_setting=f"engine_{suffix}",
         default_types=default_types,
-        engine_options=MappingProxyType({kind: MappingProxyType(o) for kind, o in options.items()}),
     )
 
 
@@ -64,7 +49,6 @@ MODELS: Mapping[str, ModelEntry] = MappingProxyType(
                 queue="gpu.800m",
                 suffix="800m",
                 default_types=("receipt",),
-                vllm={"max_model_len": 8192},
             ),
             # the 2B (with MSAC) for identity documents and checks, where small print matters
             _entry(
@@ -73,7 +57,6 @@ MODELS: Mapping[str, ModelEntry] = MappingProxyType(
                 queue="gpu.2b",
                 suffix="2b",
                 default_types=("drivers_license", "check"),
-                vllm={"max_model_len": 8192},
             ),
         )
     }
