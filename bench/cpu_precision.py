@@ -35,14 +35,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from transformers import InternVLForConditionalGeneration
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from model import receipt_image  # noqa: E402
+
+from extractor.context import tiling_of  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
 from extractor.model.device import configure_threads, cpu_flags, cpu_has_native_bf16  # noqa: E402
 from extractor.model.published import published_config  # noqa: E402
@@ -52,13 +54,6 @@ from extractor.tiling import pixel_values  # noqa: E402
 SEED = 0
 VOCAB = 32010  # the published vocabulary: 32,000 sentencepiece pieces and ten added tokens
 IMAGE_TOKEN_ID = 32002  # <IMG_CONTEXT>, as in the published tokenizer
-
-
-def receipt_image(seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    page = np.full((1400, 600, 3), 235, dtype=np.uint8)
-    page[rng.random(page.shape[:2]) < 0.08] = 30  # ink-like speckle: content does not matter to timing
-    return Image.fromarray(page)
 
 
 def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, dict]:
@@ -110,14 +105,7 @@ def run(model, raw: dict, prompt_text_tokens: int, max_tiles: int, forced: list[
     settings = model_settings(raw)
     dtype = next(model.parameters()).dtype
     started = time.perf_counter()
-    tiling = {
-        "image_size": settings.image_size,
-        "min_tiles": settings.min_dynamic_patch,
-        "max_tiles": max_tiles,
-        "use_thumbnail": settings.use_thumbnail,
-        "use_msac": settings.use_msac,
-    }
-    pixels = pixel_values([receipt_image()], **tiling)
+    pixels = pixel_values([receipt_image(0)], **tiling_of(settings, max_tiles))
     preprocess = time.perf_counter() - started
 
     started = time.perf_counter()
