@@ -2,8 +2,8 @@
 
 The CLI, the workers (queues), the API (which model names an upload may ask for), the settings (where each
 model's weights are, which engine serves it, which model a document type defaults to) and the engine
-factory (`bayou.engines`) all read this table. Adding a model means one entry here and its two settings
-fields (`model_<x>`, `engine_<x>`) in bayou/settings.py.
+factory (`bayou.engines`) all read this table. Adding a model means one entry here and its three settings
+fields (`model_<x>`, `engine_<x>`, `vllm_url_<x>`) in bayou/settings.py.
 """
 
 from __future__ import annotations
