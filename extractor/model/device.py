@@ -47,9 +47,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 
 @lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX)."""
-    return bool(cpu_flags(Path("/proc/cpuinfo")) & NATIVE_BF16_FLAGS)
+    return bool(cpu_flags(cpuinfo) & NATIVE_BF16_FLAGS)
 
 
 def cpu_flags(cpuinfo: Path) -> set[str]:
