@@ -29,6 +29,7 @@ class EngineRequest:
     schema: dict[str, Any] | None = None  # constrain the answer to this JSON Schema
     max_new_tokens: int = 2048
     max_tiles: int | None = None  # None: the checkpoint's max_dynamic_patch
+    fitted: TileFit | None = None  # the engine's `fit` of this request, once computed
 
 
 class Engine(Protocol):
@@ -75,7 +76,7 @@ class TransformersEngine:
 
     def preprocess(self, request: EngineRequest) -> tuple[GenerationRequest, float]:
         started = time.perf_counter()
-        fitted = self.fit(request)
+        fitted = request.fitted or self.fit(request)
         tiling = tiling_of(self.settings, fitted.max_tiles)
         pixels = pixel_values(request.images, **tiling) if request.images else None
         prompt = build_prompt(

@@ -156,10 +156,11 @@ class Extractor:
     def extract_rasterized(self, batch: list[Rasterized]) -> list[Result]:
         """Generate for the documents that rasterised, in one batch; the others come back failed."""
         started = time.perf_counter()
-        batch = [self._fitted(r) for r in batch]
-        ready = [r for r in batch if r.error is None]
-        requests = [self._request(r) for r in ready]
-        outputs = dict(zip((id(r) for r in ready), self.engine.run(requests), strict=True)) if ready else {}
+        prepared = [self._prepared(r) for r in batch]
+        batch = [rasterized for rasterized, _ in prepared]
+        ready = [(rasterized, request) for rasterized, request in prepared if request is not None]
+        answers = self.engine.run([request for _, request in ready]) if ready else []
+        outputs = {id(rasterized): output for (rasterized, _), output in zip(ready, answers, strict=True)}
         generate_ms = _ms(started)
         results = []
         for rasterized in batch:
@@ -194,15 +195,17 @@ class Extractor:
             results.append(result)
         return results
 
-    def _fitted(self, rasterized: Rasterized) -> Rasterized:
-        """The document, failed `context_too_long` where even one tile a page leaves no room to answer."""
+    def _prepared(self, rasterized: Rasterized) -> tuple[Rasterized, EngineRequest | None]:
+        """The document's request with its tiles fitted to the context; no request for a failed document
+        (one that failed before, or `context_too_long`: even one tile a page leaves no room to answer)."""
         if rasterized.error is not None:
-            return rasterized
+            return rasterized, None
+        request = self._request(rasterized)
         try:
-            self.engine.fit(self._request(rasterized))
+            request.fitted = self.engine.fit(request)
         except InputError as error:
-            return replace(rasterized, error=error)
-        return rasterized
+            return replace(rasterized, error=error), None
+        return rasterized, request
 
     def _request(self, rasterized: Rasterized) -> EngineRequest:
         doc_type = rasterized.document.doc_type

@@ -104,15 +104,16 @@ def server_url(entry: ModelEntry, settings: Settings) -> tuple[str, str]:
     return url, name
 
 
-def check(entry: ModelEntry, settings: Settings) -> None:
-    """At worker start: the model's server is configured and answers (nothing is loaded here)."""
+def check(entry: ModelEntry, settings: Settings) -> str:
+    """At worker start: the model's server is configured and answers (nothing is loaded here); returns the
+    model it serves."""
     url, setting = server_url(entry, settings)
     if not url:
         raise ConfigurationError(
             f"{settings.engine_for(entry.alias)[1]}=vllm for {entry.alias}, but no vLLM server is set: "
             f"set BAYOU_{url_setting(entry).upper()} (or BAYOU_VLLM_URL) to its address, e.g. http://vllm:8000"
         )
-    served_model(url, setting)
+    return served_model(url, setting)
 
 
 def served_model(url: str, setting: str) -> str:
@@ -234,11 +235,12 @@ class VLLMEngine:
     @classmethod
     def from_settings(cls, entry: ModelEntry, settings: Settings) -> VLLMEngine:
         url, setting = server_url(entry, settings)
-        check(entry, settings)
+        model = check(entry, settings)  # the one look at the server: __init__ need not ask it again
         return cls(
             url,
             checkpoint=read_checkpoint(settings.model_source(entry.alias)),
             name=entry.alias,
+            model=model,
             setting=setting,
             timeout_s=settings.vllm_timeout_s,
             concurrency=max(settings.batch_size, 1),
@@ -272,7 +274,7 @@ class VLLMEngine:
 
     def prepare(self, request: EngineRequest) -> Prepared:
         started = time.perf_counter()
-        fitted = self.fit(request)
+        fitted = request.fitted or self.fit(request)  # the pipeline fitted it already: one /tokenize call
         # the template with the images' placeholders left in: vLLM's H2OVL processor expands them
         prompt = build_prompt(
             question_with_images(request.question, len(request.images)), [], template=self.settings.template
