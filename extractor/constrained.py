@@ -71,17 +71,17 @@ class Vocabulary:
         return frozenset(raw[:cut] for raw in self.ids_by_bytes for cut in range(1, len(raw)))
 
     @cached_property
-    def _longest(self) -> int:
+    def longest_token(self) -> int:
         return max(len(raw) for raw in self.ids_by_bytes)
 
     def open_from(self, text: bytes) -> int:
         """Where the earliest token that could run on past the end of `text` would start (len(text): none)."""
-        for start in range(max(0, len(text) - self._longest + 1), len(text)):
+        for start in range(max(0, len(text) - self.longest_token + 1), len(text)):
             if text[start:] in self._open_prefixes:
                 return start
         return len(text)
 
-    def forced_tokens(self, generated: bytes, forced: bytes) -> list[int]:
+    def forced_tokens(self, generated: bytes | bytearray, forced: bytes) -> list[int]:
         """Tokens for `forced`, the bytes the grammar allows next, as the tokenizer splits it in its context.
 
         The tokenizer's split of the whole answer is the reference (what the model saw in training): the
@@ -90,7 +90,7 @@ class Vocabulary:
         end before any token could run on into what the model writes next. The rest is left to the model.
         """
         # sentencepiece never merges across the start of a space, so the context can start there
-        context = generated[generated.rfind(b" ") :] if b" " in generated else generated
+        context = bytes(generated[max(generated.rfind(b" "), 0) :])
         try:
             ids = self.continuation((context + forced).decode("utf-8"))
         except UnicodeDecodeError:

@@ -292,7 +292,7 @@ class Generator:
         forced = seq.matcher.find_jump_forward_string()
         if not forced:
             return
-        for token in self.vocabulary.forced_tokens(bytes(seq.written), forced.encode())[:budget_left]:
+        for token in self.vocabulary.forced_tokens(seq.written, forced.encode())[:budget_left]:
             if not seq.matcher.accept_token(token):
                 break
             self._append(seq, token, 1.0, forced=True)

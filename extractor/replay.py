@@ -53,7 +53,7 @@ def schema_ordered(document: dict[str, Any], schema: dict[str, Any]) -> dict[str
 def greedy_longest_match(vocabulary: Vocabulary) -> Callable[[bytes, bytes], list[int]]:
     """Context-blind forcing, for comparison: the longest tokens that spell the forced bytes (bayou's
     jump-forward before it split forced text in its context)."""
-    longest = max(len(raw) for raw in vocabulary.ids_by_bytes)
+    longest = vocabulary.longest_token
 
     def tokens(written: bytes, forced: bytes) -> list[int]:
         ids, position = [], 0

@@ -209,12 +209,6 @@ class PromptTokenizer:
         kept = [i for i in ids if i not in self._skip_on_decode and i < self.base_size]
         return self._sp.decode(kept).strip()
 
-    def piece(self, token_id: int) -> str:
-        for token in self.added.values():
-            if token.id == token_id:
-                return token.content
-        return self._sp.id_to_piece(token_id)
-
 
 class FastPathTokenizer:
     """For a checkpoint that ships only tokenizer.json: transformers' fast tokenizer is the reference then."""
@@ -250,9 +244,6 @@ class FastPathTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self._tokenizer.decode(ids, skip_special_tokens=True).strip()
-
-    def piece(self, token_id: int) -> str:
-        return self._tokenizer.convert_ids_to_tokens(token_id)
 
 
 def load_prompt_tokenizer(directory: Path, fast: Any) -> PromptTokenizer | FastPathTokenizer:
