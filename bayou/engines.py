@@ -125,22 +125,26 @@ def _build_transformers(entry: ModelEntry, settings: Settings) -> Engine:
 VLLM_MODULE = "extractor.vllm_engine"
 
 
-def _check_vllm(entry: ModelEntry, settings: Settings) -> None:
+def _vllm_module(entry: ModelEntry, settings: Settings) -> Any:
     kind, setting = settings.engine_for(entry.alias)
     if importlib.util.find_spec(VLLM_MODULE) is None:
         raise ConfigurationError(
             f"{setting}={kind} for {entry.alias}, but this bayou has no vLLM engine ({VLLM_MODULE} is "
             f"missing); set {setting}=transformers"
         )
-    check = getattr(importlib.import_module(VLLM_MODULE), "check", None)
+    # imported only here: vLLM (or its client) is heavy and optional
+    return importlib.import_module(VLLM_MODULE)
+
+
+def _check_vllm(entry: ModelEntry, settings: Settings) -> None:
+    check = getattr(_vllm_module(entry, settings), "check", None)
     if check is not None:
         check(entry, settings)
 
 
 def _build_vllm(entry: ModelEntry, settings: Settings) -> Engine:
-    _check_vllm(entry, settings)
-    # imported only here: vLLM (or its client) is heavy and optional
-    return importlib.import_module(VLLM_MODULE).VLLMEngine.from_settings(entry, settings)
+    # from_settings makes the module's own check (one look at the server, not one here and one there)
+    return _vllm_module(entry, settings).VLLMEngine.from_settings(entry, settings)
 
 
 ENGINES: dict[str, EngineKind] = {

@@ -128,8 +128,8 @@ def _requests(max_new_tokens: int = 12) -> list[EngineRequest]:
     ]
 
 
-class _ServerIds:
-    """bayou's prompt tokenizer, except that a prompt is given the ids the vLLM server makes of it."""
+class _FakeServerIds:
+    """FAKE tokenizer: bayou's prompt tokenizer, except that a prompt is given the ids the vLLM server made of it."""
 
     def __init__(self, inner, table: dict[str, list[int]]) -> None:
         self._inner = inner
@@ -163,7 +163,7 @@ def test_vllm_and_transformers_engines_agree_token_for_token(vllm_server: str, v
         assert server_ids != transformers.loaded.prompt_tokenizer.encode(prompt)
         table[prompt] = server_ids
     # fed the same ids, the two engines compute the same greedy answer
-    transformers.generator.text = _ServerIds(transformers.generator.text, table)
+    transformers.generator.text = _FakeServerIds(transformers.generator.text, table)
     local = transformers.run(requests)
 
     for mine, theirs in zip(local, served, strict=True):
