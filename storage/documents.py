@@ -5,7 +5,7 @@ row that references it)."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -348,17 +348,6 @@ def list_documents(
     items = rows[:limit]
     more = len(rows) > limit
     return DocumentPage(items, encode_cursor(items[-1].created_at, items[-1].id) if more else None)
-
-
-def iter_documents(session: Session, filters: DocumentFilter | None = None) -> Iterator[Document]:
-    """Every match, newest first, fetched a page at a time (for jsonl/csv exports)."""
-    cursor = None
-    while True:
-        page = list_documents(session, filters, limit=MAX_PAGE_SIZE, cursor=cursor)
-        yield from page.items
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
 
 
 def _filtered(filters: DocumentFilter) -> Select[Any]:
