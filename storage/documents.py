@@ -60,6 +60,7 @@ class PageImage:
     width: int
     height: int
     words: dict[str, Any] | None = None  # extractor.ocr.PageWords.to_json()
+    barcode: dict[str, Any] | None = None  # extractor.grounding.barcode.BarcodeReading.to_json()
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,7 @@ def _replace_page_rows(
             width=image.width,
             height=image.height,
             words=image.words,
+            barcode=image.barcode,
         )
         for n, (image, blob) in enumerate(zip(images, staged, strict=True), start=1)
     ]

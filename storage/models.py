@@ -180,6 +180,10 @@ class Page(Base):
     height: Mapped[int]
     # what OCR read on the page (extractor.ocr.PageWords.to_json); None: not read (stored before 0007)
     words: Mapped[Any] = mapped_column(JSON, nullable=True)
+    # a licence page's AAMVA barcode reading (extractor.grounding.barcode.BarcodeReading.to_json), decoded in
+    # the CPU stage; None: not decoded (another document type, a front whose back had the
+    # barcode, or stored before 0009)
+    barcode: Mapped[Any] = mapped_column(JSON, nullable=True)
 
     document: Mapped[Document] = relationship(back_populates="page_images")
 
