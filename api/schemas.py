@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from storage.models import DocumentStatus
 
@@ -35,6 +35,22 @@ class CheckOutcome(BaseModel):
     name: str
     ok: bool
     message: str | None = None
+    fields: list[str] | None = Field(
+        default=None,
+        description="value_on_page, failed: the JSON pointers of the values not found on the page.",
+    )
+    suggestions: dict[str, Any] | None = Field(
+        default=None,
+        description="license_barcode_agrees, failed: JSON pointer → the barcode's value where the model disagrees.",
+    )
+
+    # no return annotation on purpose: pydantic would take it as the serialised schema (a bare object in
+    # the OpenAPI document) instead of these fields
+    @model_serializer(mode="wrap")
+    def _without_absent(self, handler: SerializerFunctionWrapHandler):
+        # only the checks that carry them show these keys: every other check keeps its three
+        shown: dict[str, Any] = handler(self)
+        return {key: value for key, value in shown.items() if value is not None or key == "message"}
 
 
 class Location(BaseModel):

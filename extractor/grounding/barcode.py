@@ -42,30 +42,42 @@ def read_licence_barcode(images: list[Image.Image]) -> BarcodeReading:
 
 
 def _flat(value: Any, pointer: str = "") -> Iterator[tuple[str, Any]]:
+    """(pointer, value) of each field; a list (endorsements) is one field, kept as the list."""
     if isinstance(value, dict):
         for key, inner in value.items():
             yield from _flat(inner, f"{pointer}/{key}")
-    elif isinstance(value, list):
-        yield pointer, "".join(str(v) for v in value)
     else:
         yield pointer, value
+
+
+def _text(value: Any) -> str:
+    # endorsements print as "HT" on the card and in the payload: a list compares as its joined codes
+    return "".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
 def _same(model: Any, barcode: Any) -> bool:
     if model is None or barcode is None:
         return model is None and barcode is None
-    return normalise(str(model)) == normalise(str(barcode))
+    return normalise(_text(model)) == normalise(_text(barcode))
 
 
 def barcode_check(
     data: dict[str, Any] | None, reading: BarcodeReading
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The check, and the barcode's value for each field where the model disagrees with it."""
+    """The check, and the barcode's value for each field where the model disagrees with it (also in the
+    failed check, as `suggestions`: {pointer: value})."""
     if reading.fields is None:
         return {"name": CHECK_NAME, "ok": True, "message": f"not applicable: {reading.reason}"}, {}
     model = dict(_flat(data or {}))
     suggestions = {p: v for p, v in _flat(reading.fields) if not _same(model.get(p), v)}
     if not suggestions:
         return {"name": CHECK_NAME, "ok": True, "message": "every field agrees with the barcode"}, {}
-    shown = ", ".join(f"{p} (barcode: {'null' if v is None else v})" for p, v in suggestions.items())
-    return {"name": CHECK_NAME, "ok": False, "message": f"disagrees with the barcode at {shown}"}, suggestions
+    shown = ", ".join(f"{p} (barcode: {'null' if v is None else _text(v)})" for p, v in suggestions.items())
+    check = {
+        "name": CHECK_NAME,
+        "ok": False,
+        "message": f"disagrees with the barcode at {shown}",
+        # the values as data (a list stays a list), so the review page can offer each one to take
+        "suggestions": dict(suggestions),
+    }
+    return check, suggestions

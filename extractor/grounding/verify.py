@@ -71,6 +71,8 @@ def _check(missing: list[str], unreadable: list[int], pages: list[PageWords]) ->
             "name": CHECK_NAME,
             "ok": False,
             "message": "not found on the page: " + ", ".join(missing) + note,
+            # the same pointers as data, so the review page can mark the fields without reading prose
+            "fields": missing,
         }
     return {"name": CHECK_NAME, "ok": True, "message": "every value was found on the page" + note}
 
