@@ -1,5 +1,7 @@
 # One image for every role (api, cpu worker, gpu worker); the command picks the role.
-# GPU hosts: build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 for a CUDA torch.
+# GPU hosts (transformers engine): build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu130 for a
+# CUDA torch. torch 2.13.0's CUDA builds are cu126 and cu130 (PyTorch's release matrix; there is no cu124):
+# cu130 for Turing and newer (H100: sm_90) with a CUDA 13 driver, cu126 for older GPUs or drivers.
 FROM python:3.11-slim
 
 ARG TORCH_VERSION=2.13.0

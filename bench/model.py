@@ -9,8 +9,16 @@ mistral_common ships, with the ten added tokens. What it measures:
 2. the cost of constrained decoding per generated token against unconstrained decoding.
 (What jump-forward saves is measured by bench/tokenization.py.)
 
+`--engine vllm` runs the same requests through bayou's vLLM engine instead, against a `vllm serve` started
+here on the same random weights (written as a published-layout checkpoint) from `--vllm-python`'s
+environment (.venv-vllm on CPU; on a GPU machine, an environment with vLLM and bayou's plugin);
+`--engine both` runs the two engines one after the other on the same requests and prints vLLM's
+documents/s over the transformers engine's per batch size (the GPU target: 3×). vLLM reports no stage
+split, so its rows give documents/s and generated tokens/s only.
+
 Usage: python bench/model.py [--models h2ovl-800m,h2ovl-2b] [--batches 1,4,16] [--max-tiles 6]
        [--new-tokens 64] [--device cpu|cuda] [--dtype float32|bfloat16]
+       [--engine transformers|vllm|both] [--vllm-python PATH]
 """
 
 from __future__ import annotations
@@ -131,6 +139,74 @@ def latency_rows(engine: TransformersEngine, name: str, batches: list[int], max_
     return rows
 
 
+def vllm_rows(
+    name: str, args: argparse.Namespace, device: torch.device, dtype: torch.dtype, batches: list[int]
+) -> list[dict]:
+    """The same batches through bayou's vLLM engine, against a server started here on the same random
+    weights; the server is stopped before returning."""
+    from vllm_cpu import start_server, write_checkpoint  # a sibling bench script (it imports this one)
+
+    from extractor.vllm_engine import VLLMEngine, read_checkpoint
+
+    dtype_name = str(dtype).removeprefix("torch.")
+    if (
+        device.type == "cuda"
+    ):  # the transformers engine's model is freed by then; leave room for the allocator
+        device_args: tuple[str, ...] = ("--dtype", dtype_name, "--gpu-memory-utilization", "0.85")
+    else:
+        device_args = ("--dtype", dtype_name, "--enforce-eager")
+    schema = load_schema("receipt")
+    question = build_prompt("receipt").text
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint = write_checkpoint(name, Path(scratch))
+        log = (
+            Path(tempfile.gettempdir()) / f"bench-model-vllm-{name}.log"
+        )  # kept: the server's side of a failure
+        server = start_server(
+            checkpoint, args.vllm_port, log, python=Path(args.vllm_python), device_args=device_args
+        )
+        try:
+            engine = VLLMEngine(
+                f"http://127.0.0.1:{args.vllm_port}",
+                checkpoint=read_checkpoint(str(checkpoint)),
+                name=name,
+                concurrency=max(batches),
+            )
+            for batch in batches:
+                requests = [
+                    EngineRequest(
+                        images=[receipt_image(i)],
+                        question=question,
+                        schema=schema,
+                        max_new_tokens=args.new_tokens,
+                        max_tiles=args.max_tiles,
+                    )
+                    for i in range(batch)
+                ]
+                engine.run(requests[:1])  # warm-up, as for the transformers engine
+                started = time.perf_counter()
+                outputs = engine.run(requests)
+                wall = time.perf_counter() - started
+                generated = sum(o.generated_tokens for o in outputs)
+                rows.append(
+                    {
+                        "model": name,
+                        "engine": "vllm",
+                        "batch": batch,
+                        "tiles": outputs[0].tiles,
+                        "prompt_tokens": outputs[0].prompt_tokens,
+                        "tokens_per_s": round(generated / wall, 1),
+                        "docs_per_s": round(batch / wall, 3),
+                    }
+                )
+                print(json.dumps(rows[-1]), file=sys.stderr)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    return rows
+
+
 def grammar_ms_per_token(generator: Generator) -> float:
     """CPU time of the grammar per token (mask fill + apply), replaying the sample receipts."""
     import xgrammar as xgr
@@ -191,6 +267,9 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default=None)
+    parser.add_argument("--engine", choices=("transformers", "vllm", "both"), default="transformers")
+    parser.add_argument("--vllm-python", default=str(ROOT / ".venv-vllm" / "bin" / "python"))
+    parser.add_argument("--vllm-port", type=int, default=8766)
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(
@@ -198,27 +277,36 @@ def main() -> None:
     )
     torch.set_num_threads(torch.get_num_threads())
 
-    rows, overhead = [], None
+    batches = [int(b) for b in args.batches.split(",")]
+    rows, served, overhead = [], [], None
     for name in args.models.split(","):
-        loaded = random_model(name, device, dtype)
-        engine = TransformersEngine(loaded, name=name)
-        if overhead is None:
-            overhead = constrained_overhead(loaded, args.new_tokens)
-            overhead["grammar_ms_per_token"] = round(grammar_ms_per_token(engine.generator), 3)
-            print(json.dumps({"constrained_overhead": overhead, "model": name}), file=sys.stderr)
-        rows += latency_rows(
-            engine, name, [int(b) for b in args.batches.split(",")], args.max_tiles, args.new_tokens
-        )
-        del engine, loaded
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        if args.engine in ("transformers", "both"):
+            loaded = random_model(name, device, dtype)
+            engine = TransformersEngine(loaded, name=name)
+            if overhead is None:
+                overhead = constrained_overhead(loaded, args.new_tokens)
+                overhead["grammar_ms_per_token"] = round(grammar_ms_per_token(engine.generator), 3)
+                print(json.dumps({"constrained_overhead": overhead, "model": name}), file=sys.stderr)
+            rows += latency_rows(engine, name, batches, args.max_tiles, args.new_tokens)
+            del engine, loaded
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        if args.engine in ("vllm", "both"):
+            served += vllm_rows(name, args, device, dtype, batches)
 
     print(
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
         f"{device} {dtype}; torch {torch.__version__}"
     )
     print(f"Command: python bench/model.py {' '.join(sys.argv[1:])}\n")
+    if rows:
+        print_transformers(rows, overhead)
+    if served:
+        print_vllm(served, rows)
+
+
+def print_transformers(rows: list[dict], overhead: dict) -> None:
     print(
         "| model | batch | tiles/doc | prompt tokens | preprocess ms/doc | vision ms/doc | prefill ms/doc "
         "| decode ms/doc | generated tokens/s | documents/s | peak MiB |"
@@ -235,6 +323,26 @@ def main() -> None:
         f"ms/step unconstrained ({overhead['overhead']:+.1%}); the grammar itself: "
         f"{overhead['grammar_ms_per_token']} ms per token (mask fill + apply), computed while the forward runs"
     )
+    print_batch_gains(rows)
+
+
+def print_vllm(served: list[dict], rows: list[dict]) -> None:
+    local = {(r["model"], r["batch"]): r["docs_per_s"] for r in rows}
+    print(
+        "\n| model | engine | batch | tiles/doc | prompt tokens | generated tokens/s | documents/s | × transformers |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in served:
+        mine = local.get((r["model"], r["batch"]))
+        ratio = f"{r['docs_per_s'] / mine:.2f}" if mine else "-"
+        print(
+            f"| {r['model']} | vllm | {r['batch']} | {r['tiles']} | {r['prompt_tokens']} | {r['tokens_per_s']} | "
+            f"{r['docs_per_s']} | {ratio} |"
+        )
+    print_batch_gains(served)
+
+
+def print_batch_gains(rows: list[dict]) -> None:
     by_model: dict[str, dict[int, float]] = {}
     for r in rows:
         by_model.setdefault(r["model"], {})[r["batch"]] = r["docs_per_s"]

@@ -55,15 +55,23 @@ def write_checkpoint(name: str, directory: Path) -> Path:
     return directory
 
 
-def start_server(checkpoint: Path, port: int, log: Path) -> subprocess.Popen:
+def start_server(
+    checkpoint: Path,
+    port: int,
+    log: Path,
+    python: Path = VLLM_PYTHON,
+    device_args: tuple[str, ...] = ("--dtype", "float32", "--enforce-eager"),
+) -> subprocess.Popen:
+    """`vllm serve` on `checkpoint` from `python`'s environment; `device_args` are the CPU's by default (a GPU
+    caller passes its dtype and memory share instead)."""
     # vLLM's own CPU defaults: its OpenMP threads bound to all cores but one, kept for its API server
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_NO_USAGE_STATS": "1"}
     command = [
-        str(VLLM_PYTHON),
+        str(python),
         "-m",
         "vllm.entrypoints.openai.api_server",
         *server_args(str(checkpoint), "bench", ROOT / "vllm_plugin" / CHAT_TEMPLATE),
-        *("--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager"),
+        *("--host", "127.0.0.1", "--port", str(port), *device_args),
     ]
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 900
