@@ -22,8 +22,8 @@ from api.errors import ApiError
 from api.review.forms import changed_pointers
 from extractor.validation import schema_errors
 from storage.documents import get_document_fresh, record_audit, record_review
-from storage.models import Document, ExtractionRun, ReviewAction, Score
-from workers.review_scores import score_review, score_review_in, send_score_review
+from storage.models import Document, ReviewAction, Score
+from workers.review_scores import score_approval, score_review_in, send_score_review
 
 # how a caller has a review scored later (a task, a background job); given the document id
 ScoreLater = Callable[[str], None]
@@ -96,26 +96,32 @@ def within_bounds(data: Any) -> bool:
 
 def approve(
     session: Session,
-    document_id: str,
+    document: Document | str,
     *,
     actor: str,
     data: Any | None,
     via: str,
     score_later: ScoreLater | None = None,
 ) -> Outcome:
-    """Approves the document; `data` is the reviewer's version of the extraction (None: as extracted).
-    Data equal to the latest run's output is an approval as is. The score is computed here unless
+    """Approves the document (as the caller loaded it in this session, else its id: loaded here);
+    `data` is the reviewer's version of the extraction (None: as extracted). Data equal to the latest
+    run's output is an approval as is. The score is computed here, from the run and review in hand, unless
     `score_later` is given (then `Outcome.score` is None)."""
-    run = _latest_run(session, document_id)
+    if isinstance(document, str):
+        document = get_document_fresh(session, document)
+    document_id = document.id
+    run = document.runs[-1] if document.runs else None
     extracted = run.data if run is not None else None
     corrected = changed_pointers(extracted, data) if data is not None else []
     review_data = data if corrected else None
-    record_review(session, document_id, actor=actor, action=ReviewAction.APPROVE, corrected_data=review_data)
+    review = record_review(
+        session, document_id, actor=actor, action=ReviewAction.APPROVE, corrected_data=review_data
+    )
     score = None
     if score_later is not None:
         score_later(document_id)
     elif run is not None:
-        score = score_review(session, document_id)
+        score = score_approval(session, run, review)
     record_audit(
         session,
         actor=actor,
@@ -132,8 +138,3 @@ def reject(session: Session, document_id: str, *, actor: str, reason: str | None
     record_audit(session, actor=actor, action="review.reject", document_id=document_id, detail={"via": via})
     log.info("document %s rejected via %s", document_id, via)
     return Outcome(ReviewAction.REJECT, [], None)
-
-
-def _latest_run(session: Session, document_id: str) -> ExtractionRun | None:
-    document = get_document_fresh(session, document_id)
-    return document.runs[-1] if document.runs else None

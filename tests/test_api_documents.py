@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from storage.documents import NewRun, PageImage, set_status, store_pages, store_run
 from storage.models import AuditEntry, Document, DocumentStatus, ExtractionRun, Score
@@ -28,7 +31,9 @@ def _upload(client, content: bytes, doc_type: str = "receipt") -> dict:
     return response.json()
 
 
-def _finish(client, document_id: str, *, data: dict, status=DocumentStatus.DONE, pages: int = 1) -> None:
+def _finish(
+    client, document_id: str, *, data: dict, status=DocumentStatus.DONE, pages: int = 1, locations=None
+) -> None:
     """What a worker would do: rasterise, extract, store the run and the outcome."""
     state = client.app.state.bayou
     with state.sessions() as session:
@@ -47,7 +52,7 @@ def _finish(client, document_id: str, *, data: dict, status=DocumentStatus.DONE,
             valid=True,
             data=data,
             confidence={"/total": 0.9},
-            locations={"/total": {"page": 1, "box": [0.1, 0.2, 0.3, 0.4], "score": 1.0}},
+            locations=locations or {"/total": {"page": 1, "box": [0.1, 0.2, 0.3, 0.4], "score": 1.0}},
             timings_ms={"total": 12.5},
             prompt_tokens=100,
             generated_tokens=20,
@@ -171,6 +176,29 @@ def test_csv_export_flattens_data_into_pointer_columns(client, make_png):
     assert done["data/total"] == "'=1+1"  # a formula, defused
     assert done["data/a~1b"] == "x"
     assert rows[0]["data/total"] == ""
+
+
+def test_csv_export_gives_each_located_field_a_page_and_a_box_column(client, make_png):
+    located = _upload(client, make_png(1))["id"]
+    queued = _upload(client, make_png(2))["id"]
+    _finish(
+        client,
+        located,
+        data={"total": "9.99", "items": [{"name": "tea", "price": "2.00"}]},
+        pages=2,
+        locations={
+            "/total": {"page": 2, "box": [0.5, 0.25, 0.75, 0.3], "score": 1.0},
+            "/items/0/name": {"page": 1, "box": [0.1, 0.2, 0.3, 0.4], "score": 0.9},
+        },
+    )
+    rows = {
+        row["id"]: row for row in csv.DictReader(io.StringIO(client.get("/v1/documents?format=csv").text))
+    }
+    row = rows[located]
+    assert (row["locations/total/page"], row["locations/total/box"]) == ("2", "0.5 0.25 0.75 0.3")
+    assert (row["locations/items/0/name/page"], row["locations/items/0/name/box"]) == ("1", "0.1 0.2 0.3 0.4")
+    assert "locations/items/0/price/page" not in row  # not found on any page: no location
+    assert rows[queued]["locations/total/page"] == rows[queued]["locations/total/box"] == ""
 
 
 def test_page_image_is_the_stored_png(client, make_png):
@@ -438,6 +466,61 @@ def test_a_review_is_answered_before_it_is_scored(client, make_png, receipt_exam
     assert sent == [document_id]  # the score is the cpu queue's to compute
     with client.app.state.bayou.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Score)) == 0
+
+
+@contextmanager
+def _document_loads(sessions) -> Iterator[list[str]]:
+    """The SELECTs of the documents table that run inside the block."""
+    engine = sessions.kw["bind"]
+    loads: list[str] = []
+
+    def note(conn, cursor, statement: str, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and re.search(r"\bFROM documents\b", statement):
+            loads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield loads
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def test_a_review_over_the_api_loads_its_document_once(client, make_png, receipt_example, monkeypatch):
+    import dataclasses
+
+    from api import reviewing
+
+    monkeypatch.setattr(reviewing, "send_score_review", lambda document_id: None)
+    client.app.state.bayou = dataclasses.replace(client.app.state.bayou, workers=True)
+    document_id = _upload(client, make_png())["id"]
+    _finish(client, document_id, data=receipt_example, status=DocumentStatus.NEEDS_REVIEW)
+
+    with _document_loads(client.app.state.bayou.sessions) as loads:
+        response = client.post(
+            f"/v1/documents/{document_id}/review",
+            json={"action": "approve", "data": {**receipt_example, "total": "15.78"}},
+        )
+    assert response.status_code == 200 and response.json()["status"] == "approved"
+    # once to check and approve it, once more for the answer (the approval changed its status)
+    assert len(loads) == 2, loads
+
+
+def test_approving_a_loaded_document_scores_it_without_loading_it_again(client, make_png, receipt_example):
+    from api import reviewing
+    from storage.documents import get_document
+
+    document_id = _upload(client, make_png())["id"]
+    _finish(client, document_id, data=receipt_example, status=DocumentStatus.NEEDS_REVIEW)
+    sessions = client.app.state.bayou.sessions
+    with sessions() as session:
+        document = get_document(session, document_id)
+        with _document_loads(sessions) as loads:
+            outcome = reviewing.approve(
+                session, document, actor="key:test", data={**receipt_example, "total": "15.78"}, via="api"
+            )
+        assert loads == []
+        assert outcome.corrected == ["/total"]
+        assert outcome.score is not None and not outcome.score.perfect_match and outcome.score.f1 < 1
 
 
 def test_the_review_score_is_computed_once(client, make_png, receipt_example):

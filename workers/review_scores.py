@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from extractor.scoring import field_f1, perfect_match, ted_accuracy
 from storage.documents import get_document_fresh
-from storage.models import GroundTruthSource, ReviewAction, Score
+from storage.models import ExtractionRun, GroundTruthSource, Review, ReviewAction, Score
 from workers.dispatch import app_or_default
 from workers.names import SCORE_REVIEW_TASK
 from workers.queues import CPU_QUEUE
@@ -27,12 +27,19 @@ TASK_LIMITS_S = (300, 360)
 
 
 def score_review(session: Session, document_id: str) -> Score | None:
-    """Scores the latest run against the latest approval (its corrections, else the run's own data);
-    None when there is nothing to score (no run, no approval, data that is no object)."""
+    """Scores the document's latest run against its latest review (`score_approval`), as the database has
+    them now (a task, possibly redelivered); None when there is nothing to score."""
     document = get_document_fresh(session, document_id)
-    run = document.runs[-1] if document.runs else None
-    review = document.reviews[-1] if document.reviews else None
-    if run is None or review is None or review.action != ReviewAction.APPROVE.value:
+    if not document.runs or not document.reviews:
+        return None
+    return score_approval(session, document.runs[-1], document.reviews[-1])
+
+
+def score_approval(session: Session, run: ExtractionRun, review: Review) -> Score | None:
+    """Scores `run` against `review` if it is an approval (its corrections, else the run's own data): for a
+    caller that holds both already. None when there is nothing to score (a rejection, data that is no
+    object)."""
+    if review.action != ReviewAction.APPROVE.value:
         return None
     source = GroundTruthSource.REVIEWED.value
     existing = session.scalar(

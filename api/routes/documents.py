@@ -237,7 +237,7 @@ def review_document(
             reviewing.check_approved_data(document, review.data)
         reviewing.approve(
             session,
-            document_id,
+            document,  # loaded once: approve reads its latest run from it
             actor=actor(key),
             data=review.data,
             via="api",
