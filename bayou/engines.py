@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bayou.settings import Settings, get_settings
 from extractor.errors import BayouError, ConfigurationError
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
     from extractor.pipeline import Extractor
 
 _lock = threading.Lock()
-_engines: dict[tuple[Any, ...], Engine] = {}
+# by model name: each engine built for it, with the settings its build read (see SettingsReads)
+_engines: dict[str, list[tuple[dict[str, Any], Engine]]] = {}
 
 
 @dataclass(frozen=True)
@@ -43,15 +45,41 @@ def model_name(requested: str | None, doc_type: str, settings: Settings | None =
 
 
 def get_engine(name: str, settings: Settings | None = None) -> Engine:
-    """The engine for `name` (an alias such as h2ovl-800m, or a checkpoint directory), loaded on first use."""
+    """The engine for `name` (an alias such as h2ovl-800m, or a checkpoint directory), loaded on first use.
+
+    An engine is reused while every settings field its build read has the value it had then: the key is
+    recorded, not listed, so a setting a builder starts to read cannot be left out of it."""
     settings = settings or get_settings()
-    kind, _ = settings.engine_for(name)
-    source = settings.model_source(name)
-    key = (name, kind, source, settings.device, settings.dtype, settings.quantize, settings.json_layout)
     with _lock:  # two threads asking at once must not load the model twice
-        if key not in _engines:
-            _engines[key] = build_engine(name, settings)
-        return _engines[key]
+        built = _engines.setdefault(name, [])
+        for reads, engine in built:
+            if all(getattr(settings, field) == value for field, value in reads.items()):
+                return engine
+        view = SettingsReads(settings)
+        engine = build_engine(name, cast(Settings, view))
+        built.append((dict(view.reads), engine))
+        return engine
+
+
+class SettingsReads:
+    """Settings as an engine builder sees them: every field read is noted with its value in `reads`. Methods
+    and properties run against this view, so the fields they read (model_source's model_800m, engine_for's
+    engine_2b) are noted too."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.reads: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:  # only for names this object lacks: the settings' own
+        settings = self._settings
+        if name in type(settings).model_fields:
+            value = getattr(settings, name)
+            self.reads[name] = value
+            return value
+        found = inspect.getattr_static(settings, name)
+        if isinstance(found, (staticmethod, classmethod)) or not hasattr(found, "__get__"):
+            return getattr(settings, name)
+        return found.__get__(self, type(settings))
 
 
 def extractor_for(

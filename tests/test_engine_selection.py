@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import typer
@@ -102,6 +103,75 @@ def test_get_engine_builds_through_the_table_once_per_model_and_kind(env) -> Non
     assert engines.get_engine("h2ovl-2b", settings) is first
     engines.get_engine("h2ovl-800m", settings)
     assert built == [("vllm", "h2ovl-2b"), ("transformers", "h2ovl-800m")]
+
+
+@pytest.fixture
+def light_builders(env):
+    """Both real builders, reading the settings as they do, with what they would load or ask replaced:
+    each engine is a dict of what it was built from."""
+    import extractor.engine
+    import extractor.model
+    import extractor.model.device
+    import extractor.model.quantize
+    import extractor.vllm_engine as vllm_engine
+
+    env.setattr(
+        extractor.model, "load_model", lambda source, **kwargs: SimpleNamespace(model=source, **kwargs)
+    )
+    env.setattr(extractor.model.device, "configure_threads", lambda threads: threads)
+    env.setattr(extractor.model.quantize, "quantize", lambda model, mode: 0)
+    env.setattr(extractor.engine, "TransformersEngine", lambda loaded, **kwargs: {**vars(loaded), **kwargs})
+    env.setattr(vllm_engine, "served_model", lambda url, setting: "tiny")
+    env.setattr(vllm_engine, "read_checkpoint", lambda source: source)
+
+    def client(self: object, url: str, **kwargs: object) -> None:
+        self.__dict__.update(url=url, **kwargs)
+
+    env.setattr(vllm_engine.VLLMEngine, "__init__", client)
+    return env
+
+
+# every setting each kind of engine is built from, with another value it may take on a CPU
+ENGINE_SETTINGS = {
+    "transformers": {
+        "engine": "vllm",
+        "engine_800m": "vllm",
+        "model_800m": "/another/checkpoint",
+        "device": "cpu",
+        "dtype": "float32",
+        "quantize": "int8",
+        "threads": 3,
+        "json_layout": "compact",
+    },
+    "vllm": {
+        "engine": "transformers",
+        "engine_800m": "transformers",
+        "model_800m": "/another/checkpoint",
+        "vllm_url": "http://elsewhere:8000",
+        "vllm_url_800m": "http://vllm-800m:8000",
+        "vllm_timeout_s": 30.0,
+        "batch_size": 2,
+    },
+}
+
+
+@pytest.mark.parametrize("kind", list(ENGINE_SETTINGS))
+def test_a_change_to_any_setting_an_engine_was_built_from_gives_a_new_engine(light_builders, kind) -> None:
+    settings = Settings(engine=kind, vllm_url="http://vllm:8000")
+    first = engines.get_engine("h2ovl-800m", settings)
+    assert engines.get_engine("h2ovl-800m", settings.model_copy()) is first
+    # a setting no engine reads keeps the engine
+    assert engines.get_engine("h2ovl-800m", settings.model_copy(update={"max_upload_mb": 5})) is first
+
+    changes = ENGINE_SETTINGS[kind]
+    view = engines.SettingsReads(settings)
+    engines.build_engine("h2ovl-800m", view)  # type: ignore[arg-type]
+    assert set(view.reads) == set(changes)  # the table above is the builder's whole reading
+    for field, value in changes.items():
+        changed = settings.model_copy(update={field: value})
+        engine = engines.get_engine("h2ovl-800m", changed)
+        assert engine is not first, field
+        assert engines.get_engine("h2ovl-800m", changed) is engine, field  # and that one is kept
 
 
 def test_vllm_without_its_module_is_a_configuration_error_naming_the_setting(env) -> None:
