@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from extractor import registry
+from extractor.precisions import DTYPE_NAMES, QUANTIZE_MODES
 
 if TYPE_CHECKING:
     from extractor.pipeline import Limits
@@ -37,10 +38,10 @@ class Settings(BaseSettings):
     vllm_timeout_s: float = Field(600.0, gt=0)  # one request (a document's whole answer) to the server
     device: str = "auto"
     # `auto`: bfloat16 on GPUs and on CPUs with native bf16 (AVX-512 BF16, AMX), float32 on other CPUs
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: Literal[("auto", *DTYPE_NAMES)] = "auto"  # type: ignore[valid-type]
     # int8 for the language model's and vision tower's Linear layers: `int8-dynamic` (weights and activations,
     # torch's own x86 kernels: the fast one on CPUs) or `int8` (weights only, torchao: the `cpu-int8` extra)
-    quantize: Literal["none", "int8", "int8-dynamic"] = "none"
+    quantize: Literal[QUANTIZE_MODES] = "none"  # type: ignore[valid-type]
     # torch's CPU threads per worker process; empty: every core the process may use (affinity, cgroup quota)
     threads: int | None = Field(None, ge=1)
     # how the grammar lets the answer's JSON be laid out: `spaced` (", " and ": ", json.dumps' default),

@@ -100,6 +100,26 @@ def test_settings_refuse_an_unknown_dtype_or_quantisation(monkeypatch: pytest.Mo
         Settings()
 
 
+def test_settings_offer_the_dtypes_and_modes_the_loader_knows_in_the_same_words() -> None:
+    from pydantic import ValidationError
+
+    from bayou.settings import Settings
+    from extractor.model.device import DTYPES
+    from extractor.model.quantize import QUANTIZE_MODES
+
+    for dtype in ("auto", *DTYPES):
+        assert Settings(dtype=dtype).dtype == dtype
+    for mode in QUANTIZE_MODES:
+        assert Settings(quantize=mode).quantize == mode
+    # the message a user sees for an unknown value, as it read when the choices were written out
+    with pytest.raises(ValidationError) as dtype_error:
+        Settings(dtype="int4")
+    assert "Input should be 'auto', 'float32', 'bfloat16' or 'float16'" in str(dtype_error.value)
+    with pytest.raises(ValidationError) as mode_error:
+        Settings(quantize="int4")
+    assert "Input should be 'none', 'int8' or 'int8-dynamic'" in str(mode_error.value)
+
+
 def _towers_linear(model: torch.nn.Module) -> list[torch.nn.Module]:
     inner = model.model
     return [m for part in (inner.language_model, inner.vision_tower) for m in part.modules() if _is_linear(m)]

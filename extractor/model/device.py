@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 
 from extractor.errors import CheckpointError
+from extractor.precisions import DTYPE_NAMES
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 # /proc/cpuinfo flags of CPUs with bfloat16 dot products in hardware
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 

@@ -14,8 +14,7 @@ import logging
 import torch
 
 from extractor.errors import ConfigurationError
-
-QUANTIZE_MODES = ("none", "int8", "int8-dynamic")
+from extractor.precisions import QUANTIZE_MODES
 
 
 def load_dtype(mode: str, dtype: str, device: torch.device) -> str:
