@@ -441,6 +441,7 @@ class ReviewClientHelpers:
         errors: list | None = None,
         checks: list | None = None,
         pages: int = 1,
+        locations: dict | None = None,
     ) -> str:
         """A document as a worker would leave it, from a fake run (no model involved)."""
         import io
@@ -473,6 +474,7 @@ class ReviewClientHelpers:
                 errors=errors or [],
                 checks=checks or [],
                 confidence=confidence or {},
+                locations=locations,
             )
             store_run(session, document.id, "fake-run-1", run, status=DocumentStatus(status))
             return document.id

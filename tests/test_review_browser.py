@@ -1,12 +1,13 @@
 """The review UI in a real browser: Playwright (Python) driving Debian's Chromium headless (no browser download:
 `executable_path=/usr/bin/chromium`). Signing in, the queue's filters, correcting a field and a line item,
 approving, rejecting with a reason, the dashboard's figures moving after a review, CSRF-less posts refused,
-admin pages closed to reviewers, an admin creating and disabling an account, and keyboard-only use with every
-form control labelled.
+admin pages closed to reviewers, an admin creating and disabling an account, keyboard-only use with every
+form control labelled, and grounding: a focused field's outline on its page, a hovered outline's name, the
+values not found on the page marked, a licence barcode's value taken with one key.
 
 Screenshots of the queue, a document and the dashboard go to the test's tmp dir, or to the folder named by
 BAYOU_SCREENSHOTS (relative to the repository root): `BAYOU_SCREENSHOTS=docs pytest tests/test_review_browser.py`
-refreshes docs/review-{queue,document,dashboard,users}.png."""
+refreshes docs/review-{queue,document,dashboard,users,licence}.png."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from extractor.result import Result
 from storage.models import ExtractionRun, Review, Score, User
 from tests.conftest import REVIEW_PASSWORD
 
@@ -39,6 +41,7 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1280, "height": 800}
 ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
 TIMEOUT_MS = 15_000
 
 # every visible form control has an accessible name: a <label> (for= or wrapping), aria-label or aria-labelledby
@@ -139,8 +142,9 @@ def _screenshot(page, folder: Path, name: str) -> Path:
 # --- sample data: receipts that look like receipts ---------------------------------------------------------
 
 
-def receipt_page(data, number: int, size: tuple[int, int] = (420, 600)):
-    """A receipt printed on a white slip (the fixture's page image, with a receipt's layout)."""
+def receipt_page(data, number: int, size: tuple[int, int] = (420, 600), boxes: dict | None = None):
+    """A receipt printed on a white slip (the fixture's page image, with a receipt's layout). `boxes`, when
+    given, gets where each value was printed: {pointer: {page, box, score}}, the shape of Result.locations."""
     from PIL import Image, ImageDraw, ImageFont
 
     from storage.documents import PageImage
@@ -151,59 +155,132 @@ def receipt_page(data, number: int, size: tuple[int, int] = (420, 600)):
     data = data if isinstance(data, dict) else {}
     y = 20
 
-    def line(left: str, right: str = "", *, face=font, step: int = 22) -> None:
+    def mark(pointer: str | None, text: str, xy: tuple[float, float], face, anchor: str = "la") -> None:
+        if boxes is None or pointer is None or not text:
+            return
+        x0, y0, x1, y1 = draw.textbbox(xy, text, font=face, anchor=anchor)
+        where = [x0 / size[0], y0 / size[1], x1 / size[0], y1 / size[1]]
+        boxes[pointer] = {"page": number, "box": [round(v, 4) for v in where], "score": 1.0}
+
+    def line(
+        left: str,
+        right: str = "",
+        *,
+        face=font,
+        step: int = 22,
+        marks: tuple[tuple[str, str], ...] = (),
+        right_mark: tuple[str, str] | None = None,
+    ) -> None:
+        """`marks`: (pointer, text) printed within `left`, found by their place in it; `right_mark`: the
+        pointer and text ending `right`."""
         nonlocal y
         draw.text((24, y), left, fill="black", font=face)
+        for pointer, text in marks:
+            offset = draw.textlength(left[: left.find(text)], font=face) if text in left else 0
+            mark(pointer, text, (24 + offset, y), face)
         if right:
             draw.text((size[0] - 24, y), right, fill="black", font=face, anchor="ra")
+            if right_mark is not None:
+                mark(right_mark[0], right_mark[1], (size[0] - 24, y), face, anchor="ra")
         y += step
 
     if number > 1:
         line(f"{data.get('merchant_name') or ''} — page {number}", face=small)
         line("Thank you for your visit!", step=28)
+        receipt_number = str(data.get("receipt_number") or "")
+        line(f"Receipt no. {receipt_number}", face=small, marks=(("/receipt_number", receipt_number),))
         line("Keep this receipt for returns.", face=small)
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         return PageImage(buffer.getvalue(), *size)
-    line(str(data.get("merchant_name") or ""), face=big, step=32)
-    line(str(data.get("merchant_address") or ""), face=small, step=18)
-    line(str(data.get("merchant_phone") or ""), face=small, step=26)
+
+    def text(key: str) -> str:
+        return str(data.get(key) or "")
+
+    line(text("merchant_name"), face=big, step=32, marks=(("/merchant_name", text("merchant_name")),))
     line(
-        f"{data.get('transaction_date') or ''}  {data.get('transaction_time') or ''}",
-        f"#{data.get('receipt_number') or ''}",
+        text("merchant_address"),
+        face=small,
+        step=18,
+        marks=(("/merchant_address", text("merchant_address")),),
+    )
+    line(text("merchant_phone"), face=small, step=26, marks=(("/merchant_phone", text("merchant_phone")),))
+    line(
+        f"{text('transaction_date')}  {text('transaction_time')}",
+        f"#{text('receipt_number')}",
+        marks=(
+            ("/transaction_date", text("transaction_date")),
+            ("/transaction_time", text("transaction_time")),
+        ),
     )
     draw.line((24, y + 4, size[0] - 24, y + 4), fill="gray")
     y += 14
-    for item in data.get("items") or []:
+    for index, item in enumerate(data.get("items") or []):
+        description, price = str(item.get("description") or ""), str(item.get("total_price") or "")
         line(
-            f"{item.get('quantity') or 1} x {item.get('description') or ''}",
-            str(item.get("total_price") or ""),
+            f"{item.get('quantity') or 1} x {description}",
+            price,
+            marks=((f"/items/{index}/description", description),),
+            right_mark=(f"/items/{index}/total_price", price),
         )
     draw.line((24, y + 4, size[0] - 24, y + 4), fill="gray")
     y += 14
     for key in ("subtotal", "tax", "tip"):
         if data.get(key) is not None:
-            line(key.capitalize(), str(data[key]))
-    line("TOTAL", f"{data.get('currency') or ''} {data.get('total') or ''}", face=big, step=36)
-    line(f"Paid by {str(data.get('payment_method') or '').replace('_', ' ')}", face=small)
+            line(key.capitalize(), str(data[key]), right_mark=(f"/{key}", str(data[key])))
+    line(
+        "TOTAL",
+        f"{text('currency')} {text('total')}",
+        face=big,
+        step=36,
+        right_mark=("/total", text("total")),
+    )
+    line(f"Paid by {text('payment_method').replace('_', ' ')}", face=small)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return PageImage(buffer.getvalue(), *size)
 
 
+def receipt_locations(data: dict, pages: int = 1) -> dict:
+    """Where receipt_page prints each value: what a perfect grounding of its pages would give."""
+    boxes: dict = {}
+    for number in range(1, pages + 1):
+        receipt_page(data, number, boxes=boxes)
+    return boxes
+
+
 def misread_receipt(client, receipt: dict) -> str:
-    """A needs_review receipt the model misread twice: the total (15.70) and the scone's price (3.52)."""
+    """A needs_review receipt the model misread twice: the total (15.70) and the scone's price (3.52). Its
+    pages print the real receipt, so grounding found every value but those two."""
     items = [dict(item) for item in receipt["items"]]
     items[1]["total_price"] = "3.52"
-    return client.review.document(
-        data={**receipt, "items": items, "total": "15.70"},
-        confidence={"/total": 0.31, "/items/1/total_price": 0.38, "/merchant_name": 0.97},
-        checks=[
-            {"name": "receipt_total_sum", "ok": False, "message": "12.75 + 1.02 + 2.00 = 15.77, not 15.70"},
-            {"name": "receipt_items_sum", "ok": False, "message": "9.50 + 3.52 = 13.02, not 12.75"},
-        ],
-        pages=2,
-    )
+    misread = ["/total", "/items/1/total_price"]
+    locations = {p: where for p, where in receipt_locations(receipt, 2).items() if p not in misread}
+    drawn = client.review.page_image
+    client.review.page_image = lambda _data, number: receipt_page(receipt, number)
+    try:
+        return client.review.document(
+            data={**receipt, "items": items, "total": "15.70"},
+            confidence={"/total": 0.31, "/items/1/total_price": 0.38, "/merchant_name": 0.97},
+            checks=[
+                {
+                    "name": "receipt_total_sum",
+                    "ok": False,
+                    "message": "12.75 + 1.02 + 2.00 = 15.77, not 15.70",
+                },
+                {"name": "receipt_items_sum", "ok": False, "message": "9.50 + 3.52 = 13.02, not 12.75"},
+                {
+                    "name": "value_on_page",
+                    "ok": False,
+                    "message": "not found on the page: " + ", ".join(misread),
+                    "fields": misread,
+                },
+            ],
+            pages=2,
+            locations=locations,
+        )
+    finally:
+        client.review.page_image = drawn
 
 
 def reviewed_history(client, receipt: dict) -> None:
@@ -408,6 +485,10 @@ def test_correct_a_field_and_a_line_item_approve_and_the_dashboard_moves(
     expect(page.locator("td.flagged", has=scone)).to_contain_text("low confidence (0.38)")
     expect(page.locator("#doc-messages")).to_contain_text("9.50 + 3.52 = 13.02")
     assert unlabelled(page) == []
+    # the picture shows a focused field's outline on the page, and the misread total marked as not found
+    page.get_by_role("textbox", name="Subtotal", exact=True).focus()
+    expect(page.locator("#page-boxes .field-box.active")).to_be_visible()
+    expect(flagged.locator(".not-found")).to_have_text("⚠ Not found on the page")
     _screenshot(page, shots, "document")
 
     # zoom and page switching
@@ -462,6 +543,223 @@ def test_correct_a_field_and_a_line_item_approve_and_the_dashboard_moves(
     assert sorted(names) == sorted(["tip", "tax", "merchant_phone", "total", "items[].total_price"])
     assert unlabelled(page) == []
     _screenshot(page, shots, "dashboard")
+
+
+# the active outline's place in fractions of the page image as drawn: what the reviewer sees, whatever the zoom
+OUTLINE_JS = """() => {
+  const box = document.querySelector('#page-boxes .field-box.active');
+  const image = document.getElementById('page-image');
+  if (!box || box.hidden) return null;
+  const b = box.getBoundingClientRect(), i = image.getBoundingClientRect();
+  return {pointer: box.dataset.pointer, label: box.querySelector('.box-label').innerText,
+          box: [(b.left - i.left) / i.width, (b.top - i.top) / i.height,
+                (b.right - i.left) / i.width, (b.bottom - i.top) / i.height]};
+}"""
+
+
+def outline(page) -> dict | None:
+    return page.evaluate(OUTLINE_JS)
+
+
+def wait_for_page_image(page, number: int) -> None:
+    page.wait_for_function(
+        "(n) => { const i = document.getElementById('page-image');"
+        " return i.src.endsWith('/pages/' + n) && i.complete && i.naturalWidth > 0 }",
+        arg=number,
+    )
+
+
+def assert_outlined(page, pointer: str, where: dict, label: str) -> None:
+    """The outline is on, around `where` (a location: page and box), on that page, named `label`."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(f".page-tab[data-page='{where['page']}']")).to_have_attribute("aria-pressed", "true")
+    wait_for_page_image(page, where["page"])
+    active = page.locator("#page-boxes .field-box.active")
+    expect(active).to_have_count(1)
+    expect(active).to_be_visible()
+    expect(active.locator(".box-label")).to_have_text(label)
+    shown = outline(page)
+    assert shown is not None and shown["pointer"] == pointer
+    assert shown["box"] == pytest.approx(where["box"], abs=0.01), pointer
+
+
+def test_focusing_a_field_outlines_its_box_on_its_page_and_hovering_a_box_names_it(
+    page, desk, receipt_example
+) -> None:
+    from playwright.sync_api import expect
+
+    wrong = misread_receipt(desk, receipt_example)
+    drawn = receipt_locations(receipt_example, 2)
+    sign_in(page)
+    page.goto(f"/review/documents/{wrong}")
+    wait_for_page_image(page, 1)
+    expect(page.locator("#page-boxes .field-box.active")).to_have_count(
+        0
+    )  # nothing focused, nothing outlined
+
+    # a field on page 1, then a line item's cell
+    page.get_by_role("textbox", name="Subtotal", exact=True).focus()
+    assert_outlined(page, "/subtotal", drawn["/subtotal"], "Subtotal")
+    expect(page.locator("#viewer-status")).to_have_text("Subtotal: page 1")
+    page.get_by_label("Description, row 2").focus()
+    assert_outlined(page, "/items/1/description", drawn["/items/1/description"], "Items row 2 › Description")
+
+    # hovering a box names its field, and shows which field in the form it is
+    phone_box = page.locator("#page-boxes .field-box[data-pointer='/merchant_phone']")
+    expect(phone_box.locator(".box-label")).to_be_hidden()
+    phone_box.hover()
+    expect(phone_box.locator(".box-label")).to_be_visible()
+    expect(phone_box.locator(".box-label")).to_have_text("Merchant phone")
+    phone = page.locator("div.field", has=page.get_by_role("textbox", name="Merchant phone"))
+    expect(phone).to_have_class(re.compile(r"\bbox-hover\b"))
+    page.mouse.move(0, 0)
+    expect(phone).not_to_have_class(re.compile(r"\bbox-hover\b"))
+
+    # the receipt number is printed on page 2: focusing it turns the page; a field of page 1 turns it back
+    page.get_by_role("textbox", name="Receipt number").focus()
+    assert_outlined(page, "/receipt_number", drawn["/receipt_number"], "Receipt number")
+    expect(page.locator("#page-image")).to_have_attribute("src", re.compile(r"/pages/2$"))
+    expect(page.locator("#page-boxes .field-box[data-pointer='/subtotal']")).to_be_hidden()  # page 1's
+    page.get_by_role("textbox", name="Merchant name").focus()
+    assert_outlined(page, "/merchant_name", drawn["/merchant_name"], "Merchant name")
+
+    # zoomed in, the outline stays on its words (boxes are fractions of the page)
+    page.click("[data-zoom=in]")
+    page.click("[data-zoom=in]")
+    assert outline(page)["box"] == pytest.approx(drawn["/merchant_name"]["box"], abs=0.01)
+    page.click("[data-zoom=fit]")
+
+    # the values the check did not find are marked in words, and a screen reader hears it with the field
+    for name, holder in (
+        ("Total", page.locator("div.field", has=page.get_by_role("textbox", name="Total", exact=True))),
+        ("Total price, row 2", page.locator("td", has=page.get_by_label("Total price, row 2"))),
+    ):
+        mark = holder.locator(".not-found")
+        expect(mark).to_have_text("⚠ Not found on the page")
+        control = holder.locator("input")
+        assert mark.get_attribute("id") in (control.get_attribute("aria-describedby") or "").split(), name
+    assert (
+        not page.locator("div.field", has=page.get_by_role("textbox", name="Subtotal"))
+        .locator(".not-found")
+        .count()
+    )
+    # a value not on the page has no outline; the viewer says why
+    page.get_by_role("textbox", name="Total", exact=True).focus()
+    expect(page.locator("#page-boxes .field-box.active")).to_have_count(0)
+    expect(page.locator("#viewer-status")).to_have_text("Total: not found on the page")
+    assert unlabelled(page) == []
+
+
+def grounded_licence(client, misread: dict) -> tuple[str, Result]:
+    """The committed sample licence l001 (front and back) as the model misread it (`misread`: the fields
+    it got wrong), with real grounding: Tesseract's words locate the values and zxing-cpp decodes the
+    back's AAMVA barcode, whose values become the suggestions."""
+    import json
+
+    from PIL import Image
+
+    from extractor.grounding.barcode import barcode_check, read_licence_barcode
+    from extractor.grounding.locate import leaves
+    from extractor.grounding.verify import ground
+    from extractor.ocr import read_words
+    from storage.documents import PageImage
+
+    rows = [json.loads(line) for line in (SAMPLES / "metadata.jsonl").read_text().splitlines()]
+    sample = next(row for row in rows if row.get("file_names", [""])[0] == "licences/l001_front.jpg")
+    images = [Image.open(SAMPLES / name).convert("RGB") for name in sample["file_names"]]
+    data = {**sample["ground_truth"], **misread}
+    result = Result(
+        doc_type="drivers_license",
+        model="m",
+        data=data,
+        valid=True,
+        confidence={pointer: 0.9 for pointer, _ in leaves(data)},
+    )
+    check, _ = barcode_check(data, read_licence_barcode(images))
+    result.checks.append(check)
+    ground(result, [read_words(image) for image in images])
+
+    def page_image(_data, number: int) -> PageImage:
+        buffer = io.BytesIO()
+        images[number - 1].save(buffer, format="PNG")
+        return PageImage(buffer.getvalue(), *images[number - 1].size)
+
+    drawn = client.review.page_image
+    client.review.page_image = page_image
+    try:
+        document = client.review.document(
+            data=data,
+            doc_type="drivers_license",
+            confidence=result.confidence,
+            checks=result.checks,
+            pages=len(images),
+            locations=result.locations,
+        )
+    finally:
+        client.review.page_image = drawn
+    return document, result
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed (real grounding)")
+def test_a_barcode_suggestion_is_taken_with_one_key_on_a_grounded_licence(page, desk, shots: Path) -> None:
+    from playwright.sync_api import expect
+
+    truth = {"family_name": "MOORE", "date_of_birth": "1958-04-13"}
+    document, result = grounded_licence(desk, {"family_name": "SMYTHE", "date_of_birth": "1958-04-18"})
+    barcode = next(c for c in result.checks if c["name"] == "license_barcode_agrees")
+    assert barcode["suggestions"] == {"/family_name": "MOORE", "/date_of_birth": "1958-04-13"}
+    missing = next(c for c in result.checks if c["name"] == "value_on_page")["fields"]
+    assert "/family_name" in missing  # SMYTHE is printed nowhere on the card
+    located = [p for p in ("/given_names", "/document_number", "/address/city") if p in result.locations]
+    assert located, f"Tesseract located none of the licence's names: {sorted(result.locations)}"
+
+    sign_in(page)
+    page.goto(f"/review/documents/{document}")
+    wait_for_page_image(page, 1)
+    family = page.get_by_role("textbox", name="Family name")
+    birth = page.get_by_label("Date of birth")
+    family_field = page.locator("div.field", has=family)
+    expect(family).to_have_value("SMYTHE")
+    expect(family_field.locator(".not-found")).to_have_text("⚠ Not found on the page")
+    expect(family_field.locator(".suggestion")).to_contain_text("Barcode: MOORE")
+    for pointer in missing:  # every field the check named is marked
+        expect(page.locator(f"[id='f{pointer.replace('/', '-')}-nf']")).to_be_visible()
+
+    # a located field outlines where Tesseract found it, turning back from the barcode's page
+    page.get_by_role("button", name="Page 2").click()
+    wait_for_page_image(page, 2)
+    first = located[0]
+    page.locator(f"[name='{first}']").focus()
+    label = page.locator(f"#page-boxes .field-box[data-pointer='{first}'] .box-label").inner_text()
+    assert_outlined(page, first, result.locations[first], label)
+    _screenshot(page, shots, "licence")
+
+    # "b" takes the barcode's value for the field last focused ...
+    birth.focus()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")
+    expect(birth).to_have_value(truth["date_of_birth"])
+    expect(family).to_have_value("SMYTHE")
+    expect(page.locator("div.field", has=birth).locator(".suggestion")).to_have_class(
+        re.compile(r"\btaken\b")
+    )
+    # ... else the next one offered, and the reviewer still saves
+    page.keyboard.press("b")
+    expect(family).to_have_value(truth["family_name"])
+    expect(page.locator("#viewer-status")).to_contain_text("Family name: the barcode's value is in the field")
+    expect(page.locator("#status")).to_have_text("needs review")
+    # a click on the suggestion's button does the same
+    family.fill("SMYTHE")
+    expect(family_field.locator(".suggestion")).not_to_have_class(re.compile(r"\btaken\b"))
+    page.get_by_role("button", name="Use the barcode's value for Family name (b)").click()
+    expect(family).to_have_value(truth["family_name"])
+    assert unlabelled(page) == []
+    page.get_by_role("button", name="Approve (a)").click()
+    expect(page.locator("#status")).to_have_text("approved")
+    with desk.review.state.sessions() as session:
+        review = session.scalar(select(Review).where(Review.document_id == document))
+        assert {key: review.corrected_data[key] for key in truth} == truth
 
 
 def test_reject_with_a_reason(page, desk, receipt_example) -> None:

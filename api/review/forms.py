@@ -39,10 +39,13 @@ class FormField:
     children: list[FormField] = field(default_factory=list)
     columns: list[FormField] = field(default_factory=list)
     rows: list[list[FormField]] = field(default_factory=list)
+    # grounding (api.review.grounding): the value is nowhere on the page; the licence barcode's value
+    not_found: bool = False
+    suggestion: str | None = None
 
     @property
     def flagged(self) -> bool:
-        return bool(self.messages)
+        return bool(self.messages) or self.not_found or self.suggestion is not None
 
 
 # --- schema + data -> fields -------------------------------------------------------------------------
@@ -99,14 +102,10 @@ def _field(
         base.value = _display(value)
         if base.value and base.value not in base.options:
             base.options.append(base.value)
-    elif kind == "list":
-        base.value = (
-            ", ".join(_display(item) for item in value) if isinstance(value, list) else _display(value)
-        )
-    elif kind == "json":
-        base.value = "" if value is None else json.dumps(value, ensure_ascii=False)
+    elif kind in {"list", "json"}:
+        base.value = form_text(kind, value)
     else:
-        base.value = _display(value)
+        base.value = form_text(kind, value)
         base.pattern = schema.get("pattern") if kind == "text" else None
         base.max_length = schema.get("maxLength")
     return base
@@ -179,6 +178,15 @@ def _is_iso_date(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return isinstance(value, str) and len(value) == 10
+
+
+def form_text(kind: str, value: Any) -> str:
+    """A value as the form's control of this kind holds it (what parse_form reads back)."""
+    if kind == "list":
+        return ", ".join(_display(item) for item in value) if isinstance(value, list) else _display(value)
+    if kind == "json":
+        return "" if value is None else json.dumps(value, ensure_ascii=False)
+    return _display(value)
 
 
 def _display(value: Any) -> str:

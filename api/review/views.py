@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from api.review.forms import FormField, build_form, changed_pointers, field_name
+from api.review.grounding import FieldBox, annotate, grounding_of, named_fields
 from extractor.schemas import load_schema
 from storage.models import (
     AuditEntry,
@@ -178,6 +179,7 @@ class DocumentView:
     reviewable: bool
     form_data: Any = None
     errors: dict[str, list[str]] = field(default_factory=dict)
+    boxes: list[FieldBox] = field(default_factory=list)  # where the run found each value, page by page
 
 
 def field_messages(run: ExtractionRun | None) -> dict[str, list[str]]:
@@ -188,7 +190,13 @@ def field_messages(run: ExtractionRun | None) -> dict[str, list[str]]:
     for error in run.errors or []:
         messages[str(error.get("path", ""))].append(str(error.get("message", "invalid")))
     for check in run.checks or []:
-        if check.get("ok") is False:
+        named = named_fields(check)
+        if named is not None:
+            # grounding's findings are marked on each field named (not found, the barcode's value): no
+            # message repeats them, but the field still counts among the flagged
+            for pointer in named:
+                messages.setdefault(pointer, [])
+        elif check.get("ok") is False:
             for pointer in CHECK_FIELDS.get(str(check.get("name")), [""]):
                 messages[pointer].append(f"check {check.get('name')}: {check.get('message', 'failed')}")
     for pointer, value in (run.confidence or {}).items():
@@ -213,6 +221,8 @@ def document_view(
         messages.setdefault(pointer, []).extend(texts)
     data = form_data if form_data is not None else _shown_data(document, run)
     fields = build_form(load_schema(document.doc_type), data, messages)
+    grounding = grounding_of(run, fields, document.pages or 0, reviewable=reviewable)
+    annotate(fields, grounding)
     known = _pointers(fields)
     document_messages = [m for pointer, texts in messages.items() if pointer not in known for m in texts]
     failed = [c for c in (run.checks or []) if c.get("ok") is False] if run is not None and reviewable else []
@@ -222,7 +232,16 @@ def document_view(
         )
     )
     return DocumentView(
-        document, run, fields, document_messages, failed, audit, reviewable, form_data, errors or {}
+        document,
+        run,
+        fields,
+        document_messages,
+        failed,
+        audit,
+        reviewable,
+        form_data,
+        errors or {},
+        grounding.boxes,
     )
 
 

@@ -1,5 +1,6 @@
-// bayou review UI: keyboard shortcuts, queue navigation, page viewer (zoom, pan, page switching) and
-// editable line-item rows. Plain JavaScript, no build step.
+// bayou review UI: keyboard shortcuts, queue navigation, page viewer (zoom, pan, page switching), where
+// each field is on the page (grounding outlines, barcode suggestions) and editable line-item rows.
+// Plain JavaScript, no build step.
 "use strict";
 
 function typing(event) {
@@ -42,10 +43,20 @@ function setupQueue() {
 function setupViewer() {
   const viewer = document.querySelector(".viewer");
   const image = document.getElementById("page-image");
-  if (!viewer || !image) return;
+  if (!viewer || !image) return null;
   const viewport = viewer.querySelector(".viewport");
-  const state = { scale: 1, x: 0, y: 0 };
-  const apply = () => { image.style.transform = `translate(${state.x}px, ${state.y}px) scale(${state.scale})`; };
+  const boxes = document.getElementById("page-boxes");
+  const state = { scale: 1, x: 0, y: 0, page: "1" };
+  const apply = () => {
+    image.style.transform = `translate(${state.x}px, ${state.y}px) scale(${state.scale})`;
+    if (!boxes || !image.naturalWidth) return;
+    // the outlines' layer covers the page as drawn, placed rather than scaled: its boxes are in percent of
+    // the page, so they follow any zoom while their lines and labels keep their size
+    boxes.style.left = `${state.x}px`;
+    boxes.style.top = `${state.y}px`;
+    boxes.style.width = `${image.naturalWidth * state.scale}px`;
+    boxes.style.height = `${image.naturalHeight * state.scale}px`;
+  };
   const fit = () => {
     if (!image.naturalWidth) return;
     state.scale = Math.min(viewport.clientWidth / image.naturalWidth, viewport.clientHeight / image.naturalHeight);
@@ -98,21 +109,129 @@ function setupViewer() {
     const how = button.dataset.zoom;
     if (how === "fit") fit(); else zoom(how === "in" ? 1.25 : 0.8);
   }));
-  viewer.querySelectorAll(".page-tab").forEach((tab) => tab.addEventListener("click", () => {
+  const showBoxes = () => {
+    if (boxes) boxes.querySelectorAll(".field-box").forEach((box) => { box.hidden = box.dataset.page !== state.page; });
+  };
+  const showPage = (number) => {
+    const tab = viewer.querySelector(`.page-tab[data-page="${number}"]`);
+    if (!tab || String(number) === state.page) return;
     viewer.querySelectorAll(".page-tab").forEach((other) => {
       other.classList.remove("active");
       other.setAttribute("aria-pressed", "false");
     });
     tab.classList.add("active");
     tab.setAttribute("aria-pressed", "true");
-    image.src = `/review/documents/${viewer.dataset.document}/pages/${tab.dataset.page}`;
-    image.alt = `Page ${tab.dataset.page}`;
-  }));
+    state.page = String(number);
+    image.src = `/review/documents/${viewer.dataset.document}/pages/${number}`;
+    image.alt = `Page ${number}`;
+    showBoxes();
+  };
+  viewer.querySelectorAll(".page-tab").forEach((tab) => tab.addEventListener("click", () => showPage(tab.dataset.page)));
+  showBoxes();
+  // a box zoomed out of sight is brought to the middle of the viewport (at "fit" every box is in sight)
+  const reveal = (box) => {
+    if (!image.naturalWidth || box.dataset.page !== state.page) return;
+    const [left, top, width, height] = box.dataset.place.split(" ").map(Number);
+    const cx = state.x + ((left + width / 2) / 100) * image.naturalWidth * state.scale;
+    const cy = state.y + ((top + height / 2) / 100) * image.naturalHeight * state.scale;
+    if (cx >= 0 && cx <= viewport.clientWidth && cy >= 0 && cy <= viewport.clientHeight) return;
+    state.x += viewport.clientWidth / 2 - cx;
+    state.y += viewport.clientHeight / 2 - cy;
+    apply();
+  };
   document.addEventListener("keydown", (event) => {
     if (typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "+" || event.key === "=") zoom(1.25);
     else if (event.key === "-") zoom(0.8);
     else if (event.key === "0") fit();
+  });
+  return { showPage, reveal };
+}
+
+// Grounding: focusing a field outlines its box on the page (turning to that page), hovering a box names
+// its field, and a licence barcode's value can be taken into its field (button or "b"; approving saves it).
+function setupGrounding(viewer) {
+  const form = document.getElementById("approve-form");
+  const status = document.getElementById("viewer-status");
+  if (!form) return;
+  const boxes = Array.from(document.querySelectorAll("#page-boxes .field-box"));
+  const boxOf = new Map(boxes.map((box) => [box.dataset.pointer, box]));
+  const controlOf = (pointer) => form.querySelector(`[name="${CSS.escape(pointer)}"]`);
+  const holder = (control) => control && control.closest(".field, td");
+  const nameOf = (control) => {
+    const box = boxOf.get(control.name);
+    if (box) return box.textContent.trim();
+    const label = control.labels && control.labels[0];
+    return control.getAttribute("aria-label") || (label ? label.textContent.replace("*", "").trim() : control.name);
+  };
+  const say = (text) => { if (status) status.textContent = text; };
+  boxes.forEach((box) => {
+    const [left, top, width, height] = box.dataset.place.split(" ").map(Number);
+    Object.assign(box.style, { left: `${left}%`, top: `${top}%`, width: `${width}%`, height: `${height}%` });
+    if (top < 6) box.classList.add("label-below");  // a label above would be cut off by the page's top
+    box.addEventListener("pointerenter", () => { const h = holder(controlOf(box.dataset.pointer)); if (h) h.classList.add("box-hover"); });
+    box.addEventListener("pointerleave", () => { const h = holder(controlOf(box.dataset.pointer)); if (h) h.classList.remove("box-hover"); });
+  });
+  let last = null;  // the field last focused: what "b" takes the barcode's value for
+  const show = (control) => {
+    boxes.forEach((box) => box.classList.remove("active"));
+    const box = boxOf.get(control.name);
+    if (box) {
+      if (viewer) viewer.showPage(box.dataset.page);
+      box.classList.add("active");
+      if (viewer) viewer.reveal(box);
+      say(`${nameOf(control)}: page ${box.dataset.page}`);
+    } else if (holder(control) && holder(control).querySelector(".not-found")) {
+      say(`${nameOf(control)}: not found on the page`);
+    } else say("");
+  };
+  form.addEventListener("focusin", (event) => {
+    const control = event.target.closest("[name^='/']");
+    if (!control) return;
+    last = control;
+    show(control);
+  });
+
+  const suggestions = Array.from(form.querySelectorAll(".suggestion[data-for]"));
+  const target = (offer) => document.getElementById(offer.dataset.for);
+  const taken = (offer) => {
+    const control = target(offer);
+    if (!control) return true;
+    return control.type === "checkbox" ? String(control.checked) === offer.dataset.value : control.value === offer.dataset.value;
+  };
+  const mark = (offer) => offer.classList.toggle("taken", taken(offer));
+  const take = (offer) => {
+    const control = target(offer);
+    if (!control) return;
+    const value = offer.dataset.value;
+    if (control.type === "checkbox") control.checked = value === "true";
+    else {
+      if (control.tagName === "SELECT" && !Array.from(control.options).some((o) => o.value === value)) {
+        control.add(new Option(value, value));
+      }
+      control.value = value;
+    }
+    control.dispatchEvent(new Event("input", { bubbles: true }));
+    control.dispatchEvent(new Event("change", { bubbles: true }));
+    mark(offer);
+    last = control;
+    show(control);
+    holder(control).scrollIntoView({ block: "nearest" });
+    say(`${nameOf(control)}: the barcode's value is in the field (approve to save it)`);
+  };
+  suggestions.forEach((offer) => {
+    mark(offer);
+    offer.querySelector(".take-suggestion").addEventListener("click", () => take(offer));
+    const control = target(offer);
+    if (control) ["input", "change"].forEach((kind) => control.addEventListener(kind, () => mark(offer)));
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "b" || typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;
+    const own = last && suggestions.find((offer) => offer.dataset.for === last.id && !taken(offer));
+    const offer = own || suggestions.find((other) => !taken(other));
+    if (!offer) return;
+    take(offer);
+    event.preventDefault();
   });
 }
 
@@ -179,7 +298,7 @@ function setupDocumentKeys() {
 document.addEventListener("DOMContentLoaded", () => {
   if (document.body.classList.contains("page-queue")) setupQueue();
   if (document.body.classList.contains("page-document")) {
-    setupViewer();
+    setupGrounding(setupViewer());
     setupRows();
     setupDocumentKeys();
   }
