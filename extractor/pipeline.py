@@ -10,12 +10,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 from extractor.engine import Engine, EngineRequest
 from extractor.errors import BayouError, InputError
 from extractor.generation import GenerationOutput
+from extractor.grounding.barcode import LICENCE_TYPE, BarcodeReading, read_barcodes
 from extractor.grounding.verify import ground, witness_barcode
 from extractor.ocr import PageWords, read_words
 from extractor.parsing import parse_json_output
@@ -58,6 +60,38 @@ class Rasterized:
     error: BayouError | None = None
     # each page's OCR words (extractor.ocr); None: not read, so the result has no locations
     words: list[PageWords] | None = None
+    # a licence's pages' barcode readings (extractor.grounding.barcode; None: that page not decoded)
+    barcodes: list[BarcodeReading | None] = field(default_factory=list)
+
+    def page_readings(self) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+        """Each page's (OCR words, barcode reading) as JSON, to be stored with the page; None: not read."""
+        count = len(self.images)
+        words = self.words or [None] * count
+        barcodes = self.barcodes or [None] * count
+        return [
+            (None if page is None else page.to_json(), None if reading is None else reading.to_json())
+            for page, reading in zip(words, barcodes, strict=True)
+        ]
+
+    @classmethod
+    def from_stored(
+        cls,
+        document: DocumentInput,
+        images: list[Image.Image],
+        readings: list[tuple[dict[str, Any] | None, dict[str, Any] | None]],
+        *,
+        ms: float,
+    ) -> Rasterized:
+        """A document the CPU stage rasterised and read earlier: its pages, with what `page_readings` gave."""
+        words = [page for page, _ in readings]
+        return cls(
+            document,
+            images=images,
+            ms=ms,
+            # no words on any page: OCR was off (or the pages predate it), so no grounding at all
+            words=None if all(page is None for page in words) else [PageWords.from_json(p) for p in words],
+            barcodes=[BarcodeReading.from_json(reading) for _, reading in readings],
+        )
 
 
 def rasterize_document(document: DocumentInput, limits: Limits) -> Rasterized:
@@ -79,6 +113,18 @@ def rasterize_document(document: DocumentInput, limits: Limits) -> Rasterized:
     except BayouError as error:
         return Rasterized(document, error=error, ms=_ms(started))
     return Rasterized(document, images=images, ms=_ms(started))
+
+
+def read_pages(rasterized: Rasterized, *, ocr_timeout_s: float | None) -> None:
+    """The CPU stage's reading of a rasterised document, which the GPU stage weighs the model's answer
+    against: each page's OCR words (`ocr_timeout_s` a page's budget; None: OCR off) and, for a licence,
+    its AAMVA barcode. `bayou extract` and the rasterising worker both read pages through this."""
+    if rasterized.error is not None:
+        return
+    if ocr_timeout_s is not None:
+        rasterized.words = [read_words(image, timeout_s=ocr_timeout_s) for image in rasterized.images]
+    if rasterized.document.doc_type == LICENCE_TYPE:
+        rasterized.barcodes = read_barcodes(rasterized.images)
 
 
 def finish(
@@ -148,9 +194,8 @@ class Extractor:
 
     def extract(self, documents: list[DocumentInput]) -> list[Result]:
         batch = [rasterize_document(d, self.limits) for d in documents]
-        if self.ocr_timeout_s is not None:
-            for rasterized in batch:
-                rasterized.words = [read_words(i, timeout_s=self.ocr_timeout_s) for i in rasterized.images]
+        for rasterized in batch:
+            read_pages(rasterized, ocr_timeout_s=self.ocr_timeout_s)
         return self.extract_rasterized(batch)
 
     def extract_rasterized(self, batch: list[Rasterized]) -> list[Result]:
@@ -175,7 +220,7 @@ class Extractor:
                 revision=self.engine.revision,
                 constrained=self.constrained,
             )
-            witness_barcode(result, rasterized.images)
+            witness_barcode(result, rasterized.barcodes)
             if rasterized.words is not None:
                 grounded = time.perf_counter()
                 ground(result, rasterized.words)

@@ -1,18 +1,38 @@
-"""The licence barcode as a second witness: the real zxing-cpp on generated licence backs."""
+"""The licence barcode as a second witness: the real zxing-cpp on generated licence backs, decoded in
+the CPU stage (extractor.pipeline.read_pages) and only read by the GPU stage."""
 
 from __future__ import annotations
 
+import io
 import random
 from typing import Any
 
 import pdf417gen
+import pytest
 from PIL import Image
 
 from bayou.synthetic.drivers_license import generate_licence
-from extractor.grounding.barcode import CHECK_NAME, barcode_check, read_licence_barcode
+from extractor.grounding.barcode import (
+    CHECK_NAME,
+    NOT_AAMVA,
+    NOT_READ,
+    BarcodeReading,
+    barcode_check,
+    licence_reading,
+    read_barcodes,
+    read_licence_barcode,
+)
 from extractor.grounding.verify import witness_barcode
-from extractor.pipeline import review_reasons
+from extractor.pipeline import (
+    DocumentInput,
+    Extractor,
+    Rasterized,
+    rasterize_document,
+    read_pages,
+    review_reasons,
+)
 from extractor.result import Result
+from tests.test_grounding import ScriptedEngine
 
 
 def _licence(seed: int = 3) -> Any:
@@ -32,7 +52,7 @@ def test_a_wrong_reading_of_the_front_fails_naming_the_field_and_suggests_the_ba
     licence = _licence()
     wrong = {**licence.ground_truth, "family_name": "SMYTHE"}
     result = Result(doc_type="drivers_license", model="m", data=wrong, confidence={"/family_name": 0.9})
-    witness_barcode(result, licence.pages)
+    witness_barcode(result, read_barcodes(licence.pages))
     check = result.checks[-1]
     family = licence.ground_truth["family_name"]
     assert (
@@ -59,7 +79,66 @@ def test_no_barcode_or_a_foreign_one_is_not_applicable_with_its_reason() -> None
     assert check["message"] == "not applicable: the PDF417 barcode is not an AAMVA licence payload"
 
 
+def test_an_older_aamva_layout_is_not_applicable_through_the_whole_pipeline() -> None:
+    """Version 01 cards name the holder in one DAA element, not DCS/DAC: not a payload we read."""
+    from extractor.aamva import build_payload
+
+    licence = _licence()
+    truth = licence.ground_truth
+    payload = build_payload(truth).replace(f"DCS{truth['family_name']}", f"DAA{truth['family_name']}")
+    back = pdf417gen.render_image(pdf417gen.encode(payload, columns=12), scale=3).convert("RGB")
+    document = DocumentInput([_png(licence.pages[0]), _png(back)], "drivers_license")
+    (result,) = Extractor(ScriptedEngine(truth)).extract([document])
+    check = next(c for c in result.checks if c["name"] == CHECK_NAME)
+    assert check == {"name": CHECK_NAME, "ok": True, "message": f"not applicable: {NOT_AAMVA}"}
+    assert result.error is None
+
+
 def test_other_document_types_get_no_barcode_check() -> None:
     result = Result(doc_type="receipt", model="m", data={"total": "1.00"})
-    witness_barcode(result, [Image.new("RGB", (10, 10))])
+    witness_barcode(result, [BarcodeReading(None, "no PDF417 barcode found")])
     assert result.checks == []
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_the_back_is_decoded_first_and_the_front_then_left_alone() -> None:
+    front, back = _licence().pages
+    readings = read_barcodes([front, back])
+    assert readings[0] is None and readings[1] is not None and readings[1].fields is not None
+    # what the CPU stage stores with each page comes back the same for the GPU stage
+    stored = [None if r is None else BarcodeReading.from_json(r.to_json()) for r in readings]
+    assert licence_reading(stored) == readings[1]
+
+
+def test_pages_stored_without_readings_are_not_applicable_saying_so() -> None:
+    check, _ = barcode_check({}, licence_reading([None, None]))
+    assert check == {"name": CHECK_NAME, "ok": True, "message": f"not applicable: {NOT_READ}"}
+
+
+def test_bayou_extract_reads_the_barcode_in_the_cpu_stage_and_the_gpu_stage_only_uses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import zxingcpp
+
+    licence = _licence()
+    document = DocumentInput([_png(page) for page in licence.pages], "drivers_license", name="licence")
+    extractor = Extractor(ScriptedEngine(licence.ground_truth))
+
+    (result,) = extractor.extract([document])  # `bayou extract`: both stages in one call
+    assert {"name": CHECK_NAME, "ok": True, "message": "every field agrees with the barcode"} in result.checks
+
+    rasterized = rasterize_document(document, extractor.limits)
+    read_pages(rasterized, ocr_timeout_s=None)
+    stored = Rasterized.from_stored(document, rasterized.images, rasterized.page_readings(), ms=0.0)
+
+    def decoding(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the GPU stage decoded a barcode")
+
+    monkeypatch.setattr(zxingcpp, "read_barcodes", decoding)
+    (result,) = extractor.extract_rasterized([stored])  # the GPU worker: the stored readings only
+    assert {"name": CHECK_NAME, "ok": True, "message": "every field agrees with the barcode"} in result.checks

@@ -368,3 +368,47 @@ def test_the_gpu_stage_grounds_its_run_in_the_stored_words(embedded_worker: Runt
     grounding = [c for c in checks if c["name"] == "value_on_page"]
     assert len(grounding) == 1 and "not applicable" not in grounding[0]["message"]
     assert timings["ocr"] > 0
+
+
+def test_the_cpu_stage_decodes_a_licences_barcode_and_the_gpu_stage_only_reads_it(
+    worker_env: Callable[..., dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+
+    import zxingcpp
+
+    import bayou.engines
+    from bayou.synthetic.drivers_license import generate_licence
+    from storage.models import Page
+    from tests.test_grounding import ScriptedEngine
+    from workers.extracting import extract_stored
+    from workers.rasterizing import rasterize_stored
+
+    monkeypatch.setenv("BAYOU_OCR", "false")  # the barcode is read whether OCR runs or not
+    worker_env()
+    runtime = get_runtime()
+    check_schema(runtime.settings)
+    licence = generate_licence(random.Random(3), capture="photo")
+    pages = []
+    for page in licence.pages:
+        buffer = io.BytesIO()
+        page.save(buffer, format="PNG")
+        pages.append(buffer.getvalue())
+    document_id = DOCUMENTS.create(runtime, _tiff(pages), "drivers_license")
+
+    assert rasterize_stored(runtime, document_id).value == "rasterized"
+    with runtime.sessions() as session:
+        query = select(Page.barcode).where(Page.document_id == document_id).order_by(Page.number)
+        front, back = session.scalars(query).all()
+    assert front is None and back["fields"] == licence.ground_truth  # the back read, the front not needed
+
+    def decoding(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the GPU stage decoded a barcode")
+
+    monkeypatch.setattr(zxingcpp, "read_barcodes", decoding)
+    monkeypatch.setattr(bayou.engines, "get_engine", lambda *_, **__: ScriptedEngine(licence.ground_truth))
+    assert extract_stored(runtime, document_id, idempotency_key="licence").value == "done"
+    with runtime.sessions() as session:
+        run = session.scalars(select(ExtractionRun).where(ExtractionRun.document_id == document_id)).one()
+    agrees = {"name": "license_barcode_agrees", "ok": True, "message": "every field agrees with the barcode"}
+    assert agrees in run.checks

@@ -26,7 +26,6 @@ from workers.runtime import Runtime
 from workers.telemetry import record_generation, record_outcome
 
 if TYPE_CHECKING:
-    from extractor.ocr import PageWords
     from extractor.pipeline import Rasterized
     from extractor.result import Result
 
@@ -47,12 +46,21 @@ class ExtractJob:
 
 
 @dataclass(frozen=True)
+class _StoredPage:
+    """What the CPU stage stored for a page: its image's blob hash, and what it read there (JSON, None
+    where not read): OCR words, a licence's barcode."""
+
+    blob_sha256: str
+    words: Any
+    barcode: Any
+
+
+@dataclass(frozen=True)
 class _Started:
-    """A document moved to processing for this delivery, with its pages' blob hashes in page order."""
+    """A document moved to processing for this delivery, with its pages in page order."""
 
     document: Document
-    page_hashes: list[str]
-    page_words: list[Any]  # each page's stored OCR words (None where not read)
+    pages: list[_StoredPage]
 
 
 @dataclass
@@ -99,7 +107,7 @@ def _start_attempts(session: Session, jobs: list[ExtractJob]) -> list[_Started |
         before = _documents(session, ids)
         moved = [_move_to_processing(session, before.get(job.document_id)) for job in jobs]
         after = _documents(session, ids)  # attempts as the moves left them
-        pages, words = _page_rows(session, ids)
+        pages = _page_rows(session, ids)
         session.commit()
     except BaseException:
         session.rollback()
@@ -110,7 +118,7 @@ def _start_attempts(session: Session, jobs: list[ExtractJob]) -> list[_Started |
         if not ok or document is None or gave_up(session, document):
             started.append(None)
         else:
-            started.append(_Started(document, pages.get(job.document_id, []), words.get(job.document_id, [])))
+            started.append(_Started(document, pages.get(job.document_id, [])))
     return started
 
 
@@ -129,19 +137,17 @@ def _move_to_processing(session: Session, document: Document | None) -> bool:
     return True
 
 
-def _page_rows(session: Session, ids: list[str]) -> tuple[dict[str, list[str]], dict[str, list[Any]]]:
-    """Each document's page blob hashes and OCR words, in page order."""
+def _page_rows(session: Session, ids: list[str]) -> dict[str, list[_StoredPage]]:
+    """Each document's stored pages, in page order."""
     statement = (
-        select(Page.document_id, Page.blob_sha256, Page.words)
+        select(Page.document_id, Page.blob_sha256, Page.words, Page.barcode)
         .where(Page.document_id.in_(ids))
         .order_by(Page.document_id, Page.number)
     )
-    hashes: dict[str, list[str]] = defaultdict(list)
-    words: dict[str, list[Any]] = defaultdict(list)
-    for document_id, sha256, page_words in session.execute(statement):
-        hashes[document_id].append(sha256)
-        words[document_id].append(page_words)
-    return hashes, words
+    pages: dict[str, list[_StoredPage]] = defaultdict(list)
+    for document_id, sha256, words, barcode in session.execute(statement):
+        pages[document_id].append(_StoredPage(sha256, words, barcode))
+    return pages
 
 
 def _prepare(
@@ -153,26 +159,14 @@ def _prepare(
     if started is None:
         return Outcome.SKIPPED
     document = started.document
-    images = _page_images(runtime, started.page_hashes)
+    images = _page_images(runtime, [page.blob_sha256 for page in started.pages])
     if not images:
         fail(session, job.document_id, NO_PAGES, "the document has no rasterised pages")
         return Outcome.FAILED
     source = DocumentInput(sources=[], doc_type=document.doc_type, name=document.filename)
-    return _Ready(
-        index,
-        job,
-        model_name(document.model, document.doc_type),
-        Rasterized(source, images=images, ms=document.rasterize_ms or 0.0, words=_words(started.page_words)),
-    )
-
-
-def _words(stored: list[Any]) -> list[PageWords] | None:
-    """The pages' OCR words for grounding; None when none was read (OCR off, or pages stored before it)."""
-    from extractor.ocr import PageWords
-
-    if all(page is None for page in stored):
-        return None
-    return [PageWords.from_json(page) for page in stored]
+    readings = [(page.words, page.barcode) for page in started.pages]
+    rasterized = Rasterized.from_stored(source, images, readings, ms=document.rasterize_ms or 0.0)
+    return _Ready(index, job, model_name(document.model, document.doc_type), rasterized)
 
 
 def _page_images(runtime: Runtime, hashes: list[str]) -> list[Image.Image]:

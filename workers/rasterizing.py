@@ -1,10 +1,11 @@
-"""The CPU stage: a stored upload to stored page images."""
+"""The CPU stage: a stored upload to stored page images, each with what was read on it (OCR words, a
+licence's barcode) so that the GPU stage never runs OCR or decodes barcodes."""
 
 from __future__ import annotations
 
 import io
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -13,6 +14,9 @@ from storage.models import DocumentStatus
 from workers.documents import fail, start_attempt
 from workers.outcomes import Outcome
 from workers.runtime import Runtime
+
+if TYPE_CHECKING:
+    from extractor.pipeline import Rasterized
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,7 @@ def rasterize_stored(runtime: Runtime, document_id: str) -> Outcome:
     Safe to run again: a retry or a redelivery of a document whose pages an earlier delivery stored
     (its extraction message then failed to go out, say) finds them and answers RASTERIZED at once, so
     the caller sends the extraction; a finished document is SKIPPED."""
-    from extractor.pipeline import DocumentInput, rasterize_document
+    from extractor.pipeline import DocumentInput, rasterize_document, read_pages
 
     with runtime.sessions() as session:
         document = start_attempt(session, document_id, allowed=_STARTABLE)
@@ -49,21 +53,20 @@ def rasterize_stored(runtime: Runtime, document_id: str) -> Outcome:
             log.info("document %s failed to rasterise: %s", document_id, rasterized.error.code)
             fail(session, document_id, rasterized.error.code, rasterized.error.message)
             return Outcome.FAILED
-        words = _words(rasterized.images, settings.ocr, settings.ocr_timeout_s)
-        pages = [_png(image, read) for image, read in zip(rasterized.images, words, strict=True)]
-        store_pages(session, runtime.blobs, document_id, pages, rasterize_ms=rasterized.ms)
+        read_pages(rasterized, ocr_timeout_s=settings.ocr_timeout_s if settings.ocr else None)
+        store_pages(session, runtime.blobs, document_id, _pages(rasterized), rasterize_ms=rasterized.ms)
     return Outcome.RASTERIZED
 
 
-def _words(images: list[Image.Image], enabled: bool, timeout_s: float) -> list[dict[str, Any] | None]:
-    """Each page's OCR words (for grounding), here in the CPU stage so the GPU worker never runs OCR."""
-    from extractor.ocr import read_words
+def _pages(rasterized: Rasterized) -> list[PageImage]:
+    return [
+        PageImage(_png(image), image.width, image.height, words=words, barcode=barcode)
+        for image, (words, barcode) in zip(rasterized.images, rasterized.page_readings(), strict=True)
+    ]
 
-    return [read_words(image, timeout_s=timeout_s).to_json() if enabled else None for image in images]
 
-
-def _png(image: Image.Image, words: dict[str, Any] | None) -> PageImage:
+def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     # PNG: lossless, so the GPU stage sees exactly the pixels rasterisation produced
     image.save(buffer, format="PNG")
-    return PageImage(data=buffer.getvalue(), width=image.width, height=image.height, words=words)
+    return buffer.getvalue()

@@ -5,6 +5,10 @@ the symbol (it tries rotated images itself), extractor.aamva.parse turns the pay
 schema's fields, and `license_barcode_agrees` fails naming each field where the model and the barcode
 disagree, with the barcode's value as the reviewer's suggestion. No readable barcode, or one that is not
 an AAMVA licence payload: not applicable, saying which.
+
+Decoding is CPU work: the rasterising stage reads each licence page (`read_barcodes`, through
+extractor.pipeline.read_pages) and stores the readings with the pages (`pages.barcode`); the GPU stage
+only combines what was stored (`licence_reading`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from extractor.aamva import parse
 from extractor.grounding.normalise import normalise
 
 CHECK_NAME = "license_barcode_agrees"
+LICENCE_TYPE = "drivers_license"  # the only document type that carries one
+NOT_FOUND = "no PDF417 barcode found"
+NOT_AAMVA = "the PDF417 barcode is not an AAMVA licence payload"
+NOT_READ = "the pages' barcodes were not read (pages stored before the CPU stage read them)"
 
 
 @dataclass(frozen=True)
@@ -26,19 +34,54 @@ class BarcodeReading:
     fields: dict[str, Any] | None  # the schema's fields from the barcode; None when none was read
     reason: str = ""  # why there are none
 
+    def to_json(self) -> dict[str, Any]:
+        return {"fields": self.fields, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> BarcodeReading | None:
+        if data is None:
+            return None
+        return cls(data.get("fields"), str(data.get("reason", "")))
+
+
+def read_page_barcode(image: Image.Image) -> BarcodeReading:
+    """The fields of the page's AAMVA licence barcode, or why there are none."""
+    import zxingcpp
+
+    reason = NOT_FOUND
+    for symbol in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.PDF417):
+        try:
+            return BarcodeReading(parse(symbol.bytes.decode("latin-1")))
+        except (KeyError, ValueError, IndexError):
+            reason = NOT_AAMVA
+    return BarcodeReading(None, reason)
+
+
+def read_barcodes(images: list[Image.Image]) -> list[BarcodeReading | None]:
+    """Each page's reading, the back (last page) first; the pages before the first AAMVA barcode found
+    are not decoded (None): a licence's front has none, and decoding it would only cost CPU time."""
+    readings: list[BarcodeReading | None] = [None] * len(images)
+    for number in reversed(range(len(images))):
+        reading = readings[number] = read_page_barcode(images[number])
+        if reading.fields is not None:
+            break
+    return readings
+
+
+def licence_reading(pages: list[BarcodeReading | None]) -> BarcodeReading:
+    """The document's barcode from its pages' readings: the last page's AAMVA payload, else why none."""
+    read = [page for page in pages if page is not None]
+    for page in reversed(read):
+        if page.fields is not None:
+            return page
+    if not read:
+        return BarcodeReading(None, NOT_READ)
+    return BarcodeReading(None, NOT_AAMVA if any(page.reason == NOT_AAMVA for page in read) else NOT_FOUND)
+
 
 def read_licence_barcode(images: list[Image.Image]) -> BarcodeReading:
     """The fields of the first AAMVA licence barcode found, the back (last page) first."""
-    import zxingcpp
-
-    reason = "no PDF417 barcode found"
-    for image in reversed(images):
-        for symbol in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.PDF417):
-            try:
-                return BarcodeReading(parse(symbol.bytes.decode("latin-1")))
-            except (KeyError, ValueError, IndexError):
-                reason = "the PDF417 barcode is not an AAMVA licence payload"
-    return BarcodeReading(None, reason)
+    return licence_reading(read_barcodes(images))
 
 
 def _flat(value: Any, pointer: str = "") -> Iterator[tuple[str, Any]]:

@@ -13,11 +13,14 @@ So a value the page does not show falls below the review threshold (0.5) whateve
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from extractor.grounding.locate import Location, leaves, locate
 from extractor.ocr import PageWords
 from extractor.result import Result
+
+if TYPE_CHECKING:
+    from extractor.grounding.barcode import BarcodeReading
 
 FOUND = 0.8
 NOT_FOUND_FACTOR = 0.3
@@ -95,14 +98,15 @@ def combined_confidence(result: Result, locations: dict[str, Location] | None) -
     return combined
 
 
-def witness_barcode(result: Result, images: list[Any]) -> None:
-    """A licence: the license_barcode_agrees check; each disagreeing field's confidence is halved (a
-    failed check), and the document goes to review."""
-    from extractor.grounding.barcode import barcode_check, read_licence_barcode
+def witness_barcode(result: Result, barcodes: list[BarcodeReading | None]) -> None:
+    """A licence: the license_barcode_agrees check against its pages' barcode readings (read in the CPU
+    stage); each disagreeing field's confidence is halved (a failed check), and the document goes to
+    review."""
+    from extractor.grounding.barcode import LICENCE_TYPE, barcode_check, licence_reading
 
-    if result.data is None or result.doc_type != "drivers_license":
+    if result.data is None or result.doc_type != LICENCE_TYPE:
         return
-    check, suggestions = barcode_check(result.data, read_licence_barcode(images))
+    check, suggestions = barcode_check(result.data, licence_reading(barcodes))
     result.checks.append(check)
     for pointer in suggestions:
         if pointer in result.confidence:
