@@ -1,6 +1,12 @@
 """Streaming exports of every matching document: JSON lines, or CSV with the data flattened into columns
 named by JSON pointer (`data/items/0/price`).
 
+CSV also carries where the model read each value (`result.locations`): two columns a located field,
+`locations/items/0/price/page` (1-based) and `locations/items/0/price/box` ("x0 y0 x1 y1", fractions of
+the page's width and height). Columns rather than one JSON cell: a spreadsheet can sort, filter and
+compute on a page number or a coordinate, not on JSON. They are the model's run's, where its values
+were found, also beside data a reviewer corrected.
+
 The data exported is the document's final data: a reviewer's corrections where an approval made some,
 else the model's output; `data_source` says which (`review` or `model`; empty without data). A JSON line
 is the Document (its `result.data` is always the model's, its `review.data` the corrections) plus those
@@ -128,7 +134,15 @@ def _flat_row(encoded: dict[str, Any]) -> dict[str, str]:
     }
     if encoded["data"] is not None:
         row.update(flatten(encoded["data"], "data"))
+    row.update(_location_columns((encoded["result"] or {}).get("locations") or {}))
     return {column: _cell(value) for column, value in row.items()}
+
+
+def _location_columns(locations: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    # a location's pointer is a leaf's, so `<pointer>/page` can never be another field's pointer
+    for pointer, where in locations.items():
+        yield f"locations{pointer}/page", where["page"]
+        yield f"locations{pointer}/box", " ".join(str(value) for value in where["box"])
 
 
 def flatten(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:

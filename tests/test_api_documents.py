@@ -31,7 +31,9 @@ def _upload(client, content: bytes, doc_type: str = "receipt") -> dict:
     return response.json()
 
 
-def _finish(client, document_id: str, *, data: dict, status=DocumentStatus.DONE, pages: int = 1) -> None:
+def _finish(
+    client, document_id: str, *, data: dict, status=DocumentStatus.DONE, pages: int = 1, locations=None
+) -> None:
     """What a worker would do: rasterise, extract, store the run and the outcome."""
     state = client.app.state.bayou
     with state.sessions() as session:
@@ -50,7 +52,7 @@ def _finish(client, document_id: str, *, data: dict, status=DocumentStatus.DONE,
             valid=True,
             data=data,
             confidence={"/total": 0.9},
-            locations={"/total": {"page": 1, "box": [0.1, 0.2, 0.3, 0.4], "score": 1.0}},
+            locations=locations or {"/total": {"page": 1, "box": [0.1, 0.2, 0.3, 0.4], "score": 1.0}},
             timings_ms={"total": 12.5},
             prompt_tokens=100,
             generated_tokens=20,
@@ -174,6 +176,29 @@ def test_csv_export_flattens_data_into_pointer_columns(client, make_png):
     assert done["data/total"] == "'=1+1"  # a formula, defused
     assert done["data/a~1b"] == "x"
     assert rows[0]["data/total"] == ""
+
+
+def test_csv_export_gives_each_located_field_a_page_and_a_box_column(client, make_png):
+    located = _upload(client, make_png(1))["id"]
+    queued = _upload(client, make_png(2))["id"]
+    _finish(
+        client,
+        located,
+        data={"total": "9.99", "items": [{"name": "tea", "price": "2.00"}]},
+        pages=2,
+        locations={
+            "/total": {"page": 2, "box": [0.5, 0.25, 0.75, 0.3], "score": 1.0},
+            "/items/0/name": {"page": 1, "box": [0.1, 0.2, 0.3, 0.4], "score": 0.9},
+        },
+    )
+    rows = {
+        row["id"]: row for row in csv.DictReader(io.StringIO(client.get("/v1/documents?format=csv").text))
+    }
+    row = rows[located]
+    assert (row["locations/total/page"], row["locations/total/box"]) == ("2", "0.5 0.25 0.75 0.3")
+    assert (row["locations/items/0/name/page"], row["locations/items/0/name/box"]) == ("1", "0.1 0.2 0.3 0.4")
+    assert "locations/items/0/price/page" not in row  # not found on any page: no location
+    assert rows[queued]["locations/total/page"] == rows[queued]["locations/total/box"] == ""
 
 
 def test_page_image_is_the_stored_png(client, make_png):
