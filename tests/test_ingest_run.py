@@ -153,6 +153,36 @@ def test_a_symlink_leading_outside_the_folder_is_ignored(
     assert [row[0] for row in documents(data_dir)] == [sha256(inside)]
 
 
+def test_a_directory_swapped_for_a_link_outside_after_the_listing_is_refused_not_read(
+    ingest_env: Callable[..., Path],
+    png_files: Callable[..., list[Path]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CLI holds a file to the identity its listing checked, as a server-side batch does: a directory
+    above it replaced by a link to one outside, holding a file of the same name, is not read (a look just
+    before opening would see a regular file there and read it)."""
+    from bayou.ingest import record
+
+    data_dir = ingest_env()
+    folder = tmp_path / "inbox"
+    [inside] = png_files(folder / "scans", 1)
+    [outside] = png_files(tmp_path / "elsewhere", 1, start=7)
+    outside.rename(tmp_path / "elsewhere" / inside.name)
+    real_take = record.take_file
+
+    def swapped_after_the_listing(session, blobs, path, **kwargs):
+        (folder / "scans").rename(folder / "scans-before")
+        (folder / "scans").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+        return real_take(session, blobs, path, **kwargs)
+
+    monkeypatch.setattr(record, "take_file", swapped_after_the_listing)
+    report = ingest(folder, recursive=True)
+
+    assert dict(report.tally.refused) == {"file_changed": 1}
+    assert documents(data_dir) == [] and stored_blobs(data_dir) == []
+
+
 def test_a_file_still_being_written_is_taken_only_once_settled(
     ingest_env: Callable[..., Path], make_png: Callable[..., bytes], tmp_path: Path
 ) -> None:

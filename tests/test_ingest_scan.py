@@ -10,6 +10,7 @@ from bayou.ingest.sending import Sender
 from bayou.ingest.settle import NS_PER_S, SettleTracker
 from bayou.ingest.state import Handled
 from bayou.ingest.tally import Outcome, Tally
+from bayou.intake.folders import FileIdentity
 
 
 def test_candidates_are_visible_regular_files_in_a_stable_order(tmp_path: Path) -> None:
@@ -19,17 +20,20 @@ def test_candidates_are_visible_regular_files_in_a_stable_order(tmp_path: Path) 
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.png").write_bytes(b"c")
 
-    assert list_candidates(tmp_path, recursive=False) == [tmp_path / "a.pdf", tmp_path / "b.png"]
-    assert list_candidates(tmp_path, recursive=True) == [
-        tmp_path / "a.pdf",
-        tmp_path / "b.png",
-        tmp_path / "sub" / "c.png",
-    ]
+    assert _paths(list_candidates(tmp_path, recursive=False)) == [tmp_path / "a.pdf", tmp_path / "b.png"]
+    listed = list_candidates(tmp_path, recursive=True)
+    assert _paths(listed) == [tmp_path / "a.pdf", tmp_path / "b.png", tmp_path / "sub" / "c.png"]
+    # each with the identity of the file checked, which the read will be held to
+    assert [c.identity for c in listed] == [FileIdentity.of(os.lstat(c.path)) for c in listed]
+
+
+def _paths(candidates: list) -> list[Path]:
+    return [candidate.path for candidate in candidates]
 
 
 def test_symlinks_that_lead_outside_the_folder_are_skipped(linked_folder: Path) -> None:
     # a link to a file inside is the same file, listed once
-    assert list_candidates(linked_folder, recursive=True) == [linked_folder / "own.png"]
+    assert _paths(list_candidates(linked_folder, recursive=True)) == [linked_folder / "own.png"]
 
 
 def test_stat_of_a_vanished_file_is_none(tmp_path: Path) -> None:

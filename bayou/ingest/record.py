@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from bayou.ingest.sending import Sender
 from bayou.ingest.tally import Outcome, Tally
 from bayou.intake import Limits, take_file
+from bayou.intake.folders import Candidate
 from extractor.errors import InputError
 from storage.blobs import BlobStore
 
@@ -43,10 +43,10 @@ class Recorder:
         self._sender = sender
         self.tally = tally
 
-    def record(self, path: Path) -> Outcome:
+    def record(self, candidate: Candidate) -> Outcome:
         """Checks, stores and enqueues one file; the outcome is also counted in `tally`."""
         try:
-            outcome, code = self._store(path)
+            outcome, code = self._store(candidate)
         except InputError as exc:
             outcome, code = Outcome.REFUSED, exc.code
         finally:
@@ -56,14 +56,17 @@ class Recorder:
         self.tally.count(outcome, code)
         return outcome
 
-    def _store(self, path: Path) -> tuple[Outcome, None]:
+    def _store(self, candidate: Candidate) -> tuple[Outcome, None]:
+        # as a server-side batch takes a file: only the one the listing checked inside the folder, not
+        # what its path leads to by now (a file or a directory above it swapped since is file_changed)
         document, created = take_file(
             self._session,
             self._blobs,
-            path,
+            candidate.path,
             doc_type=self._target.doc_type,
             model=self._target.model,
             limits=self._limits,
+            expected=candidate.identity,
         )
         if not created:
             return Outcome.DUPLICATE, None

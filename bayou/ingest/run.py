@@ -14,6 +14,7 @@ from bayou.ingest.scan import list_candidates, stat_file
 from bayou.ingest.settle import SettleTracker
 from bayou.ingest.state import Handled
 from bayou.ingest.tally import Tally
+from bayou.intake.folders import Candidate
 
 # pending files are looked at again this often: a fraction of the settle time, within these bounds
 MIN_TICK_S = 0.05
@@ -45,6 +46,14 @@ class _Taker:
         self._recorder = recorder
         self._display = display
         self._stop = stop
+        # each path as the latest listing checked it: what settles is taken as that file only
+        self._listed: dict[Path, Candidate] = {}
+
+    def listed(self, candidates: list[Candidate]) -> list[Path]:
+        """Notes a full listing's candidates (forgetting those of the one before); their paths, for the
+        tracker."""
+        self._listed = {candidate.path: candidate for candidate in candidates}
+        return list(self._listed)
 
     def drain(self, tracker: SettleTracker) -> bool:
         """Records every file that has settled; False when stopped before the last of them."""
@@ -52,7 +61,10 @@ class _Taker:
         for done, (path, stat) in enumerate(settled, start=1):
             if self._stop.is_set():
                 return False
-            self._recorder.record(path)
+            candidate = self._listed.get(path)
+            if candidate is None:  # no longer a candidate at the last listing (now a link outside, say)
+                continue
+            self._recorder.record(candidate)
             self.handled.add(path, stat)
             self._display.show(self._recorder.tally, len(tracker) + len(settled) - done)
         self._display.show(self._recorder.tally, len(tracker))
@@ -63,8 +75,8 @@ def ingest_once(plan: Plan, recorder: Recorder, display: Display, stop: threadin
     """Every candidate present now, each taken once it has settled. False when stopped before the end
     (what was recorded stays recorded; a re-run continues)."""
     tracker = SettleTracker(plan.settle_s)
-    tracker.watch(list_candidates(plan.folder, recursive=plan.recursive))
     taker = _Taker(recorder, display, stop)
+    tracker.watch(taker.listed(list_candidates(plan.folder, recursive=plan.recursive)))
     while True:
         if not taker.drain(tracker):
             return False
@@ -78,7 +90,7 @@ def watch(plan: Plan, recorder: Recorder, display: Display, stop: threading.Even
     """What the folder holds, then every file that appears or changes, until `stop` is set."""
     tracker = SettleTracker(plan.settle_s)
     taker = _Taker(recorder, display, stop)
-    rescan = _rescanner(plan, tracker, taker.handled)
+    rescan = _rescanner(plan, tracker, taker)
     rescan()
     taker.drain(tracker)
     for changed in wakeups(plan, stop):
@@ -89,14 +101,14 @@ def watch(plan: Plan, recorder: Recorder, display: Display, stop: threading.Even
         taker.drain(tracker)
 
 
-def _rescanner(plan: Plan, tracker: SettleTracker, handled: Handled) -> Callable[[], None]:
+def _rescanner(plan: Plan, tracker: SettleTracker, taker: _Taker) -> Callable[[], None]:
     def rescan() -> None:
         # a full listing rather than the events' paths: it applies the same confinement rules, and
         # catches what the watcher missed while it started
-        present = list_candidates(plan.folder, recursive=plan.recursive)
-        handled.retain(present)
+        present = taker.listed(list_candidates(plan.folder, recursive=plan.recursive))
+        taker.handled.retain(present)
         for path in present:
-            if not handled.is_unchanged(path, stat_file(path)):
+            if not taker.handled.is_unchanged(path, stat_file(path)):
                 tracker.watch([path])
 
     return rescan

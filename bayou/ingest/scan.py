@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bayou.intake import candidate_files
+from bayou.intake.folders import Candidate
 
 
 @dataclass(frozen=True)
@@ -17,13 +18,16 @@ class FileStat:
     mtime_ns: int
 
 
-def list_candidates(folder: Path, *, recursive: bool) -> list[Path]:
+def list_candidates(folder: Path, *, recursive: bool) -> list[Candidate]:
     """Regular, non-hidden files under `folder` whose real location stays inside it (a symlink that
-    leads outside is skipped), each once, in a stable order. Content is judged later, by magic bytes."""
+    leads outside is skipped), each real file once, in a stable order, with the identity it had when it
+    was checked: only that file is read later (`take_file`'s `expected`). Content is judged later, by
+    magic bytes."""
     # the folder is its own root: the same confinement rule as a server-side batch
-    return list(
-        dict.fromkeys(candidate.path for candidate in candidate_files(folder, folder, recursive=recursive))
-    )
+    unique: dict[Path, Candidate] = {}
+    for candidate in candidate_files(folder, folder, recursive=recursive):
+        unique.setdefault(candidate.path, candidate)  # two links to one file: it is taken once
+    return list(unique.values())
 
 
 def stat_file(path: Path) -> FileStat | None:
