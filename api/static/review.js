@@ -80,8 +80,10 @@ function setupViewer() {
     zoom(event.deltaY < 0 ? 1.15 : 1 / 1.15, event.clientX - box.left, event.clientY - box.top);
   }, { passive: false });
   let drag = null;
+  const api = { onBox: null };  // set by setupGrounding: a click (not a drag) on a field's box
   viewport.addEventListener("pointerdown", (event) => {
-    drag = { x: event.clientX - state.x, y: event.clientY - state.y };
+    const box = event.target instanceof Element ? event.target.closest(".field-box") : null;
+    drag = { x: event.clientX - state.x, y: event.clientY - state.y, at: [event.clientX, event.clientY], box };
     viewport.setPointerCapture(event.pointerId);
     viewport.classList.add("dragging");
   });
@@ -92,7 +94,12 @@ function setupViewer() {
     apply();
   });
   const stop = () => { drag = null; viewport.classList.remove("dragging"); };
-  viewport.addEventListener("pointerup", stop);
+  viewport.addEventListener("pointerup", (event) => {
+    const clicked = drag && drag.box && Math.hypot(event.clientX - drag.at[0], event.clientY - drag.at[1]) < 4;
+    const box = clicked ? drag.box : null;
+    stop();
+    if (box && api.onBox) api.onBox(box);
+  });
   viewport.addEventListener("pointercancel", stop);
   // keyboard panning: the viewport takes focus (Tab) and the arrow keys move the page under it
   const PAN_STEP = 40;
@@ -145,7 +152,7 @@ function setupViewer() {
     else if (event.key === "-") zoom(0.8);
     else if (event.key === "0") fit();
   });
-  return { showPage, reveal };
+  return Object.assign(api, { showPage, reveal });
 }
 
 // Grounding: focusing a field outlines its box on the page (turning to that page), hovering a box names
@@ -191,6 +198,8 @@ function setupGrounding(viewer) {
     last = control;
     show(control);
   });
+  // clicking a box goes to its field (focusing it outlines the box as usual)
+  if (viewer) viewer.onBox = (box) => { const control = controlOf(box.dataset.pointer); if (control) control.focus(); };
 
   const suggestions = Array.from(form.querySelectorAll(".suggestion[data-for]"));
   const target = (offer) => document.getElementById(offer.dataset.for);
