@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -521,6 +522,36 @@ def test_approving_a_loaded_document_scores_it_without_loading_it_again(client, 
         assert loads == []
         assert outcome.corrected == ["/total"]
         assert outcome.score is not None and not outcome.score.perfect_match and outcome.score.f1 < 1
+
+
+def test_a_review_that_rewrites_every_line_is_scored_within_the_budget(
+    client, make_png, receipt_example, caplog
+):
+    """100 lines all unlike the extraction's: a minute of exact tree edit distance on the thread that
+    serves documents under `bayou serve`; the budget makes it a top-down alignment, logged as such."""
+    document_id = _upload(client, make_png())["id"]
+    _finish(
+        client,
+        document_id,
+        data={**receipt_example, "items": _lines(100)},
+        status=DocumentStatus.NEEDS_REVIEW,
+    )
+    rewritten = {
+        **receipt_example,
+        "items": [{**line, "description": f"other {n}"} for n, line in enumerate(_lines(100))],
+    }
+
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="workers.review_scores"):
+        response = client.post(  # an API without workers scores after the response, within this call
+            f"/v1/documents/{document_id}/review", json={"action": "approve", "data": rewritten}
+        )
+    assert time.monotonic() - started < 15
+    assert response.status_code == 200
+    with client.app.state.bayou.sessions() as session:
+        [score] = session.scalars(select(Score)).all()
+    assert 0 < score.ted_accuracy < 1 and not score.perfect_match
+    assert "approximated" in caplog.text
 
 
 def test_the_review_score_is_computed_once(client, make_png, receipt_example):

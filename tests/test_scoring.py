@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from extractor.scoring import (
     perfect_match,
     score_documents,
     ted_accuracy,
+    ted_score,
     tree_edit_distance,
 )
 
@@ -234,6 +236,51 @@ def test_distance_from_the_empty_tree_is_the_insertion_cost(gt: dict) -> None:
     tree = build_tree(normalize(gt))
     empty = build_tree(normalize({}))
     assert APTED(empty, tree, scoring._COSTS).compute_edit_distance() == scoring.insertion_cost(tree)
+
+
+# ---- bounded cost (a review's score) ----------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(documents, documents)
+def test_the_top_down_alignment_is_never_below_the_true_distance(first: dict, second: dict) -> None:
+    a, b = build_tree(normalize(first)), build_tree(normalize(second))
+    plain = APTED(a, b, scoring._COSTS).compute_edit_distance()
+    assert scoring.top_down_distance(a, b) >= plain
+    # past any budget the accuracy is approximate, and never above the exact one
+    bounded = ted_score(first, second, max_product=1)
+    assert bounded.accuracy <= ted_accuracy(first, second)
+    if bounded.exact:  # the exact reductions left APTED nothing to do
+        assert bounded.accuracy == ted_accuracy(first, second)
+
+
+def test_within_the_budget_the_score_is_the_exact_one() -> None:
+    pred = copy.deepcopy(RECEIPT) | {"total": "12.05", "items": [{"description": "TEA"}]}
+    score = ted_score(pred, RECEIPT)
+    assert score.exact and score.accuracy == ted_accuracy(pred, RECEIPT) < 1
+
+
+def _receipt(lines: int, word: str) -> dict:
+    return RECEIPT | {
+        "items": [
+            {"description": f"{word} {n}", "quantity": n + 1, "total_price": f"{n}.50"} for n in range(lines)
+        ]
+    }
+
+
+def test_a_review_that_rewrites_a_long_receipt_is_scored_within_the_budget() -> None:
+    """Two 100-line receipts that differ on every line: about a minute of APTED; the budget aligns them
+    top-down in well under a second of work (a few seconds' room for a busy machine)."""
+    pred, gt = _receipt(100, "line"), _receipt(100, "other")
+    a, b = build_tree(normalize(pred)), build_tree(normalize(gt))
+    assert a.size() * b.size() > scoring.REVIEW_BUDGET
+    started = time.monotonic()
+    score = ted_score(pred, gt)
+    assert time.monotonic() - started < 5
+    assert not score.exact and 0.0 < score.accuracy < 1.0
+    # the descriptions differ in their first word only: the lines align one to one, the rest is kept
+    only_words = 1 - 100 * scoring.levenshtein("line", "other") / scoring.insertion_cost(b)
+    assert score.accuracy == pytest.approx(only_words)
 
 
 # ---- the same figures as Donut's zss-based evaluator ------------------------------------------------------
