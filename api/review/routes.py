@@ -216,7 +216,7 @@ def approve(
     try:
         reviewing.approve(
             session,
-            document_id,
+            document,  # loaded above in this session: approve() reuses it instead of loading it again
             actor=visitor.actor,
             data=data,
             via="review_ui",
