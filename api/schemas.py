@@ -80,6 +80,10 @@ class Result(BaseModel):
         description="JSON pointer into `data` → where the value is on its page (values found by OCR only)",
     )
     tiles: int | None
+    tiles_per_page: list[int] | None = Field(
+        default=None,
+        description="Tiles each page got (fewer on a long document, to fit the context); null for runs stored before.",
+    )
     tokens: Tokens
     timings_ms: dict[str, float]
 

@@ -58,6 +58,7 @@ def _finish(
             prompt_tokens=100,
             generated_tokens=20,
             tiles=2,
+            tiles_per_page=[2] * pages,
         )
         store_run(session, document_id, "task-1", run, status=status)
 
@@ -104,6 +105,7 @@ def test_document_shows_its_latest_result(client, make_png):
         "confidence": {"/total": 0.9},
         "locations": {"/total": {"page": 1, "box": [0.1, 0.2, 0.3, 0.4], "score": 1.0}},
         "tiles": 2,
+        "tiles_per_page": [2, 2],  # the response model once dropped it though the serialiser gave it
         "tokens": {"prompt": 100, "generated": 20},
         "timings_ms": {"total": 12.5},
     }
