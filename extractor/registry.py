@@ -25,6 +25,9 @@ class ModelEntry:
     source_setting: str | None  # the Settings field (BAYOU_MODEL_800M) that may point elsewhere
     engine_setting: str | None  # the Settings field (BAYOU_ENGINE_800M) that overrides BAYOU_ENGINE
     default_types: tuple[str, ...] = ()  # document types this model serves when an upload names none
+    # the Settings field (BAYOU_VLLM_URL_800M) naming this model's `vllm serve`; vllm_url, the shared one,
+    # for a checkpoint directory (and the fallback when a model's own is unset)
+    vllm_url_setting: str = "vllm_url"
 
 
 def _entry(alias: str, *, hub_id: str, queue: str, suffix: str, default_types: tuple[str, ...]) -> ModelEntry:
@@ -35,6 +38,7 @@ def _entry(alias: str, *, hub_id: str, queue: str, suffix: str, default_types: t
         source_setting=f"model_{suffix}",
         engine_setting=f"engine_{suffix}",
         default_types=default_types,
+        vllm_url_setting=f"vllm_url_{suffix}",
     )
 
 

@@ -22,11 +22,21 @@ mask) give per-field confidence as in the transformers engine.
 No code from the checkpoint runs: vLLM knows `model_type: h2ovl_chat` through bayou's config class, which
 the `bayou-vllm-plugin` package (vllm_plugin/) registers in the server's environment.
 
-Known difference from the transformers engine: vLLM tokenizes the prompt itself, with its transformers'
-fast tokenizer, which puts no sentencepiece prefix space before text that follows an added token
-(`<|prompt|>` at the start, the newline after `</img>`); bayou feeds the ids of the published (slow, legacy)
-tokenizer (extractor/model/tokenizer.py). Fed the same ids, the two engines agree token for token
-(tests/test_vllm_engine.py).
+Prompt ids: the server tokenises with bayou's own code. Left to itself vLLM would use transformers' fast
+tokenizer, whose ids for the published checkpoints are not the ones the models were trained on (an unset
+`legacy` read as false: no prefix space after an added token; whitespace runs merged, "▁▁", where
+sentencepiece keeps them apart, and bayou's field lists are indented with two spaces). The plugin therefore
+registers the tokenizer mode `h2ovl_slow` (`--tokenizer-mode h2ovl_slow`, in SERVER_FLAGS), whose text → ids
+is extractor/model/tokenizer.py's PromptTokenizer itself, the one module both environments import (it needs
+only sentencepiece). Chosen over sending token ids because:
+- it is vLLM's extension point for exactly this (TokenizerRegistry, `--tokenizer-mode`), and covers every
+  way text reaches the model: chat requests, /tokenize (which fit_tiles counts with), any other client;
+- vLLM's OpenAI API takes token-id prompts only without images (completions), and its image processing
+  finds `<image>` by ids and expands it itself: ids sent by bayou would still pass through it;
+- the request stays what it is (parts, images, logprobs, schema), and the ids stay in one piece of code.
+At start the client checks that the server's ids for a probe prompt are its own (a server started without
+the mode is a ConfigurationError naming the flag); tests/test_vllm_engine.py checks the ids of the receipt,
+licence and check prompts, 1 and 2 pages, and that the two engines' greedy answers agree token for token.
 
 Faults: a server that cannot be reached when a worker starts is a ConfigurationError naming the setting;
 one that goes away (or answers 5xx) in the middle of a batch raises VLLMUnavailable, a ConnectionError,
@@ -54,6 +64,7 @@ from extractor.engine import EngineRequest
 from extractor.errors import CheckpointError, ConfigurationError, InputError
 from extractor.generation import GenerationOutput
 from extractor.model.config import ModelSettings, model_settings
+from extractor.model.tokenizer import FastPathTokenizer, PromptTokenizer
 from extractor.template import IMAGE_PLACEHOLDER, build_prompt, question_with_images
 
 if TYPE_CHECKING:
@@ -62,6 +73,9 @@ if TYPE_CHECKING:
 
 STOP_TOKENS = ("<|end|>", "</s>")  # as the transformers engine: the turn's end, or the end of text
 HEALTH_TIMEOUT_S = 5.0
+TOKENIZER_MODE = "h2ovl_slow"  # vllm_plugin/bayou_vllm_plugin/tokenizer.py (vLLM's environment, not this one)
+# where the fast and the published tokenizer part: text after added tokens, and runs of spaces
+PROBE_QUESTION = "Fields:\n  total  (money)\n    - name"
 
 
 # The `vllm serve` flags this client relies on (docker-compose's vllm services and the tests use these):
@@ -73,6 +87,8 @@ SERVER_FLAGS = (
     ("--chat-template-content-format", "openai"),
     ("--logprobs-mode", "processed_logprobs"),
     ("--trust-request-mm-kwargs", None),
+    # prompt ids by the published slow tokenizer (bayou-vllm-plugin's tokenizer mode; the docstring says why)
+    ("--tokenizer-mode", TOKENIZER_MODE),
 )
 CHAT_TEMPLATE = "prompt_parts.jinja"  # in vllm_plugin/
 
@@ -89,16 +105,9 @@ class VLLMUnavailable(ConnectionError):
     """The vLLM server went away or failed mid-request: transient (workers retry the whole batch)."""
 
 
-def url_setting(entry: ModelEntry) -> str:
-    """The settings field naming this model's server: vllm_url_800m / vllm_url_2b, vllm_url for a directory."""
-    if entry.engine_setting and entry.engine_setting.startswith("engine_"):
-        return "vllm_url_" + entry.engine_setting.removeprefix("engine_")
-    return "vllm_url"
-
-
 def server_url(entry: ModelEntry, settings: Settings) -> tuple[str, str]:
     """The server's base URL for this model and the environment variable that set it."""
-    field = url_setting(entry)
+    field = entry.vllm_url_setting
     url = (getattr(settings, field, "") or settings.vllm_url or "").rstrip("/")
     name = f"BAYOU_{field.upper()}" if getattr(settings, field, "") else "BAYOU_VLLM_URL"
     return url, name
@@ -111,7 +120,7 @@ def check(entry: ModelEntry, settings: Settings) -> str:
     if not url:
         raise ConfigurationError(
             f"{settings.engine_for(entry.alias)[1]}=vllm for {entry.alias}, but no vLLM server is set: "
-            f"set BAYOU_{url_setting(entry).upper()} (or BAYOU_VLLM_URL) to its address, e.g. http://vllm:8000"
+            f"set BAYOU_{entry.vllm_url_setting.upper()} (or BAYOU_VLLM_URL) to its address, e.g. http://vllm:8000"
         )
     return served_model(url, setting)
 
@@ -139,6 +148,7 @@ class CheckpointFacts:
     settings: ModelSettings  # tiling, template, context
     vocabulary_size: int  # ids the tokenizer can produce
     rows: int  # the language model's output rows (padded past the vocabulary in the published models)
+    prompt: PromptTokenizer | FastPathTokenizer  # the ids the model must be fed: the server's must equal them
 
 
 _CLIENT_PATTERNS = ["*.json", "tokenizer*", "*.model"]  # config and tokenizer: no weights
@@ -173,6 +183,7 @@ def read_checkpoint(source: str) -> CheckpointFacts:
         settings=model_settings(raw),
         vocabulary_size=tokenizers.prompt.size,
         rows=int(raw["llm_config"]["vocab_size"]),
+        prompt=tokenizers.prompt,
     )
 
 
@@ -230,7 +241,8 @@ class VLLMEngine:
         self.client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=HEALTH_TIMEOUT_S))
         # one request per document, sent together: the server batches them (continuous batching)
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="vllm-request")
-        self.stop_ids = [self._token_id(token) for token in STOP_TOKENS]
+        self.stop_ids = [_token_id(checkpoint.prompt, token) for token in STOP_TOKENS]
+        self._check_prompt_ids(checkpoint.prompt)
 
     @classmethod
     def from_settings(cls, entry: ModelEntry, settings: Settings) -> VLLMEngine:
@@ -252,13 +264,14 @@ class VLLMEngine:
         body = {"model": self.model, "prompt": text, "add_special_tokens": special}
         return self._post("/tokenize", body)["tokens"]
 
-    def _token_id(self, token: str) -> int:
-        ids = self._tokenize(token, special=False)
-        if len(ids) != 1:
+    def _check_prompt_ids(self, prompt: PromptTokenizer | FastPathTokenizer) -> None:
+        """The server turns a prompt into the ids the checkpoint's published tokenizer gives (one request)."""
+        probe = build_prompt(PROBE_QUESTION, [1], template=self.settings.template)
+        if self._tokenize(probe) != prompt.encode(probe):
             raise ConfigurationError(
-                f"{self.setting}={self.url}: the server's tokenizer has no {token} token"
+                f"{self.setting}={self.url}: the server's prompt ids are not the published tokenizer's; "
+                f"start vllm serve with --tokenizer-mode {TOKENIZER_MODE} (bayou-vllm-plugin installed)"
             )
-        return ids[0]
 
     # --- requests ---
 
@@ -328,6 +341,13 @@ class VLLMEngine:
         if response.status_code != 200:
             raise _request_error(response, path)
         return response.json()
+
+
+def _token_id(prompt: PromptTokenizer | FastPathTokenizer, token: str) -> int:
+    token_id = prompt.token_id(token)
+    if token_id is None:
+        raise CheckpointError(f"the checkpoint's tokenizer has no {token} token")
+    return token_id
 
 
 def _request_error(response: httpx.Response, path: str) -> Exception:

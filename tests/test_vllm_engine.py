@@ -1,8 +1,11 @@
 """The vLLM engine (extractor/vllm_engine.py) against a real `vllm serve` on CPU, and its wire units.
 
 The server runs from its own environment (.venv-vllm, made by vllm_plugin/install-cpu-venv.sh; .ci/run
-makes it) on a tiny checkpoint. vLLM's CPU attention kernels take head sizes of 32 and up, the tiny
-checkpoint's language model has 16, so the checkpoint here is written with 2 heads of 32 instead of 4 of 16.
+makes it) on tiny checkpoints: one with the small trained tokenizer, and one with the published tokenizer side
+(the real 32k Mistral tokenizer.model, where the fast tokenizer merges the space runs the slow one keeps
+apart) for the prompt ids and the engines' agreement. vLLM's CPU attention kernels take head sizes of 32 and
+up, the tiny checkpoint's language model has 16, so the checkpoints here are written with 2 heads of 32
+instead of 4 of 16.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -25,9 +29,12 @@ from PIL import Image
 from bayou.settings import Settings
 from extractor.engine import EngineRequest
 from extractor.errors import ConfigurationError, InputError
+from extractor.prompts import build_prompt as document_prompt
 from extractor.registry import MODELS
+from extractor.template import build_prompt
 from extractor.vllm_engine import (
     CHAT_TEMPLATE,
+    PROBE_QUESTION,
     SERVER_FLAGS,
     Prepared,
     VLLMEngine,
@@ -65,28 +72,41 @@ def server_command(checkpoint: Path, port: int, name: str) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="session")
-def vllm_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _tiny_checkpoint(directory: Path, sentencepiece_model: bytes | None = None) -> Path:
     from extractor.model import tiny
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(tiny.TINY_TEXT, "num_attention_heads", 2)
         patch.setitem(tiny.TINY_TEXT, "num_key_value_heads", 1)
-        return tiny.write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-vllm"), seed=0, msac=False)
+        return tiny.write_tiny_checkpoint(
+            directory, seed=0, msac=False, sentencepiece_model=sentencepiece_model
+        )
 
 
 @pytest.fixture(scope="session")
-def vllm_server(vllm_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def vllm_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small trained tokenizer: the random model's schema answers end within a few tokens."""
+    return _tiny_checkpoint(tmp_path_factory.mktemp("tiny-vllm"))
+
+
+@pytest.fixture(scope="session")
+def published_vllm_checkpoint(tmp_path_factory: pytest.TempPathFactory, mistral_sentencepiece: bytes) -> Path:
+    """The published tokenizer side (the real 32k Mistral tokenizer.model): where the fast tokenizer merges
+    the space runs the slow one keeps apart."""
+    return _tiny_checkpoint(tmp_path_factory.mktemp("published-vllm"), mistral_sentencepiece)
+
+
+@contextmanager
+def _serve(checkpoint: Path, log: Path) -> Iterator[str]:
     if not VLLM_PYTHON.exists():
         pytest.fail(
             f"no vLLM environment at {VLLM_PYTHON}: run vllm_plugin/install-cpu-venv.sh (.ci/run does)"
         )
     port = _free_port()
-    log = tmp_path_factory.mktemp("vllm-log") / "server.log"
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1"}
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            server_command(vllm_checkpoint, port, "tiny"), stdout=sink, stderr=subprocess.STDOUT, env=env
+            server_command(checkpoint, port, "tiny"), stdout=sink, stderr=subprocess.STDOUT, env=env
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + SERVER_START_S
@@ -111,67 +131,139 @@ def vllm_server(vllm_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
             process.kill()
 
 
+@pytest.fixture(scope="session")
+def vllm_server(vllm_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _serve(vllm_checkpoint, tmp_path_factory.mktemp("vllm-log") / "server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def published_vllm_server(
+    published_vllm_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    with _serve(published_vllm_checkpoint, tmp_path_factory.mktemp("vllm-log") / "server.log") as url:
+        yield url
+
+
 def _image(width: int, height: int, seed: int) -> Image.Image:
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     return Image.fromarray(pixels)
 
 
-def _requests(max_new_tokens: int = 12) -> list[EngineRequest]:
-    return [
-        EngineRequest(images=[_image(900, 500, 0)], question="Read this.", max_new_tokens=max_new_tokens),
-        EngineRequest(
-            images=[_image(400, 600, 1), _image(600, 400, 2)],
-            question="Both sides.",
-            max_new_tokens=max_new_tokens,
-        ),
-        EngineRequest(images=[], question="hello", max_new_tokens=max_new_tokens),
-    ]
+# page shapes of the three types (a tall receipt, a wide card, a wider check), small: the tile grid, not the
+# pixels, shapes the prompt
+PAGE_SIZES = {"receipt": (300, 700), "drivers_license": (506, 319), "check": (850, 380)}
 
 
-class _FakeServerIds:
-    """FAKE tokenizer: bayou's prompt tokenizer, except that a prompt is given the ids the vLLM server made of it."""
+def _documents(max_new_tokens: int = 8) -> list[EngineRequest]:
+    """Each type's prompt (schemas/, field lists indented by two spaces) with one page and with two."""
+    requests = []
+    for index, (doc_type, (width, height)) in enumerate(PAGE_SIZES.items()):
+        question = document_prompt(doc_type).text
+        for pages in (1, 2):
+            images = [_image(width, height, 10 * index + page) for page in range(pages)]
+            requests.append(EngineRequest(images=images, question=question, max_new_tokens=max_new_tokens))
+    return requests
 
-    def __init__(self, inner, table: dict[str, list[int]]) -> None:
-        self._inner = inner
-        self._table = table
 
-    def encode(self, text: str) -> list[int]:
-        return self._table[text]
+# vLLM's tokenizer in its default mode (transformers' fast tokenizer, as `vllm serve` without
+# --tokenizer-mode loads it), in vLLM's environment: each text's ids and pieces, and the pieces of given ids
+_VLLM_DEFAULT_IDS = """
+import json, sys
+import bayou_vllm_plugin
+from vllm.tokenizers import get_tokenizer
+bayou_vllm_plugin.register()
+tokenizer = get_tokenizer(sys.argv[1], tokenizer_mode="hf")
+given = json.loads(sys.stdin.read())
+fast = [tokenizer(text).input_ids for text in given["texts"]]
+pieces = tokenizer.convert_ids_to_tokens
+print(json.dumps([[i, pieces(i), pieces(e)] for i, e in zip(fast, given["ids"])]))
+"""
 
-    def __getattr__(self, name: str):
-        return getattr(self._inner, name)
+
+def _default_mode_ids(checkpoint: Path, texts: list[str], ids: list[list[int]]) -> list[list[list]]:
+    """[fast ids, their pieces, the pieces of `ids`] per text, from vLLM's default-mode tokenizer."""
+    default = subprocess.run(
+        [str(VLLM_PYTHON), "-c", _VLLM_DEFAULT_IDS, str(checkpoint)],
+        input=json.dumps({"texts": texts, "ids": ids}),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(default.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
-def test_vllm_and_transformers_engines_agree_token_for_token(vllm_server: str, vllm_checkpoint: Path) -> None:
-    from extractor.engine import TransformersEngine
-    from extractor.template import build_prompt
+def test_vllm_prompt_ids_are_the_published_tokenizers(
+    published_vllm_server: str, published_vllm_checkpoint: Path
+) -> None:
+    checkpoint = read_checkpoint(str(published_vllm_checkpoint))
+    vllm = VLLMEngine(published_vllm_server, checkpoint=checkpoint, name="tiny")
+    texts, ids = [], []
 
-    vllm = VLLMEngine(vllm_server, checkpoint=read_checkpoint(str(vllm_checkpoint)), name="tiny")
-    transformers = TransformersEngine.from_source(vllm_checkpoint, name="tiny", dtype="float32")
-    requests = _requests()
+    for request in _documents():
+        text = build_prompt(request.question, vllm.fit(request).tiles_per_page)  # the model input, expanded
+        expected = checkpoint.prompt.encode(text)
+        # the ids of the request itself, after vLLM's H2OVL processor expanded each page's <image>
+        answer = vllm._post("/v1/chat/completions", {**vllm.prepare(request).body, "max_tokens": 1})
+
+        assert answer["prompt_token_ids"] == expected
+        assert vllm._tokenize(text) == expected  # what fit_tiles counts with
+        texts.append(text)
+        ids.append(expected)
+
+    # without the mode the ids differ, for every prompt: the prefix space after </img>, and the two-space
+    # indentation the fast tokenizer merges into "▁▁" where sentencepiece keeps "▁", "▁-" apart
+    fast = _default_mode_ids(published_vllm_checkpoint, texts, ids)
+    for text, expected, (fast_ids, fast_pieces, pieces) in zip(texts, ids, fast, strict=True):
+        assert fast_ids != expected
+        if "\n  - " in text:  # the receipt's items, the licence's address: nested fields
+            assert any("▁▁" in piece for piece in fast_pieces)
+            assert not any("▁▁" in piece for piece in pieces)
+
+
+@pytest.mark.slow
+def test_vllm_and_transformers_engines_agree_token_for_token(
+    published_vllm_server: str, published_vllm_checkpoint: Path
+) -> None:
+    from extractor.engine import TransformersEngine
+
+    vllm = VLLMEngine(
+        published_vllm_server, checkpoint=read_checkpoint(str(published_vllm_checkpoint)), name="tiny"
+    )
+    transformers = TransformersEngine.from_source(published_vllm_checkpoint, name="tiny", dtype="float32")
+    requests = _documents()
 
     served = vllm.run(requests)
-
-    # the one documented difference: the server tokenizes the prompt with its own transformers' fast
-    # tokenizer (no sentencepiece prefix space after an added token), bayou with the published slow one
-    table: dict[str, list[int]] = {}
-    for request, output in zip(requests, served, strict=True):
-        prompt = build_prompt(request.question, output.tiles_per_page)
-        server_ids = vllm._tokenize(prompt)
-        assert output.prompt_tokens == len(server_ids)  # the server saw that prompt, tiles and all
-        assert server_ids != transformers.loaded.prompt_tokenizer.encode(prompt)
-        table[prompt] = server_ids
-    # fed the same ids, the two engines compute the same greedy answer
-    transformers.generator.text = _FakeServerIds(transformers.generator.text, table)
     local = transformers.run(requests)
 
     for mine, theirs in zip(local, served, strict=True):
+        assert theirs.prompt_tokens == mine.prompt_tokens
         assert theirs.token_ids == mine.token_ids
         assert theirs.tiles_per_page == mine.tiles_per_page
         assert theirs.finish_reason == mine.finish_reason == "length"
         assert len(theirs.token_probs) == len(theirs.token_ids)
-    assert [o.tiles_per_page for o in served] == [[3], [7, 7], []]  # 2x1 + thumbnail; 2x3 (+1) per side
+    # receipt 1x2, licence 3x2, check 2x1, each + thumbnail; two pages each as one
+    assert [o.tiles_per_page for o in served] == [[3], [3, 3], [7], [7, 7], [3], [3, 3]]
+
+
+@pytest.mark.slow
+def test_a_server_without_the_tokenizer_mode_is_refused_at_start(published_vllm_checkpoint: Path) -> None:
+    """A server that tokenises as vLLM does by default (no --tokenizer-mode) is a one-line ConfigurationError."""
+    checkpoint = read_checkpoint(str(published_vllm_checkpoint))
+    probe = build_prompt(PROBE_QUESTION, [1])
+    ((fast_ids, _, _),) = _default_mode_ids(
+        published_vllm_checkpoint, [probe], [checkpoint.prompt.encode(probe)]
+    )
+    engine = VLLMEngine.__new__(VLLMEngine)
+    engine.url, engine.setting, engine.settings = "http://vllm:8000", "BAYOU_VLLM_URL", checkpoint.settings
+    # FAKE /tokenize: the default-mode tokenizer's ids of the probe (computed by vLLM's code above)
+    engine._tokenize = lambda text, special=True: fast_ids
+    with pytest.raises(ConfigurationError, match="--tokenizer-mode h2ovl_slow") as raised:
+        engine._check_prompt_ids(checkpoint.prompt)
+    assert "\n" not in str(raised.value)
+    engine._tokenize = lambda text, special=True: checkpoint.prompt.encode(text)  # FAKE: one in the mode
+    engine._check_prompt_ids(checkpoint.prompt)
 
 
 @pytest.mark.slow
@@ -275,6 +367,31 @@ def test_vllm_tiles_and_msac_as_bayou_does(tmp_path: Path) -> None:
 # --- wire units: no server ---
 
 
+@pytest.mark.slow
+def test_a_placeholder_split_out_gives_the_expanded_prompts_ids(published_vllm_checkpoint: Path) -> None:
+    """What the h2ovl_slow mode relies on: vLLM swaps `<image>`'s ids for the image's added tokens, and with
+    `<image>` split out as one id the result is the expanded prompt's ids, page by page."""
+    from extractor.model.tokenizer import AddedToken, PromptTokenizer
+    from extractor.template import IMAGE_PLACEHOLDER, question_with_images
+
+    reference = PromptTokenizer(published_vllm_checkpoint)
+    split = PromptTokenizer(published_vllm_checkpoint)
+    placeholder = split.size
+    split.add_placeholder(AddedToken(IMAGE_PLACEHOLDER, placeholder))
+    start, context, end = (reference.token_id(t) for t in ("<img>", "<IMG_CONTEXT>", "</img>"))
+    for request in _documents():
+        tiles = [3] * len(request.images)
+        ids = split.encode(build_prompt(question_with_images(request.question, len(tiles)), []))
+        assert ids.count(placeholder) == len(tiles)
+        swapped: list[int] = []
+        for token in ids:
+            swapped += [start, *[context] * (256 * tiles[0]), end] if token == placeholder else [token]
+        assert swapped == reference.encode(build_prompt(request.question, tiles))
+    assert reference.encode("<|prompt|>hi", add_special_tokens=False) == reference.encode("<|prompt|>hi")[1:]
+    with pytest.raises(ValueError, match="in use"):
+        split.add_placeholder(AddedToken("<other>", 5))
+
+
 def test_message_parts_put_each_image_where_the_template_has_it() -> None:
     prompt = "<|prompt|>Image-1: <image>\nImage-2: <image>\nQ<|end|><|answer|>"
     parts = message_parts(prompt, [_image(8, 8, 0), _image(8, 8, 1)])
@@ -369,9 +486,8 @@ def test_docker_compose_runs_the_servers_the_way_the_client_expects() -> None:
     worker = services["worker-gpu"]["environment"]
     assert worker["BAYOU_ENGINE"] == "vllm"
     for alias, entry in MODELS.items():
-        suffix = entry.engine_setting.removeprefix("engine_")
-        service = f"vllm-{suffix}"
-        assert worker[f"BAYOU_VLLM_URL_{suffix.upper()}"] == f"http://{service}:8000"
+        service = f"vllm-{entry.alias.removeprefix('h2ovl-')}"
+        assert worker[f"BAYOU_{entry.vllm_url_setting.upper()}"] == f"http://{service}:8000"
         flags = dict(
             arg.removeprefix("--").split("=", 1) if "=" in arg else (arg[2:], "")
             for arg in services[service]["command"]

@@ -22,7 +22,10 @@ pip=("$venv/bin/python" -m pip install -q)
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 cp "$root/vllm_plugin/cpu/torchvision_ops_schemas.py" "$site/bayou_torchvision_ops_schemas.py"
 echo "import bayou_torchvision_ops_schemas" > "$site/bayou_torchvision_ops_schemas.pth"
-# bayou's h2ovl_chat config class for vLLM (no trust_remote_code)
+# bayou's plugin: the h2ovl_chat config class (no trust_remote_code) and the h2ovl_slow tokenizer mode, which
+# runs bayou's extractor/model/tokenizer.py; bayou goes in editable and without its dependencies (vLLM keeps
+# its own transformers), so the server always tokenises with this checkout's code
+"${pip[@]}" --no-deps -e "$root"
 "${pip[@]}" --no-deps --force-reinstall "$root/vllm_plugin"
-"$venv/bin/python" -c 'import torchvision.transforms, vllm, bayou_vllm_plugin' 2>&1 | grep -v -i triton || true
+"$venv/bin/python" -c 'import torchvision.transforms, vllm, bayou_vllm_plugin, bayou_vllm_plugin.tokenizer, extractor.model.tokenizer' 2>&1 | grep -v -i triton || true
 echo "vLLM environment ready: $venv"

@@ -16,6 +16,10 @@ to true, so its ids differ from the trained input on ordinary prompts. tests/tes
 class against transformers 4's slow tokenizer on the real 32k Mistral model.
 
 A checkpoint with only a tokenizer.json gets the fast tokenizer's ids: there is no slow path to follow.
+
+This module is also the vLLM server's tokenizer (vllm_plugin/bayou_vllm_plugin/tokenizer.py wraps it), so it
+stays importable with the standard library, sentencepiece and protobuf alone: nothing here may import torch,
+transformers or the rest of bayou beyond extractor.errors (extractor/model/__init__.py imports lazily for it).
 """
 
 from __future__ import annotations
@@ -124,11 +128,25 @@ class PromptTokenizer:
         self._skip_on_decode = {t.id for t in self.added.values() if t.special} | {
             i for i in (self.bos_id, self.eos_id, self.unk_id) if i >= 0
         }
-        self._splitter = (
-            re.compile("|".join(re.escape(t) for t in sorted(self.added, key=len, reverse=True)))
-            if self.added
-            else None
-        )
+        self._splitter = self._compile_splitter()
+
+    def _compile_splitter(self) -> re.Pattern[str] | None:
+        if not self.added:
+            return None
+        return re.compile("|".join(re.escape(t) for t in sorted(self.added, key=len, reverse=True)))
+
+    def add_placeholder(self, token: AddedToken) -> None:
+        """Make `token.content` one id of its own, split out of the text as the added tokens are.
+
+        For a serving stack that finds a placeholder by its ids and replaces it by added tokens before the
+        model sees the prompt (vLLM's `<image>`): splitting the text there as at those added tokens makes the
+        replaced ids the ones the expanded text has. The id must be one no text or model row has.
+        """
+        if token.id < self.size or token.content in self.added:
+            raise ValueError(f"placeholder {token.content!r}: id {token.id} is in use or the text is a token")
+        self.added[token.content] = token
+        self._skip_on_decode.add(token.id)
+        self._splitter = self._compile_splitter()
 
     @property
     def size(self) -> int:
@@ -153,8 +171,9 @@ class PromptTokenizer:
         processor.LoadFromSerializedProto(proto.SerializeToString())
         return processor
 
-    def encode(self, text: str) -> list[int]:
-        """The ids of a whole model input: what `tokenizer(text).input_ids` gives on the slow path."""
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        """The ids of a whole model input: what `tokenizer(text).input_ids` gives on the slow path
+        (`<s>`/`</s>` as the config asks, unless `add_special_tokens` is false)."""
         if not self.legacy and text:
             # the non-legacy slow tokenizer treats ▁ as a space and puts one prefix space on the whole text
             text = SPIECE_SPACE + text.replace(SPIECE_SPACE, " ")
@@ -167,6 +186,8 @@ class PromptTokenizer:
                 ids.append(self.added[piece].id)
             elif piece:
                 ids += self._encode_text(piece)
+        if not add_special_tokens:
+            return ids
         return [self.bos_id] * self.add_bos + ids + [self.eos_id] * self.add_eos
 
     def _encode_text(self, text: str) -> list[int]:
@@ -233,8 +254,8 @@ class FastPathTokenizer:
     def token_id(self, token: str) -> int | None:
         return self._tokenizer.get_vocab().get(token)
 
-    def encode(self, text: str) -> list[int]:
-        return list(self._tokenizer(text).input_ids)
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        return list(self._tokenizer(text, add_special_tokens=add_special_tokens).input_ids)
 
     def continuation(self, text: str) -> list[int]:
         # the BPE model alone: no normaliser or pre-tokeniser adding a prefix space

@@ -1,4 +1,5 @@
-"""A vLLM general plugin: the `h2ovl_chat` config class, so vLLM needs no code from the checkpoint.
+"""A vLLM general plugin: the `h2ovl_chat` config class, so vLLM needs no code from the checkpoint, and the
+`h2ovl_slow` tokenizer mode, so vLLM feeds the model the published tokenizer's ids (tokenizer.py says why).
 
 vLLM implements H2OVL natively (`H2OVLChatModel`, its image processor, MSAC) but has no config class for
 `model_type: h2ovl_chat`; without one, transformers' AutoConfig would only load the checkpoint's own
@@ -18,5 +19,8 @@ __all__ = ["H2OVLChatConfig", "InternVisionConfig", "register"]
 def register() -> None:
     from transformers import AutoConfig
 
+    from bayou_vllm_plugin import tokenizer
+
     AutoConfig.register(H2OVLChatConfig.model_type, H2OVLChatConfig, exist_ok=True)
     AutoConfig.register(InternVisionConfig.model_type, InternVisionConfig, exist_ok=True)
+    tokenizer.register()  # `--tokenizer-mode h2ovl_slow`; its bayou import happens only when a server uses it
