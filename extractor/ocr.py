@@ -4,6 +4,11 @@ Tesseract ships its English model in the Debian package, so nothing is fetched a
 in the rasterising stage, never on the GPU worker. Why Tesseract and not RapidOCR: docs/benchmarks.md.
 A page it cannot read, an empty page or a run past its time budget gives a PageWords with no words and a
 status saying which, never an exception: grounding is then not applicable for that page.
+
+Small print (a thermal receipt's 15-pixel capitals at 200 dpi) is below the text size Tesseract reads best:
+it reads a lone "1" as "al" and a decimal point as a digit. Where the first pass leaves words it was unsure
+of, the page is read a second time at twice the size, within what is left of the time budget, and each
+unsure word is replaced by the words the second pass read more confidently in its place.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from PIL import Image, ImageOps
 # column next to a dark table edge, and sparse text (11) splits "24.66" at the point; docs/benchmarks.md
 PAGE_SEGMENTATION = "6"
 DEFAULT_TIMEOUT_S = 20.0
+# words read with less confidence than this are looked at again in the second pass, at this scale
+SECOND_PASS_BELOW = 0.7
+SECOND_PASS_SCALE = 2
 # Tesseract's own threads: one, so that two pages on a 2-core machine run side by side without oversubscribing
 _ENV = {**os.environ, "OMP_THREAD_LIMIT": "1"}
 
@@ -41,12 +49,14 @@ class PageWords:
 
     words: list[Word] = field(default_factory=list)
     status: str = "ok"
-    ms: float = 0.0
+    ms: float = 0.0  # both passes
+    passes: int = 1  # 2 where the page was read again at twice the size
 
     def to_json(self) -> dict[str, Any]:
         return {
             "status": self.status,
             "ms": self.ms,
+            "passes": self.passes,
             "words": [[w.text, *w.box, w.confidence, w.line] for w in self.words],
         }
 
@@ -58,18 +68,45 @@ class PageWords:
             Word(str(t), (float(x0), float(y0), float(x1), float(y1)), float(c), int(n))
             for t, x0, y0, x1, y1, c, n in data.get("words", [])
         ]
-        return cls(words=words, status=str(data.get("status", "ok")), ms=float(data.get("ms", 0.0)))
+        return cls(
+            words=words,
+            status=str(data.get("status", "ok")),
+            ms=float(data.get("ms", 0.0)),
+            passes=int(data.get("passes", 1)),
+        )
 
 
-def read_words(image: Image.Image, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> PageWords:
-    """The words on `image` with their boxes; never raises for a bad page (see the status)."""
+def read_words(
+    image: Image.Image, *, timeout_s: float = DEFAULT_TIMEOUT_S, second_pass: bool = True
+) -> PageWords:
+    """The words on `image` with their boxes; never raises for a bad page (see the status).
+    `second_pass`: read the page again at twice the size where the first pass was unsure of a word."""
     started = time.perf_counter()
     binary = shutil.which("tesseract")
     if binary is None:
         return PageWords(status="unavailable")
-    buffer = io.BytesIO()
     # grey with the contrast stretched: faded thermal print and tinted check paper read better
-    ImageOps.autocontrast(image.convert("L"), cutoff=1).save(buffer, format="PNG", compress_level=1)
+    grey = ImageOps.autocontrast(image.convert("L"), cutoff=1)
+    status, words = _tesseract(binary, grey, timeout_s)
+    if status != "ok":
+        return PageWords(status=status, ms=_ms(started))
+    if not words:
+        return PageWords(status="empty", ms=_ms(started))
+    left = timeout_s - (time.perf_counter() - started)
+    if not second_pass or left <= 0 or all(w.confidence >= SECOND_PASS_BELOW for w in words):
+        return PageWords(words=words, ms=_ms(started))
+    bigger = grey.resize(
+        (grey.width * SECOND_PASS_SCALE, grey.height * SECOND_PASS_SCALE), Image.Resampling.LANCZOS
+    )
+    status, again = _tesseract(binary, bigger, left)
+    # past the budget or unreadable at the larger size: the first pass's words stand
+    merged = merge_passes(words, again) if status == "ok" else words
+    return PageWords(words=merged, ms=_ms(started), passes=2)
+
+
+def _tesseract(binary: str, grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
+    buffer = io.BytesIO()
+    grey.save(buffer, format="PNG", compress_level=1)
     try:
         run = subprocess.run(
             [binary, "stdin", "stdout", "--psm", PAGE_SEGMENTATION, "tsv"],
@@ -80,11 +117,38 @@ def read_words(image: Image.Image, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> P
             check=False,
         )
     except subprocess.TimeoutExpired:
-        return PageWords(status="timeout", ms=_ms(started))
+        return "timeout", []
     if run.returncode != 0:
-        return PageWords(status="unreadable", ms=_ms(started))
-    words = _parse_tsv(run.stdout.decode("utf-8", "replace"), image.width, image.height)
-    return PageWords(words=words, status="ok" if words else "empty", ms=_ms(started))
+        return "unreadable", []
+    return "ok", _parse_tsv(run.stdout.decode("utf-8", "replace"), grey.width, grey.height)
+
+
+def merge_passes(first: list[Word], second: list[Word]) -> list[Word]:
+    """`first`, each word read with confidence under SECOND_PASS_BELOW replaced by the `second` pass's
+    words in its place (overlapping half of the smaller box) when every one of them was read more
+    confidently; the first pass's line numbers stay."""
+    merged: list[Word] = []
+    taken: set[int] = set()
+    for word in first:
+        if word.confidence < SECOND_PASS_BELOW:
+            instead = [
+                n for n, other in enumerate(second) if n not in taken and _same_place(word.box, other.box)
+            ]
+            if instead and all(second[n].confidence > word.confidence for n in instead):
+                taken.update(instead)
+                merged += [
+                    Word(second[n].text, second[n].box, second[n].confidence, word.line) for n in instead
+                ]
+                continue
+        merged.append(word)
+    return merged
+
+
+def _same_place(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return width * height > 0.5 * smaller
 
 
 def _parse_tsv(tsv: str, width: int, height: int) -> list[Word]:

@@ -198,3 +198,92 @@ def test_localisation_counts_boxes_matched_on_their_page_and_eval_adds_them_up()
         for n in (1, 2)
     ]
     assert build_report(records).as_dict()["localisation"] == {"m": {"receipt": {"located": 3, "boxed": 6}}}
+
+
+def _scored_page(*lines: list[tuple[str, float]]) -> PageWords:
+    """Like _page, each word with its own OCR confidence."""
+    page = _page(*[[text for text, _ in line] for line in lines])
+    confidences = [confidence for line in lines for _, confidence in line]
+    words = [Word(w.text, w.box, c, w.line) for w, c in zip(page.words, confidences, strict=True)]
+    return PageWords(words=words)
+
+
+def test_a_short_licence_value_is_placed_beside_its_label_even_when_run_into_it() -> None:
+    # a stray "B" first in reading order; the endorsement's "M" before the sex field; OCR ran "SEX" into "M"
+    page = _page(["B", "X"], ["9a", "END", "M"], ["15", "SEXM", "16", "HGT"], ["12", "RESTR", "B"])
+    found = locate({"endorsements": ["M"], "sex": "M", "restrictions": "B"}, [page])
+    sex = page.words[6].box
+    assert found["/sex"].box[0] == pytest.approx(sex[0] + (sex[2] - sex[0]) * 3 / 4)
+    assert found["/sex"].box[2] == pytest.approx(sex[2]) and found["/sex"].score == 1.0
+    assert found["/endorsements"].box == page.words[4].box
+    assert found["/restrictions"].box == page.words[11].box
+
+
+def test_a_street_number_run_into_its_label_is_found() -> None:
+    page = _page(["82215", "MAPLE", "WAY"])
+    found = locate({"address": {"street": "2215 MAPLE WAY"}}, [page])
+    first = page.words[0].box
+    assert found["/address/street"].box[0] == pytest.approx(first[0] + (first[2] - first[0]) / 5)
+    # without its label 8 the same glued number is no match for another street number
+    assert "/address/street" not in locate({"address": {"street": "215 MAPLE WAY"}}, [page])
+
+
+def test_a_misread_row_does_not_push_the_next_rows_quantities_down() -> None:
+    # row 1's "1" read as "al" (two lines tall): its quantity must not take row 2's "1", nor row 2 row 3's
+    page = _scored_page(
+        [("al", 0.5), ("SHARP", 0.95), ("CHEDDAR", 0.95), ("3.79", 0.95)],
+        [("1", 0.95), ("VANILLA", 0.95), ("5.52", 0.95)],
+        [("1", 0.95), ("EGGS", 0.95), ("2.53", 0.95)],
+    )
+    items = [
+        {"quantity": 1, "description": "SHARP CHEDDAR", "total_price": "3.79"},
+        {"quantity": 1, "description": "VANILLA", "total_price": "5.52"},
+        {"quantity": 1, "description": "EGGS", "total_price": "2.53"},
+    ]
+    found = locate({"items": items}, [page])
+    assert found["/items/1/quantity"].box == page.words[4].box
+    assert found["/items/2/quantity"].box == page.words[7].box
+    # the first item's "1" is still somewhere on the page, so the check is what it was
+    assert "/items/0/quantity" not in not_on_page({"items": items}, found)
+
+
+def test_an_items_amount_is_the_rightmost_on_its_row_whatever_line_ocr_gives_it() -> None:
+    # a tilted photo: OCR put the amount column's "2.81" on a line of its own, before the row's line
+    amount = Word("2.81", (0.8, 0.10, 0.9, 0.14), 0.95, 0)
+    row = _page(["1", "TAPE", "2.81"]).words
+    words = [amount, *(Word(w.text, w.box, w.confidence, 1) for w in row)]
+    data = {"items": [{"description": "TAPE", "quantity": 1, "unit_price": "2.81", "total_price": "2.81"}]}
+    found = locate(data, [PageWords(words=words)])
+    assert found["/items/0/total_price"].box == amount.box
+    assert found["/items/0/unit_price"].box == words[3].box
+
+
+def test_quantity_and_unit_price_read_as_one_word_are_split_at_the_at_sign() -> None:
+    page = _page(["BANANAS", "1.46"], ["4@6.44"])
+    data = {"items": [{"description": "BANANAS", "quantity": 4, "unit_price": "6.44", "total_price": "1.46"}]}
+    found = locate(data, [page])
+    word = page.words[2].box
+    share = (word[2] - word[0]) / 6
+    assert found["/items/0/quantity"].box[2] == pytest.approx(word[0] + share)
+    assert found["/items/0/unit_price"].box[0] == pytest.approx(word[0] + 2 * share)
+
+
+def test_an_unsure_amount_whose_point_was_read_as_a_character_matches() -> None:
+    unsure = _scored_page([("TOTAL", 0.9), ("17259", 0.3)], [("TAX", 0.9), ("S212", 0.2)])
+    found = locate({"total": "17.59", "tax": "5.12"}, [unsure])
+    assert found["/total"].score == 0.85 and found["/tax"].score == 0.85
+    # another amount is still no match, nor the same misreading where OCR was sure of it
+    assert not_on_page({"total": "17.29"}, locate({"total": "17.29"}, [unsure])) == ["/total"]
+    sure = _scored_page([("TOTAL", 0.9), ("17259", 0.9)])
+    assert not_on_page({"total": "17.59"}, locate({"total": "17.59"}, [sure])) == ["/total"]
+
+
+def test_a_near_miss_counts_only_where_the_differing_word_was_unsure() -> None:
+    # the run's mean confidence is low, but the difference lies in the word OCR was sure of
+    page = _scored_page([("1", 0.9), ("BARBARA", 0.95), ("OLIVIA", 0.1), ("GRACE", 0.1)])
+    data = {"given_names": "BARBRA OLIVIA GRACE"}
+    assert not_on_page(data, locate(data, [page])) == ["/given_names"]
+    # the run's mean is confident, but the one difference lies in a word OCR was unsure of ("8OZ" as "g0z")
+    page = _scored_page([("HAND", 0.97), ("SANITIZER", 0.93), ("GEL", 0.95), ("g0z", 0.5)])
+    found = locate({"items": [{"description": "HAND SANITIZER GEL 8OZ"}]}, [page])
+    assert 0.8 <= found["/items/0/description"].score < 0.9
