@@ -11,16 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bayou.logs import bind_document_id
 from extractor.errors import BayouError
 from storage.documents import NewRun, store_run
-from storage.errors import IllegalTransition
+from storage.errors import IllegalTransition, NotFound
 from storage.lifecycle import transition
 from storage.models import Document, DocumentStatus, Page
 from workers.callbacks import schedule_callback
-from workers.documents import fail, gave_up
+from workers.documents import deleted, fail, gave_up
 from workers.outcomes import Outcome
 from workers.runtime import Runtime
 from workers.telemetry import record_generation, record_outcome
@@ -159,7 +160,13 @@ def _prepare(
     if started is None:
         return Outcome.SKIPPED
     document = started.document
-    images = _page_images(runtime, [page.blob_sha256 for page in started.pages])
+    try:
+        images = _page_images(runtime, [page.blob_sha256 for page in started.pages])
+    except NotFound:  # its page blobs went with a delete since the batch started
+        if not deleted(session, job.document_id):
+            raise
+        log.info("document %s was deleted before its extraction; skipped", job.document_id)
+        return Outcome.SKIPPED
     if not images:
         fail(session, job.document_id, NO_PAGES, "the document has no rasterised pages")
         return Outcome.FAILED
@@ -213,6 +220,12 @@ def _store(session: Session, job: ExtractJob, result: Result) -> Outcome:
         _, created = store_run(session, job.document_id, job.idempotency_key, new_run(result), status=status)
     except IllegalTransition:
         log.info("document %s was finished by another delivery; this run is dropped", job.document_id)
+        return Outcome.SKIPPED
+    except (NotFound, IntegrityError):
+        # the run's row cannot refer to a deleted document; the batch's other documents go on
+        if not deleted(session, job.document_id):
+            raise
+        log.info("document %s was deleted during its extraction; this run is dropped", job.document_id)
         return Outcome.SKIPPED
     if not created:
         return Outcome.SKIPPED

@@ -8,10 +8,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from PIL import Image
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from storage.documents import PageImage, store_pages
+from storage.errors import NotFound
 from storage.models import DocumentStatus
-from workers.documents import fail, start_attempt
+from workers.documents import deleted, fail, start_attempt
 from workers.outcomes import Outcome
 from workers.runtime import Runtime
 
@@ -54,7 +57,14 @@ def rasterize_stored(runtime: Runtime, document_id: str) -> Outcome:
             fail(session, document_id, rasterized.error.code, rasterized.error.message)
             return Outcome.FAILED
         read_pages(rasterized, ocr_timeout_s=settings.ocr_timeout_s if settings.ocr else None)
-        store_pages(session, runtime.blobs, document_id, _pages(rasterized), rasterize_ms=rasterized.ms)
+        try:
+            store_pages(session, runtime.blobs, document_id, _pages(rasterized), rasterize_ms=rasterized.ms)
+        except (NotFound, IntegrityError, StaleDataError):
+            # store_pages rolled back and took its blobs back; a deleted document is no worker's error
+            if not deleted(session, document_id):
+                raise
+            log.info("document %s was deleted while being rasterised; its pages are dropped", document_id)
+            return Outcome.SKIPPED
     return Outcome.RASTERIZED
 
 
