@@ -81,6 +81,13 @@ def test_unknown_document_is_404_everywhere(client):
     assert response.status_code == 404
 
 
+def test_listing_or_exporting_an_unknown_doc_type_is_422_as_uploading_one_is(client):
+    for export in ("json", "jsonl", "csv"):
+        response = client.get("/v1/documents", params={"doc_type": "passport", "format": export})
+        assert response.status_code == 422 and _error_code(response) == "unknown_doc_type", export
+    assert client.get("/v1/documents", params={"doc_type": "receipt"}).status_code == 200
+
+
 def test_unknown_route_and_wrong_method_keep_the_error_shape(client):
     assert client.get("/nope").json()["error"]["code"] == "not_found"
     response = client.put("/v1/documents")

@@ -161,6 +161,8 @@ def list_or_export(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     format: ExportFormat = ExportFormat.JSON,
 ) -> Any:
+    if doc_type is not None:  # as an upload's: a misspelt type is a 422, not an empty list or export
+        _check_doc_type(doc_type)
     filters = DocumentFilter(status=status, doc_type=doc_type)
     if format is ExportFormat.JSONL:
         return StreamingResponse(
