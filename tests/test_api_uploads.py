@@ -157,6 +157,21 @@ def test_missing_file_is_422(api_client):
     assert "file" in response.json()["error"]["message"]
 
 
+def test_two_files_in_one_upload_are_422_not_the_last_one_alone(api_client, make_png):
+    # a licence's front and back sent as two `file` parts: keeping only the back would lose the front
+    # unseen; one document is one file (a PDF or TIFF for several pages)
+    before = _stored(api_client)
+    response = api_client.post(
+        "/v1/documents",
+        files=[
+            ("file", ("front.png", make_png(), "image/png")),
+            ("file", ("back.png", make_png(), "image/png")),
+        ],
+        data={"doc_type": "drivers_license"},
+    )
+    _assert_refused(api_client, response, 422, "one_file_only", before)
+
+
 def test_callback_url_that_is_not_http_is_422(api_client, make_png):
     before = _stored(api_client)
     response = _upload(api_client, make_png(), callback_url="file:///etc/passwd")

@@ -6,7 +6,18 @@ import logging
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, File, Form, Path, Query, Response, UploadFile
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    File,
+    Form,
+    Path,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from sqlalchemy import select
 
@@ -51,9 +62,20 @@ class ExportFormat(StrEnum):
     CSV = "csv"
 
 
+async def _one_file(request: Request) -> None:
+    """Refuses several `file` parts: the route's UploadFile would keep the last alone, so a licence's front
+    and back sent as two parts would lose the front unseen. The form is the one FastAPI already parsed
+    (Starlette keeps it on the request), so nothing is read twice."""
+    if len((await request.form()).getlist("file")) > 1:
+        raise ApiError(
+            422, "one_file_only", "one file per document: send several pages as one PDF or multi-page TIFF"
+        )
+
+
 @router.post(
     "",
     status_code=202,
+    dependencies=[Depends(_one_file)],
     response_model=DocumentOut,
     summary="Upload a document",
     response_description="Stored and queued for extraction.",
