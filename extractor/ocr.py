@@ -8,7 +8,8 @@ status saying which, never an exception: grounding is then not applicable for th
 Small print (a thermal receipt's 15-pixel capitals at 200 dpi) is below the text size Tesseract reads best:
 it reads a lone "1" as "al" and a decimal point as a digit. Where the first pass leaves words it was unsure
 of, the page is read a second time at twice the size, within what is left of the time budget, and each
-unsure word is replaced by the words the second pass read more confidently in its place.
+unsure word is replaced by the words the second pass read more confidently in its place. A page photographed
+a few degrees off is levelled first (extractor/deskew.py) and the boxes turned back onto the page as given.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image, ImageOps
+
+from extractor.deskew import box_back, rotated, skew_degrees
 
 # Page segmentation 6 (one uniform block of text): the automatic layout (3) dropped a receipt's amount
 # column next to a dark table edge, and sparse text (11) splits "24.66" at the point; docs/benchmarks.md
@@ -51,12 +54,14 @@ class PageWords:
     status: str = "ok"
     ms: float = 0.0  # both passes
     passes: int = 1  # 2 where the page was read again at twice the size
+    skew: float = 0.0  # degrees the page was turned by to level its lines before reading
 
     def to_json(self) -> dict[str, Any]:
         return {
             "status": self.status,
             "ms": self.ms,
             "passes": self.passes,
+            "skew": self.skew,
             "words": [[w.text, *w.box, w.confidence, w.line] for w in self.words],
         }
 
@@ -73,6 +78,7 @@ class PageWords:
             status=str(data.get("status", "ok")),
             ms=float(data.get("ms", 0.0)),
             passes=int(data.get("passes", 1)),
+            skew=float(data.get("skew", 0.0)),
         )
 
 
@@ -87,21 +93,28 @@ def read_words(
         return PageWords(status="unavailable")
     # grey with the contrast stretched: faded thermal print and tinted check paper read better
     grey = ImageOps.autocontrast(image.convert("L"), cutoff=1)
-    status, words = _tesseract(binary, grey, timeout_s)
+    skew = skew_degrees(grey)
+    page = rotated(grey, skew) if skew else grey
+    status, words = _tesseract(binary, page, timeout_s)
     if status != "ok":
-        return PageWords(status=status, ms=_ms(started))
+        return PageWords(status=status, ms=_ms(started), skew=skew)
     if not words:
-        return PageWords(status="empty", ms=_ms(started))
+        return PageWords(status="empty", ms=_ms(started), skew=skew)
+    passes = 1
     left = timeout_s - (time.perf_counter() - started)
-    if not second_pass or left <= 0 or all(w.confidence >= SECOND_PASS_BELOW for w in words):
-        return PageWords(words=words, ms=_ms(started))
-    bigger = grey.resize(
-        (grey.width * SECOND_PASS_SCALE, grey.height * SECOND_PASS_SCALE), Image.Resampling.LANCZOS
-    )
-    status, again = _tesseract(binary, bigger, left)
-    # past the budget or unreadable at the larger size: the first pass's words stand
-    merged = merge_passes(words, again) if status == "ok" else words
-    return PageWords(words=merged, ms=_ms(started), passes=2)
+    if second_pass and left > 0 and any(w.confidence < SECOND_PASS_BELOW for w in words):
+        passes = 2
+        bigger = page.resize(
+            (page.width * SECOND_PASS_SCALE, page.height * SECOND_PASS_SCALE), Image.Resampling.LANCZOS
+        )
+        status, again = _tesseract(binary, bigger, left)
+        # past the budget or unreadable at the larger size: the first pass's words stand
+        words = merge_passes(words, again) if status == "ok" else words
+    if skew:
+        words = [
+            Word(w.text, box_back(w.box, skew, grey.size, page.size), w.confidence, w.line) for w in words
+        ]
+    return PageWords(words=words, ms=_ms(started), passes=passes, skew=skew)
 
 
 def _tesseract(binary: str, grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
