@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 
 from bayou.cli import serve as serve_cli
 
+CHECK_ADDRESS = serve_cli.check_address
+
 
 @pytest.fixture
 def serve(api_data_dir, monkeypatch):
@@ -19,6 +21,8 @@ def serve(api_data_dir, monkeypatch):
     monkeypatch.setenv("BAYOU_DATABASE_URL", f"sqlite:///{api_data_dir / 'bayou.db'}")
     ran: list[tuple] = []
     monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: ran.append((app, kwargs)))
+    # uvicorn does not run here, so its port need not be free (another serve on this machine may hold it)
+    monkeypatch.setattr(serve_cli, "check_address", lambda host, port: None)
     get_settings.cache_clear()
     root = logging.getLogger()
     saved_logging = list(root.handlers), root.level  # serve sets up the root logger
@@ -66,6 +70,21 @@ def test_serve_with_a_broker_configured_starts_no_worker(serve, monkeypatch):
     result, ran = serve()
     assert result.exit_code == 0, result.output
     assert len(ran) == 1 and started == []
+
+
+def test_serve_on_an_address_in_use_is_one_line_and_exit_2_before_any_worker_starts(serve, monkeypatch):
+    import socket
+
+    started = []
+    monkeypatch.setattr("workers.embedded.start_worker_thread", lambda: started.append(True))
+    monkeypatch.setattr(serve_cli, "check_address", CHECK_ADDRESS)  # the real one, this time
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result, ran = serve("--port", str(taken.getsockname()[1]))
+    assert result.exit_code == 2, result.output
+    assert "cannot listen on 127.0.0.1:" in result.output
+    assert ran == [] and started == []
 
 
 def _login_cookie_through_uvicorn(app, kwargs: dict, *, client: str) -> str:

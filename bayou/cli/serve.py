@@ -4,6 +4,7 @@ in-process worker, so that a single command is a working installation."""
 from __future__ import annotations
 
 import logging
+import socket
 
 import typer
 
@@ -47,6 +48,11 @@ def serve(
     except ConfigurationError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from exc
+    try:
+        check_address(host, port)
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from exc
     worker = start_worker_thread() if not settings.broker_url else None
     try:
         # log_config=None: uvicorn's lines go through the root logger set up above (same format, same
@@ -65,3 +71,16 @@ def serve(
     finally:
         if worker is not None:
             worker.stop()
+
+
+def check_address(host: str, port: int) -> None:
+    """Raises OSError when `host:port` cannot be listened on (in use, not an address of this machine).
+
+    Checked before the embedded worker starts: uvicorn finds out only after it, then exits 3 with the
+    worker already taking tasks from the shared queue; a configuration error is exit 2 and one line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # as uvicorn binds: TIME_WAIT is no conflict
+        probe.bind((host, port))
