@@ -80,7 +80,6 @@ def check_address(host: str, port: int) -> None:
     worker already taking tasks from the shared queue; a configuration error is exit 2 and one line."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(
-            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
-        )  # as uvicorn binds: TIME_WAIT is no conflict
+        # as uvicorn binds it: a connection of an earlier run still in TIME_WAIT is no conflict
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host, port))
