@@ -2,7 +2,7 @@
 
     python bench/pipeline.py [--documents 1000] [--isolated 50] [--clients 4] [--modes embedded,redis]
                              [--redis-url URL] [--postgres "host=127.0.0.1 port=5432 user=postgres dbname=postgres"]
-                             [--worker-process]
+                             [--worker-process] [--ocr off,on] [--page FILE]
 
 The model is replaced by `FixedAnswerEngine`: it answers every request at once with the same receipt
 (the receipt schema's first example) and records how many documents each generate call was given. It is
@@ -28,6 +28,11 @@ extraction task (fixed answer, parse, validate, store).
 Modes: (a) `embedded`: SQLite + the embedded broker (kombu's SQLAlchemy transport on SQLite, through
 `workers.sqlite_broker`) in a fresh data dir; (b) `redis`: Redis (a redis-server of its own on a free port when the binary is there, else
 `--redis-url`) + a throwaway PostgreSQL database, dropped at the end.
+
+`--ocr off,on` runs each mode once per value of `BAYOU_OCR` (the CPU stage's Tesseract pass), back to back,
+and reports the runs' median `ocr` and `locate` milliseconds; `--page FILE` uploads that image (one pixel
+changed per document, so none is a duplicate) instead of the small single-colour PNG, on which OCR finds
+no words and costs only Tesseract's start.
 
 Prints the figures and a markdown block for docs/benchmarks.md. Client, API and worker share this
 process (one GIL) and the machine's cores; `--worker-process` runs the worker (same patched engine) in
@@ -110,6 +115,22 @@ class FixedAnswerEngine:
 
 
 # --- payloads -----------------------------------------------------------------------------------------
+
+
+def page_payload(path: Path) -> Any:
+    """seed -> PNG bytes of the page at `path`, its top-left pixel set from the seed (no duplicates)."""
+    from PIL import Image
+
+    page = Image.open(path).convert("RGB")
+
+    def payload(seed: int) -> bytes:
+        marked = page.copy()
+        marked.putpixel((0, 0), (seed % 256, (seed // 256) % 256, (seed // 65536) % 256))
+        buffer = io.BytesIO()
+        marked.save(buffer, format="PNG", compress_level=1)
+        return buffer.getvalue()
+
+    return payload
 
 
 def png(seed: int, size: tuple[int, int] = (64, 48)) -> bytes:
@@ -323,6 +344,7 @@ def run_mode(label: str, args: argparse.Namespace, engine: FixedAnswerEngine) ->
                 burst = _burst(client, runtime, stages, args.documents, args.clients, seed_base=0)
                 split = time.time()
                 isolated = _isolated(client, runtime, stages, args.isolated, seed_base=5_000_000)
+                run_timings = _run_timings(runtime, [u.document_id for u in isolated.uploads])
             finally:
                 worker.stop()
                 stages.disconnect()
@@ -332,7 +354,8 @@ def run_mode(label: str, args: argparse.Namespace, engine: FixedAnswerEngine) ->
             burst_start = min(u.started for u in burst.uploads)
             burst_batches = [n for t, n in calls if burst_start <= t < split]
             isolated_batches = [n for t, n in calls if t >= split]
-        return _summarise(label, backend, burst, isolated, burst_batches, isolated_batches, stages)
+        summary = _summarise(label, backend, burst, isolated, burst_batches, isolated_batches, stages)
+        return {**summary, "isolated_run_timings": run_timings}
     finally:
         for cleanup in reversed(cleanups):
             try:
@@ -381,11 +404,15 @@ def serve_worker(result: Path) -> None:
     result.write_text(json.dumps({"calls": engine.calls, "stages": stages.times}))
 
 
+PAYLOAD = png  # main() swaps in page_payload(--page)
+
+
 def _upload(client: Any, seed: int) -> Uploaded:
+    data = PAYLOAD(seed)  # made before the clock starts: encoding a large page is the client's cost
     started = time.time()
     response = client.post(
         "/v1/documents",
-        files={"file": (f"doc{seed}.png", png(seed), "image/png")},
+        files={"file": (f"doc{seed}.png", data, "image/png")},
         data={"doc_type": "receipt"},
     )
     answered = time.time()
@@ -413,6 +440,23 @@ def _stored_times(runtime: Any, ids: list[str]) -> dict[str, float]:
                 ts = created.timestamp()
                 out[document_id] = min(ts, out.get(document_id, ts))
     return out
+
+
+def _run_timings(runtime: Any, ids: list[str]) -> dict[str, float]:
+    """Median of each stored run's `ocr` and `locate` timings (ms; absent with OCR off)."""
+    from sqlalchemy import select
+
+    from storage.models import ExtractionRun
+
+    parts: dict[str, list[float]] = defaultdict(list)
+    with runtime.sessions() as session:
+        for timings in session.scalars(
+            select(ExtractionRun.timings_ms).where(ExtractionRun.document_id.in_(ids))
+        ):
+            for name in ("ocr", "locate"):
+                if name in (timings or {}):
+                    parts[name].append(timings[name])
+    return {name: statistics.median(values) for name, values in parts.items()}
 
 
 def _census(runtime: Any, ids: list[str]) -> tuple[dict[str, int], dict[int, int]]:
@@ -578,7 +622,8 @@ def _summarise(
 
 def print_result(r: dict[str, Any]) -> None:
     print(
-        f"\n== {r['mode']}: {r['backend']} (load average {r['load'][0]:.1f} before, {r['load'][1]:.1f} after)"
+        f"\n== {r['mode']}, OCR {r['ocr']}: {r['backend']} "
+        f"(load average {r['load'][0]:.1f} before, {r['load'][1]:.1f} after)"
     )
     print(
         f"burst of {r['documents']}: {r['stored']} stored, {r['throughput']:.1f} documents/s end to end "
@@ -595,6 +640,10 @@ def print_result(r: dict[str, Any]) -> None:
         f"p95 {r['isolated_p95_ms']:.1f} ms; statuses {r['isolated_statuses']}, runs {r['isolated_runs']}"
     )
     print("  stage medians: " + ", ".join(f"{k} {v:.1f} ms" for k, v in r["isolated_stages"].items()))
+    print(
+        "  run timings (median): "
+        + ", ".join(f"{k} {v:.1f} ms" for k, v in r["isolated_run_timings"].items())
+    )
 
 
 def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
@@ -602,21 +651,24 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "## Pipeline overhead (bench/pipeline.py)",
         "",
         f"`python bench/pipeline.py --documents {args.documents} --isolated {args.isolated} "
-        f"--clients {args.clients}{' --worker-process' if args.worker_process else ''}` on {datetime.now(UTC):%Y-%m-%d}, {platform.processor() or platform.machine()}, "
+        f"--clients {args.clients}{' --worker-process' if args.worker_process else ''}"
+        f"{f' --ocr {args.ocr}' if args.ocr else ''}{f' --page {args.page}' if args.page else ''}` on {datetime.now(UTC):%Y-%m-%d}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}. The model is `FixedAnswerEngine` (a fixed "
         "receipt, at once): these are the costs of everything else, upload (FastAPI app, TestClient) to "
         "stored run, with the worker (`start_worker_thread`: solo pool, every queue) "
         + ("in a child process of its own." if args.worker_process else "in the same process."),
         "",
-        "| mode | burst: documents/s | burst: median / p95 latency | isolated: median / p95 latency "
-        "| documents per generate (burst) | load average before / after |",
-        "|---|---|---|---|---|---|",
+        "| mode | OCR | burst: documents/s | burst: median / p95 latency | isolated: median / p95 latency "
+        "| isolated: run's ocr / locate (median) | documents per generate (burst) | load average before / after |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        timings = r["isolated_run_timings"]
         lines.append(
-            f"| {r['backend']} | {r['throughput']:.1f} ({r['stored']}/{r['documents']}) "
+            f"| {r['backend']} | {r['ocr']} | {r['throughput']:.1f} ({r['stored']}/{r['documents']}) "
             f"| {r['burst_median_ms']:.0f} / {r['burst_p95_ms']:.0f} ms "
             f"| {r['isolated_median_ms']:.0f} / {r['isolated_p95_ms']:.0f} ms ({r['isolated']} docs) "
+            f"| {timings.get('ocr', float('nan')):.0f} / {timings.get('locate', float('nan')):.1f} ms "
             f"| mean {r['batch_mean']:.2f}, sizes {r['batch_sizes']} | {r['load'][0]:.1f} / {r['load'][1]:.1f} |"
         )
     lines += [
@@ -626,7 +678,10 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "",
     ]
     for r in results:
-        lines.append(f"- {r['mode']}: " + ", ".join(f"{k} {v:.0f}" for k, v in r["isolated_stages"].items()))
+        lines.append(
+            f"- {r['mode']}, OCR {r['ocr']}: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in r["isolated_stages"].items())
+        )
     return "\n".join(lines)
 
 
@@ -641,11 +696,18 @@ def main() -> None:
     parser.add_argument(
         "--worker-process", action="store_true", help="run the worker in a child process, not a thread"
     )
+    parser.add_argument(
+        "--ocr", default="", help="comma-separated BAYOU_OCR values (off,on): each mode runs once per value"
+    )
+    parser.add_argument("--page", type=Path, help="upload this page image instead of a small blank PNG")
     parser.add_argument("--serve-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_worker:
         serve_worker(args.serve_worker)
         return
+    if args.page:
+        global PAYLOAD
+        PAYLOAD = page_payload(args.page)
 
     import logging
 
@@ -657,10 +719,14 @@ def main() -> None:
     bayou.engines.get_engine = lambda name, settings=None: engine
 
     results = []
-    for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
+    ocr_values = [v.strip() for v in args.ocr.split(",") if v.strip()] or [os.environ.get("BAYOU_OCR", "")]
+    for mode, ocr in [(m.strip(), o) for m in args.modes.split(",") if m.strip() for o in ocr_values]:
+        if ocr:
+            os.environ["BAYOU_OCR"] = {"on": "true", "off": "false"}.get(ocr, ocr)
         started = time.monotonic()
         load_before = os.getloadavg()[0]
         result = run_mode(mode, args, engine)
+        result["ocr"] = ocr or "default (on)"
         result["wall_s"] = time.monotonic() - started
         # the machine may be shared: figures taken under other load are not comparable to quiet ones
         result["load"] = (load_before, os.getloadavg()[0])
