@@ -7,6 +7,7 @@ before any pixel is decoded, so a small file that claims to be enormous costs no
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,7 +66,11 @@ def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
     except Image.DecompressionBombError as exc:
         # PIL's own check reads a process-wide global (its warning is left alone: filtering warnings is not
         # thread-safe); our limit is `max_pixels`, checked below. Its error is still a refusal, in our terms.
-        raise InputError(f"image has too many pixels: {exc}", code="too_many_pixels") from exc
+        counted = re.search(r"\((\d+) pixels\)", str(exc))  # PIL names the size, then its own limit
+        size = f"{int(counted[1])} pixels, " if counted else ""
+        raise InputError(
+            f"image has too many pixels ({size}above the limit of {max_pixels})", code="too_many_pixels"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise InputError("not an image in a supported format", code="unsupported_image") from exc
     except Exception as exc:  # a recognised header that is damaged: PIL raises many unrelated types here

@@ -65,6 +65,14 @@ def test_huge_claimed_png_is_refused_without_decoding() -> None:
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 50 * 1024  # KiB on Linux
 
 
+def test_refusal_past_pil_own_limit_names_the_size_and_our_limit() -> None:
+    # 1.6 gigapixels trips PIL's decompression-bomb error before our check; the message is still ours
+    error = refusal(png_claiming_size(40_000, 40_000), max_pixels=50_000_000)
+    assert "1600000000 pixels" in error.message
+    assert "50000000" in error.message
+    assert str(2 * Image.MAX_IMAGE_PIXELS) not in error.message  # PIL's own limit means nothing to a user
+
+
 def test_own_cap_does_not_depend_on_pil_global(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
     assert refusal(png_claiming_size(40_000, 40_000)).code == "too_many_pixels"
