@@ -34,6 +34,9 @@ DEFAULT_TIMEOUT_S = 20.0
 # words read with less confidence than this are looked at again in the second pass, at this scale
 SECOND_PASS_BELOW = 0.7
 SECOND_PASS_SCALE = 2
+# no second pass for a page this large at twice the size: it has no small print to speak of (a 200 dpi
+# letter page is 3.7 Mpx), and four times a page near BAYOU_MAX_PIXELS would not fit a worker's memory
+SECOND_PASS_MAX_PIXELS = 40_000_000
 # Tesseract's own threads: one, so that two pages on a 2-core machine run side by side without oversubscribing
 _ENV = {**os.environ, "OMP_THREAD_LIMIT": "1"}
 
@@ -102,7 +105,13 @@ def read_words(
         return PageWords(status="empty", ms=_ms(started), skew=skew)
     passes = 1
     left = timeout_s - (time.perf_counter() - started)
-    if second_pass and left > 0 and any(w.confidence < SECOND_PASS_BELOW for w in words):
+    larger = page.width * page.height * SECOND_PASS_SCALE**2
+    if (
+        second_pass
+        and left > 0
+        and larger <= SECOND_PASS_MAX_PIXELS
+        and any(w.confidence < SECOND_PASS_BELOW for w in words)
+    ):
         passes = 2
         bigger = page.resize(
             (page.width * SECOND_PASS_SCALE, page.height * SECOND_PASS_SCALE), Image.Resampling.LANCZOS

@@ -66,3 +66,12 @@ def test_a_second_pass_past_the_budget_leaves_the_first_pass_words(monkeypatch: 
     assert (words.status, words.words, words.passes) == ("ok", unsure, 2)
     _scripted(monkeypatch, [("ok", unsure)])
     assert read_words(Image.new("RGB", (200, 100), "white"), second_pass=False).passes == 1
+
+
+def test_a_page_too_large_to_read_at_twice_the_size_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    unsure = [Word("2626", (0.5, 0.1, 0.7, 0.2), 0.4, 0)]
+    seen = _scripted(monkeypatch, [("ok", unsure), ("ok", [])])
+    large = Image.new("L", (4000, 3000), 255)  # 48 Mpx at twice the size
+    assert large.width * large.height * ocr.SECOND_PASS_SCALE**2 > ocr.SECOND_PASS_MAX_PIXELS
+    words = read_words(large)
+    assert (words.passes, len(seen), words.words) == (1, 1, unsure)
