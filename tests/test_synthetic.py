@@ -346,3 +346,67 @@ def test_metadata_boxes_lie_on_ink(dataset: tuple[Path, list[dict[str, Any]]]) -
 def test_samples_metadata_has_boxes() -> None:
     rows = _read_metadata(SAMPLES)
     assert all(row["boxes"] for row in rows)
+
+
+def _ink_between(mask: Any, left: float, right: float) -> tuple[int, int, int, int]:
+    """The box of the mask's ink in the columns left..right (whole pixels), in mask coordinates."""
+    ink = mask.crop((int(left), 0, int(right), mask.height)).getbbox()
+    assert ink is not None
+    return (ink[0] + int(left), ink[1], ink[2] + int(left), ink[3])
+
+
+def test_receipt_box_of_a_narrow_glyph_is_its_ink_not_its_cell() -> None:
+    """A quantity "1" is about half as wide as its monospace cell; OCR boxes the ink, so the box must too."""
+    from PIL import Image
+
+    from bayou.synthetic import effects
+    from bayou.synthetic.receipt_render import _MARGIN, PrintLine, _draw_lines, _faces
+
+    faces = _faces(42, 560)
+    mask = Image.new("L", (600, 80), 0)
+    boxes: dict[str, effects.Box] = {}
+    line = PrintLine("1 x 24.66", marks=(("/items/0/quantity", 0, 1), ("/items/0/total_price", 4, 9)))
+    _draw_lines(mask, [line], faces, 10, boxes)
+    face = faces["normal"]
+    cell = face.getlength("1")
+    quantity = _ink_between(mask, _MARGIN, _MARGIN + face.getlength("1 "))
+    assert tuple(boxes["/items/0/quantity"]) == quantity
+    assert quantity[2] - quantity[0] < 0.8 * cell  # the point of the test: ink, not the advance
+    assert tuple(boxes["/items/0/total_price"]) == _ink_between(mask, _MARGIN + face.getlength("1 x "), 600)
+
+
+def test_micr_box_is_the_ink_of_its_characters() -> None:
+    from PIL import Image, ImageDraw
+
+    from bayou.synthetic.micr import _PITCH_IN, draw_micr, micr_box, micr_text
+
+    dpi, x, baseline = 200, 110, 160
+    text = micr_text("011000015", "1234567", "1001")
+    mask = Image.new("L", (2400, 200), 0)
+    draw_micr(ImageDraw.Draw(mask), text, x, baseline, dpi, 255)
+    pitch = _PITCH_IN * dpi
+    start = text.index("1234567")
+    box = micr_box(text, start, start + 7, x, baseline, dpi)
+    # the cells are 1/8 inch; the digits' ink starts and ends inside them
+    assert x + start * pitch < box[0] and box[2] < x + (start + 7) * pitch
+    assert tuple(box) == _ink_between(mask, x + start * pitch, x + (start + 7) * pitch)
+
+
+@pytest.mark.parametrize(
+    ("text", "anchor", "xy"),
+    [
+        ("1", None, (40.3, 30.6)),
+        ("I", "ls", (77.8, 90.2)),
+        ("24.66", "ra", (300.5, 60.0)),
+        ("jW", "ms", (150, 80)),
+    ],
+)
+def test_ink_box_is_what_the_text_draws(text: str, anchor: str | None, xy: tuple[float, float]) -> None:
+    from PIL import Image, ImageDraw
+
+    from bayou.synthetic.common import font, ink_box
+
+    face = font("sans-bold", 31)
+    canvas = Image.new("L", (400, 160), 0)
+    ImageDraw.Draw(canvas).text(xy, text, font=face, fill=255, anchor=anchor)
+    assert ink_box(xy, text, face, anchor) == canvas.getbbox()

@@ -12,7 +12,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from bayou.synthetic import effects
-from bayou.synthetic.common import Font, draw_slanted_text, font, numpy_rng
+from bayou.synthetic.common import Font, draw_slanted_text, font, ink_box, numpy_rng
 from bayou.synthetic.micr import draw_micr, micr_box, micr_text
 from bayou.synthetic.scribble import draw_signature
 
@@ -140,7 +140,7 @@ class _Filler:
         draw = ImageDraw.Draw(self.check)
         at = (self.inch(x_in), self.inch(line_y_in - 0.02))
         draw.text(at, text, font=face, fill=self.style.ink, anchor="ls")
-        return draw.textbbox(at, value, font=face, anchor="ls")
+        return ink_box(at, value, face, anchor="ls")
 
 
 def _printed_parts(
@@ -158,14 +158,14 @@ def _printed_parts(
     draw.text((inch(0.3), inch(0.5)), city_line, font=small, fill=_PRINT)
     draw.text((inch(5.7), inch(0.18)), truth["check_number"] or "", font=heading, fill=_PRINT, anchor="ra")
     if truth["payer_name"]:
-        boxes["/payer_name"] = draw.textbbox((inch(0.3), inch(0.18)), truth["payer_name"], font=heading)
+        boxes["/payer_name"] = ink_box((inch(0.3), inch(0.18)), truth["payer_name"], heading)
     if street:
-        top = draw.textbbox((inch(0.3), inch(0.36)), street, font=small)
-        bottom = draw.textbbox((inch(0.3), inch(0.5)), city_line, font=small)
-        boxes["/payer_address"] = (top[0], top[1], max(top[2], bottom[2]), bottom[3])
+        top = ink_box((inch(0.3), inch(0.36)), street, small)
+        bottom = ink_box((inch(0.3), inch(0.5)), city_line, small)
+        boxes["/payer_address"] = (min(top[0], bottom[0]), top[1], max(top[2], bottom[2]), bottom[3])
     if truth["check_number"]:
         at = (inch(5.7), inch(0.18))
-        boxes["/check_number"] = draw.textbbox(at, truth["check_number"], font=heading, anchor="ra")
+        boxes["/check_number"] = ink_box(at, truth["check_number"], heading, anchor="ra")
     draw.text((inch(5.7), inch(0.38)), fraction, font=inch.face("sans", 0.07), fill=_PRINT, anchor="ra")
     draw.text((inch(3.75), inch(0.8)), "DATE", font=label, fill=_PRINT, anchor="ls")
     draw.line((inch(4.1), inch(0.8), inch(5.7), inch(0.8)), fill=_PRINT, width=1)
@@ -181,7 +181,7 @@ def _printed_parts(
     bank_face = inch.face("serif-bold", 0.11)
     draw.text((inch(0.3), inch(1.78)), truth["bank_name"] or "", font=bank_face, fill=_PRINT)
     if truth["bank_name"]:
-        boxes["/bank_name"] = draw.textbbox((inch(0.3), inch(1.78)), truth["bank_name"], font=bank_face)
+        boxes["/bank_name"] = ink_box((inch(0.3), inch(1.78)), truth["bank_name"], bank_face)
     draw.text((inch(0.3), inch(2.28)), "MEMO", font=label, fill=_PRINT, anchor="ls")
     draw.line((inch(0.75), inch(2.28), inch(2.9), inch(2.28)), fill=_PRINT, width=1)
     draw.line((inch(3.4), inch(2.28), inch(5.7), inch(2.28)), fill=_PRINT, width=1)
@@ -265,6 +265,6 @@ def render_check(
     for pointer in ("/routing_number", "/account_number"):
         if truth[pointer[1:]]:
             start = micr.index(truth[pointer[1:]])
-            drawn[pointer] = micr_box(start, start + len(truth[pointer[1:]]), at, baseline, dpi)
+            drawn[pointer] = micr_box(micr, start, start + len(truth[pointer[1:]]), at, baseline, dpi)
     image, geometry = _scan(check, rng) if capture == "scan" else _photograph(check, rng)
     return image, {pointer: geometry.fraction_box(box) for pointer, box in drawn.items()}

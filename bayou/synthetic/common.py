@@ -83,6 +83,26 @@ def to_cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+def ink_box(
+    xy: tuple[float, float], text: str, face: Font, anchor: str | None = None
+) -> tuple[float, float, float, float]:
+    """The box around the ink that `ImageDraw.text(xy, text, font=face, anchor=anchor)` leaves.
+
+    Pillow's `textbbox` spans each glyph's advance horizontally, so a receipt's "1" gets its 13 px cell
+    for 10 px of ink; OCR boxes (and a reader's eye) are the ink. The text is drawn alone on a small mask at
+    the same sub-pixel offset; text with no ink (spaces) keeps its `textbbox`."""
+    cell = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox(xy, text, font=face, anchor=anchor)
+    pad = 4 + int(getattr(face, "size", 0)) // 4  # room for ink that overhangs the cell
+    # whole-pixel shift into the mask, so the fraction of xy (which Pillow renders with) is kept
+    dx, dy = pad - int(cell[0] // 1), pad - int(cell[1] // 1)
+    mask = Image.new("L", (int(cell[2] - cell[0]) + 2 * pad + 2, int(cell[3] - cell[1]) + 2 * pad + 2), 0)
+    ImageDraw.Draw(mask).text((xy[0] + dx, xy[1] + dy), text, font=face, fill=255, anchor=anchor)
+    ink = mask.getbbox()
+    if ink is None:
+        return cell
+    return (ink[0] - dx, ink[1] - dy, ink[2] - dx, ink[3] - dy)
+
+
 def draw_slanted_text(
     canvas: Image.Image,
     xy: tuple[int, int],

@@ -12,7 +12,7 @@ import pdf417gen
 from PIL import Image, ImageDraw
 
 from bayou.synthetic import effects
-from bayou.synthetic.common import Font, font, numpy_rng
+from bayou.synthetic.common import Font, font, ink_box, numpy_rng
 from bayou.synthetic.scribble import draw_signature
 from extractor.jurisdictions import Jurisdiction
 
@@ -129,7 +129,7 @@ class _Writer:
         for pointer, start, end in marks:
             # the ink of the span, as OCR boxes words
             left = x + face.getlength(value[:start])
-            self.boxes[pointer] = self.draw.textbbox((left, y), value[start:end], font=face)
+            self.boxes[pointer] = ink_box((left, y), value[start:end], face)
 
 
 def _whole(pointer: str, value: str | None) -> tuple[tuple[str, int, int], ...]:
@@ -154,7 +154,7 @@ def _header(draw: ImageDraw.ImageDraw, ruler: _Ruler, state: Jurisdiction) -> ef
     )
     at = (width - ruler(4) - int(title.getlength("USA")), ruler(6.2))
     draw.text(at, "USA", font=title, fill=(255, 230, 120))
-    return draw.textbbox(at, "USA", font=title)
+    return ink_box(at, "USA", title)
 
 
 def _physical_fields(writer: _Writer, truth: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ The text form used by `micr_text` writes them as the conventional ASCII stand-in
 
 from __future__ import annotations
 
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 
 from bayou.synthetic.common import font
 
@@ -30,14 +30,24 @@ def micr_text(routing: str, account: str, check_number: str) -> str:
     return f"{TRANSIT}{routing}{TRANSIT} {account}{ON_US} {check_number}"
 
 
-def micr_box(start: int, end: int, x: int, baseline: int, dpi: int) -> tuple[float, float, float, float]:
-    """The box of characters `start`..`end` of a MICR line drawn by `draw_micr(.., x, baseline, dpi, ..)`."""
+def micr_box(
+    text: str, start: int, end: int, x: int, baseline: int, dpi: int
+) -> tuple[float, float, float, float]:
+    """The ink box of characters `start`..`end` of `text` drawn by `draw_micr(.., text, x, baseline, dpi, ..)`.
+
+    The ink, not the 1/8 inch cells: a digit is narrower than its pitch, and OCR boxes the ink. Only those
+    characters are drawn, in their places, on a mask as large as the line; all-blank ones keep the cells."""
     pitch = _PITCH_IN * dpi
-    return (x + start * pitch, baseline - _HEIGHT_IN * dpi, x + end * pitch, baseline)
+    cells = (x + start * pitch, baseline - _HEIGHT_IN * dpi, x + end * pitch, baseline)
+    pad = int(pitch) + 4  # room past the last cell and under the baseline for overhanging ink
+    mask = Image.new("L", (int(x + len(text) * pitch) + pad, baseline + pad), 0)
+    draw_micr(ImageDraw.Draw(mask), " " * start + text[start:end], x, baseline, dpi, 255)
+    ink = mask.getbbox()
+    return cells if ink is None else ink
 
 
 def draw_micr(
-    draw: ImageDraw.ImageDraw, text: str, x: int, baseline: int, dpi: int, ink: tuple[int, int, int]
+    draw: ImageDraw.ImageDraw, text: str, x: int, baseline: int, dpi: int, ink: tuple[int, int, int] | int
 ) -> None:
     """Draw `text` (digits, spaces, "A", "C") with its bottom edge on `baseline`."""
     pitch = _PITCH_IN * dpi

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from bayou.synthetic import effects
-from bayou.synthetic.common import Font, font, numpy_rng
+from bayou.synthetic.common import Font, font, ink_box, numpy_rng
 
 _MARGIN = 26
 _SURFACES = ((92, 68, 48), (60, 62, 66), (150, 120, 90), (40, 48, 60), (180, 176, 168))
@@ -80,7 +80,7 @@ def _draw_lines(
         draw.text((x, y), line.text, font=face, fill=255)
         for pointer, start, end in line.marks:
             # the ink of the span, not its advance: a lone "1" is much narrower than its cell
-            span = draw.textbbox((x + face.getlength(line.text[:start]), y), line.text[start:end], font=face)
+            span = ink_box((x + face.getlength(line.text[:start]), y), line.text[start:end], face)
             boxes[pointer] = _union(boxes.get(pointer), span)
         y += _line_height(face)
     return y
