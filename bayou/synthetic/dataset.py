@@ -4,8 +4,9 @@ Metadata lines (paths relative to the folder):
     {"file_name": "receipts/r001.jpg", "doc_type": "receipt", "ground_truth": {...}, "boxes": {...}}
     {"file_names": ["licences/l001_front.png", "licences/l001_back.png"], "doc_type": "drivers_license", ...}
 A licence saved as PDF is one two-page file and so uses "file_name".
-"boxes" says where each field was drawn: {"/total": {"page": 1, "box": [x0, y0, x1, y1]}, ...}, the box in
-fractions of the page's width and height, page counted from 1. Fields not written as text on the page
+"boxes" says where each field was drawn: {"/total": {"page": 1, "box": [x0, y0, x1, y1]}, ...}, the box around
+its ink (not its glyphs' advance cells, as OCR boxes words) in fractions of the page's width and height, page
+counted from 1. Fields not written as text on the page
 (currency, payment method, signature present, the issuing state) and null ones have none.
 """
 
