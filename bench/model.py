@@ -18,7 +18,7 @@ split, so its rows give documents/s and generated tokens/s only.
 
 Usage: python bench/model.py [--models h2ovl-800m,h2ovl-2b] [--batches 1,4,16] [--max-tiles 6]
        [--new-tokens 64] [--device cpu|cuda] [--dtype float32|bfloat16]
-       [--engine transformers|vllm|both] [--vllm-python PATH]
+       [--engine transformers|vllm|both] [--vllm-python PATH] [--vllm-dtype float32|bfloat16]
 """
 
 from __future__ import annotations
@@ -274,6 +274,8 @@ def main() -> None:
     parser.add_argument("--engine", choices=("transformers", "vllm", "both"), default="transformers")
     parser.add_argument("--vllm-python", default=str(ROOT / ".venv-vllm" / "bin" / "python"))
     parser.add_argument("--vllm-port", type=int, default=8766)
+    # the vLLM server's dtype when it differs from the transformers engine's (e.g. float32 against bfloat16)
+    parser.add_argument("--vllm-dtype", default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(
@@ -297,7 +299,8 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         if args.engine in ("vllm", "both"):
-            served += vllm_rows(name, args, device, dtype, batches)
+            served_dtype = getattr(torch, args.vllm_dtype) if args.vllm_dtype else dtype
+            served += vllm_rows(name, args, device, served_dtype, batches)
 
     print(
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
