@@ -293,6 +293,38 @@ def test_geometry_follows_pil_rotation_and_padding(degrees: float) -> None:
     assert geometry.fraction_box((300, 50, 321, 61)) == pytest.approx(ink, abs=2 / 300)
 
 
+@pytest.mark.parametrize("seed", [3, 11])
+def test_geometry_moves_boxes_with_the_crumple_warp(seed: int) -> None:
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from bayou.synthetic import effects
+
+    clean = Image.new("RGB", (1200, 900), (255, 255, 255))
+    marks = [(200 + 150 * i, 120 + 90 * i, 212 + 150 * i, 130 + 90 * i) for i in range(6)]
+    for x0, y0, x1, y1 in marks:
+        ImageDraw.Draw(clean).rectangle((x0, y0, x1 - 1, y1 - 1), fill=(0, 0, 0))
+    warped, warp = effects.crumple_with_warp(clean, np.random.default_rng(seed), 1.0)
+    # the warp is what crumple does: the same picture from the same draws
+    assert warped.tobytes() == effects.crumple(clean, np.random.default_rng(seed), 1.0).tobytes()
+    dark = np.asarray(warped.convert("L")) < 128
+    geometry = effects.Geometry(clean.size).warped(warp).shifted(5, 7, (1210, 914))
+    worst_unwarped = 0.0
+    for x0, y0, x1, y1 in marks:
+        ys, xs = np.nonzero(dark[y0 - 10 : y1 + 10, x0 - 10 : x1 + 10])
+        ink = (x0 - 10 + xs.min() + 5, y0 - 10 + ys.min() + 7, x0 - 10 + xs.max() + 6, y0 - 10 + ys.max() + 8)
+        recorded = [
+            v * side
+            for v, side in zip(geometry.fraction_box((x0, y0, x1, y1)), (1210, 914, 1210, 914), strict=True)
+        ]
+        # the recorded box is the ink's pixel bounds, to within a pixel (bilinear edges, rounding)
+        assert recorded == pytest.approx(ink, abs=1.0)
+        unwarped = (x0 + 5, y0 + 7, x1 + 5, y1 + 7)
+        worst_unwarped = max(worst_unwarped, *(abs(a - b) for a, b in zip(unwarped, ink, strict=True)))
+    # the marks did move, so a box that left the warp out would miss them
+    assert worst_unwarped >= 2
+
+
 def test_metadata_boxes_name_drawn_fields(dataset: tuple[Path, list[dict[str, Any]]]) -> None:
     _, rows = dataset
     for row in rows:

@@ -235,7 +235,8 @@ def _photograph(check: Image.Image, rng: random.Random) -> tuple[Image.Image, ef
     nrng = numpy_rng(rng)
     geometry = effects.Geometry(check.size)
     if rng.random() < 0.4:
-        check = effects.crumple(check, nrng, rng.uniform(0.1, 0.5))
+        check, warp = effects.crumple_with_warp(check, nrng, rng.uniform(0.1, 0.5))
+        geometry = geometry.warped(warp)
     surface = rng.choice(_SURFACES)
     tilt = rng.uniform(-2.5, 2.5)
     margin = rng.uniform(0.04, 0.12)

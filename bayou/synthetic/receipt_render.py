@@ -126,7 +126,8 @@ def _scan(page: Image.Image, rng: random.Random) -> tuple[Image.Image, effects.G
     geometry = effects.Geometry(page.size)
     bed = (rng.randint(236, 252),) * 3
     if rng.random() < 0.5:
-        page = effects.crumple(page, nrng, rng.uniform(0.1, 0.5))
+        page, warp = effects.crumple_with_warp(page, nrng, rng.uniform(0.1, 0.5))
+        geometry = geometry.warped(warp)
     tilt = rng.uniform(-1.0, 1.0)
     page = effects.place_on_surface(page, nrng, 0.04, bed, texture=0.2, tilt=tilt)
     return effects.blur(page, rng.uniform(0.0, 0.4)), effects.surface_geometry(geometry, 0.04, tilt)
@@ -138,7 +139,8 @@ def _photograph(page: Image.Image, rng: random.Random) -> tuple[Image.Image, eff
     geometry = effects.Geometry(page.size)
     paper = tuple(int(v) for v in np.asarray(page)[0, 0])
     if rng.random() < 0.75:
-        page = effects.crumple(page, nrng, rng.uniform(0.2, 0.9))
+        page, warp = effects.crumple_with_warp(page, nrng, rng.uniform(0.2, 0.9))
+        geometry = geometry.warped(warp)
     tilt = rng.uniform(-2.5, 2.5)
     if rng.random() < 0.5:
         margin = rng.uniform(0.04, 0.12)
