@@ -44,7 +44,7 @@ from extractor.datasets import read_dataset  # noqa: E402
 from extractor.grounding.barcode import read_licence_barcode  # noqa: E402
 from extractor.grounding.locate import leaves, locate  # noqa: E402
 from extractor.grounding.measure import iou  # noqa: E402
-from extractor.grounding.verify import not_on_page, not_verifiable  # noqa: E402
+from extractor.grounding.verify import not_on_page  # noqa: E402
 from extractor.ocr import PageWords, read_words  # noqa: E402
 from extractor.pipeline import DocumentInput, Limits, rasterize_document  # noqa: E402
 
@@ -168,7 +168,7 @@ def main() -> None:
     by_size_located, by_size_total = Counter(), Counter()
     misses: list[str] = []
     flagged, perturbed = Counter(), Counter()
-    correct_flagged = correct_total = correct_unverifiable = wrong_unverifiable = 0
+    correct_flagged = correct_total = 0
     flagged_correct: list[str] = []
     ocr_ms, locate_ms, page_count, read_twice = [], [], 0, 0
     truths = defaultdict(list)
@@ -203,9 +203,7 @@ def main() -> None:
             by_size_located[size] += ok
             if not ok:
                 misses.append(f"{entry.file_name}{pointer}")
-        # the value_on_page check as the product applies it: a value not verifiable is not flagged
-        missing = set(not_on_page(entry.ground_truth, found, pages))
-        correct_unverifiable += len(not_on_page(entry.ground_truth, found)) - len(missing)
+        missing = set(not_on_page(entry.ground_truth, found))
         correct_total += len(values)
         correct_flagged += len(missing)
         flagged_correct.extend(f"{entry.file_name}{p}" for p in sorted(missing))
@@ -213,9 +211,7 @@ def main() -> None:
         for kind, pointer, wrong in wrong_values(entry.ground_truth, others, rng):
             data = _set(entry.ground_truth, pointer, wrong)
             perturbed[kind] += 1
-            located_wrong = locate(data, pages)
-            flagged[kind] += pointer in not_on_page(data, located_wrong, pages)
-            wrong_unverifiable += pointer in not_verifiable(not_on_page(data, located_wrong), pages)
+            flagged[kind] += pointer in not_on_page(data, locate(data, pages))
 
     figures = {
         "documents": len(entries),
@@ -227,10 +223,6 @@ def main() -> None:
         "wrong_flagged_rate": sum(flagged.values()) / max(1, sum(perturbed.values())),
         "correct_flagged_rate": correct_flagged / max(1, correct_total),
         "correct_flagged": f"{correct_flagged}/{correct_total}",
-        # not found, but OCR could not read their place (extractor/grounding/readable.py): neither flagged
-        # nor confirmed
-        "correct_not_verifiable": f"{correct_unverifiable}/{correct_total}",
-        "wrong_not_verifiable": f"{wrong_unverifiable}/{sum(perturbed.values())}",
         "ocr_ms_per_page_median": statistics.median(ocr_ms),
         "ocr_ms_per_page_mean": statistics.fmean(ocr_ms),
         "ocr_wall_s": round(ocr_wall, 1),

@@ -12,7 +12,7 @@ import pytest
 
 from extractor.generation import GenerationOutput
 from extractor.grounding.locate import locate
-from extractor.grounding.verify import CHECK_NAME, combined_confidence, ground, not_on_page, not_verifiable
+from extractor.grounding.verify import CHECK_NAME, combined_confidence, ground, not_on_page
 from extractor.ocr import PageWords, Word
 from extractor.pipeline import DocumentInput, Extractor, review_reasons
 from extractor.result import Result
@@ -287,45 +287,3 @@ def test_a_near_miss_counts_only_where_the_differing_word_was_unsure() -> None:
     page = _scored_page([("HAND", 0.97), ("SANITIZER", 0.93), ("GEL", 0.95), ("g0z", 0.5)])
     found = locate({"items": [{"description": "HAND SANITIZER GEL 8OZ"}]}, [page])
     assert 0.8 <= found["/items/0/description"].score < 0.9
-
-
-def _check_result(data: dict[str, Any]) -> Result:
-    confidence = {f"/{key}": 0.9 for key in data}
-    return Result(doc_type="check", model="m", data=data, confidence=confidence, valid=True)
-
-
-def test_a_value_whose_place_ocr_could_not_read_is_not_verifiable_rather_than_not_found() -> None:
-    # a handwritten memo Tesseract read as low-confidence garbage beside its printed MEMO label
-    page = _scored_page(
-        [("PAY", 0.96), ("Ann", 0.95)], [], [("MEMO", 0.97), ("NRERETE", 0.15), ("ATES", 0.0)]
-    )
-    result = _check_result({"payee": "Ann", "memo": "Repairs"})
-    ground(result, [page])
-    check = result.checks[-1]
-    assert check["ok"] and "fields" not in check
-    assert list(check["not_verifiable"]) == ["/memo"]
-    assert "'MEMO'" in check["not_verifiable"]["/memo"] and "/memo" in check["message"]
-    # neither the not-found penalty (0.3) nor a found value's credit
-    assert result.confidence["/memo"] == pytest.approx(0.9 * 0.7)
-    assert result.confidence["/payee"] == pytest.approx(0.9)
-
-
-def test_a_wrong_value_beside_a_readable_or_blank_place_is_still_not_found() -> None:
-    readable = _scored_page([("MEMO", 0.97), ("Rent", 0.93)])
-    blank = _scored_page([("MEMO", 0.97)], [("Bank", 0.96)])
-    no_label = _scored_page([("MEE", 0.2), ("ATES", 0.0)])
-    for page in (readable, blank, no_label):
-        result = _check_result({"memo": "Repairs"})
-        ground(result, [page])
-        check = result.checks[-1]
-        assert (check["ok"], check["fields"], "not_verifiable" in check) == (False, ["/memo"], False)
-        assert result.confidence["/memo"] == pytest.approx(0.9 * 0.3)
-
-
-def test_an_empty_amount_box_makes_the_amount_not_verifiable() -> None:
-    # OCR read the "$" but nothing in the box after it; a check's amount is never left blank
-    page = _scored_page([("ORDER", 0.96), ("OF", 0.96), ("Ann", 0.95), ("$", 0.93)])
-    unverifiable = not_verifiable(["/amount_numeric", "/memo"], [page])
-    assert list(unverifiable) == ["/amount_numeric"] and "no words" in unverifiable["/amount_numeric"]
-    assert not_on_page({"amount_numeric": "5.00"}, {}, [page]) == []
-    assert not_on_page({"amount_numeric": "5.00"}, {}) == ["/amount_numeric"]

@@ -5,9 +5,7 @@ schema derives (currency, payment method, issuing state) and booleans are not lo
 
 Per-field confidence (README, "Confidence"): token probability × page factor × check factor, where
 - page factor: the location's score (1.0 exact, 0.9 OCR look-alikes, 0.85 glued to a label) when found;
-  NOT_FOUND_FACTOR (0.3) when the value is nowhere on the page; NOT_VERIFIABLE_FACTOR (0.7) when it was not
-  found but OCR could not read the place it belongs in (extractor/grounding/readable.py): neither the
-  penalty of a value shown missing nor the credit of one found; 1.0 when not looked for or not applicable
+  NOT_FOUND_FACTOR (0.3) when the value is nowhere on the page; 1.0 when not looked for or not applicable
   (no words: OCR off, empty or unreadable page, past its time budget);
 - check factor: FAILED_CHECK_FACTOR (0.5) for the fields a failed cross-field check reads, else 1.0.
 So a value the page does not show falls below the review threshold (0.5) whatever its token probability.
@@ -18,7 +16,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from extractor.grounding.locate import Location, leaves, locate
-from extractor.grounding.readable import unreadable_place
 from extractor.ocr import PageWords
 from extractor.result import Result
 
@@ -27,7 +24,6 @@ if TYPE_CHECKING:
 
 FOUND = 0.8
 NOT_FOUND_FACTOR = 0.3
-NOT_VERIFIABLE_FACTOR = 0.7
 FAILED_CHECK_FACTOR = 0.5
 CHECK_NAME = "value_on_page"
 # the fields each cross-field check reads (extractor/checks.py)
@@ -43,22 +39,11 @@ CHECK_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def not_on_page(data: Any, locations: dict[str, Location], pages: list[PageWords] | None = None) -> list[str]:
-    """Pointers of the values that are nowhere on the page; given the `pages`, less those not verifiable
-    (their place unreadable: `not_verifiable`)."""
-    missing = [
+def not_on_page(data: Any, locations: dict[str, Location]) -> list[str]:
+    """Pointers of the values that are nowhere on the page."""
+    return [
         pointer for pointer, _ in leaves(data) if pointer not in locations or locations[pointer].score < FOUND
     ]
-    if pages is None:
-        return missing
-    unverifiable = not_verifiable(missing, pages)
-    return [pointer for pointer in missing if pointer not in unverifiable]
-
-
-def not_verifiable(missing: list[str], pages: list[PageWords]) -> dict[str, str]:
-    """{pointer: why} for the values not found whose place on the page OCR could not read."""
-    reasons = {pointer: unreadable_place(pointer, pages) for pointer in missing}
-    return {pointer: why for pointer, why in reasons.items() if why is not None}
 
 
 def ground(result: Result, pages: list[PageWords]) -> None:
@@ -75,44 +60,27 @@ def ground(result: Result, pages: list[PageWords]) -> None:
     locations = locate(result.data, pages)
     # a value not found (a weak near miss included) has no location, as the contract says
     result.locations = {p: where.to_json() for p, where in locations.items() if where.score >= FOUND}
-    not_found = not_on_page(result.data, locations)
-    unverifiable = not_verifiable(not_found, pages)
-    missing = [pointer for pointer in not_found if pointer not in unverifiable]
-    result.checks.append(_check(missing, unverifiable, unreadable, pages))
-    result.confidence = combined_confidence(result, locations, unverifiable)
+    missing = not_on_page(result.data, locations)
+    result.checks.append(_check(missing, unreadable, pages))
+    result.confidence = combined_confidence(result, locations)
 
 
-def _check(
-    missing: list[str], unverifiable: dict[str, str], unreadable: list[int], pages: list[PageWords]
-) -> dict[str, Any]:
+def _check(missing: list[str], unreadable: list[int], pages: list[PageWords]) -> dict[str, Any]:
     note = ""
-    if unverifiable:
-        note += "; not verifiable (its place on the page unreadable): " + "; ".join(
-            f"{pointer} ({why})" for pointer, why in unverifiable.items()
-        )
     if unreadable:
-        note += "; no words on page " + ", ".join(f"{n} ({pages[n - 1].status})" for n in unreadable)
-    check: dict[str, Any]
+        note = "; no words on page " + ", ".join(f"{n} ({pages[n - 1].status})" for n in unreadable)
     if missing:
-        check = {
+        return {
             "name": CHECK_NAME,
             "ok": False,
             "message": "not found on the page: " + ", ".join(missing) + note,
             # the same pointers as data, so the review page can mark the fields without reading prose
             "fields": missing,
         }
-    else:
-        check = {"name": CHECK_NAME, "ok": True, "message": "every value was found on the page" + note}
-        if unverifiable:
-            check["message"] = "every value was found on the page or is not verifiable" + note
-    if unverifiable:
-        check["not_verifiable"] = unverifiable
-    return check
+    return {"name": CHECK_NAME, "ok": True, "message": "every value was found on the page" + note}
 
 
-def combined_confidence(
-    result: Result, locations: dict[str, Location] | None, unverifiable: dict[str, str] | None = None
-) -> dict[str, float]:
+def combined_confidence(result: Result, locations: dict[str, Location] | None) -> dict[str, float]:
     """token probability × page factor × check factor, for every value looked for or scored."""
     data = result.data or {}
     failed = {c["name"] for c in result.checks if not c["ok"] and c["name"] != CHECK_NAME}
@@ -124,12 +92,7 @@ def combined_confidence(
         page = 1.0
         if locations is not None and pointer in dict(leaves(data)):
             location = locations.get(pointer)
-            if location is not None and location.score >= FOUND:
-                page = location.score
-            elif unverifiable and pointer in unverifiable:
-                page = NOT_VERIFIABLE_FACTOR
-            else:
-                page = NOT_FOUND_FACTOR
+            page = location.score if location is not None and location.score >= FOUND else NOT_FOUND_FACTOR
         check = FAILED_CHECK_FACTOR if any(_within(pointer, field) for field in doubted) else 1.0
         combined[pointer] = round(token * page * check, 4)
     return combined
