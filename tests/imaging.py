@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import io
+import shutil
 import struct
 import zlib
 
 import numpy as np
+import pytest
 from PIL import Image
+
+# the tests that read pages with Debian's Tesseract (extractor/ocr.py) skip, saying why, where it is missing
+needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed")
 
 
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -37,8 +42,11 @@ def png_claiming_size(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + chunk(
-        b"IEND", b""
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 1024))
+        + chunk(b"IEND", b"")
     )
 
 

@@ -32,7 +32,7 @@ from extractor.pipeline import (
     review_reasons,
 )
 from extractor.result import Result
-from tests.test_grounding import ScriptedEngine
+from tests.test_grounding import FakeScriptedEngine
 
 
 def _licence(seed: int = 3) -> Any:
@@ -88,7 +88,7 @@ def test_an_older_aamva_layout_is_not_applicable_through_the_whole_pipeline() ->
     payload = build_payload(truth).replace(f"DCS{truth['family_name']}", f"DAA{truth['family_name']}")
     back = pdf417gen.render_image(pdf417gen.encode(payload, columns=12), scale=3).convert("RGB")
     document = DocumentInput([_png(licence.pages[0]), _png(back)], "drivers_license")
-    (result,) = Extractor(ScriptedEngine(truth)).extract([document])
+    (result,) = Extractor(FakeScriptedEngine(truth)).extract([document])
     check = next(c for c in result.checks if c["name"] == CHECK_NAME)
     assert check == {"name": CHECK_NAME, "ok": True, "message": f"not applicable: {NOT_AAMVA}"}
     assert result.error is None
@@ -127,7 +127,7 @@ def test_bayou_extract_reads_the_barcode_in_the_cpu_stage_and_the_gpu_stage_only
 
     licence = _licence()
     document = DocumentInput([_png(page) for page in licence.pages], "drivers_license", name="licence")
-    extractor = Extractor(ScriptedEngine(licence.ground_truth))
+    extractor = Extractor(FakeScriptedEngine(licence.ground_truth))
 
     (result,) = extractor.extract([document])  # `bayou extract`: both stages in one call
     assert {"name": CHECK_NAME, "ok": True, "message": "every field agrees with the barcode"} in result.checks

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from PIL import Image, ImageDraw
 
@@ -11,6 +9,7 @@ from bayou.synthetic.common import font
 from extractor.deskew import box_back, rotated, skew_degrees
 from extractor.grounding.measure import iou
 from extractor.ocr import read_words
+from tests.imaging import needs_tesseract
 
 LINES = [
     "SHARP CHEDDAR 8OZ    3.79",
@@ -63,7 +62,7 @@ def test_a_box_on_the_levelled_page_is_turned_back_onto_the_page_as_given() -> N
     assert pixels[1] <= 50 <= pixels[1] + 4 and pixels[3] - 4 <= 71 <= pixels[3]
 
 
-@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed")
+@needs_tesseract
 def test_ocr_reads_a_tilted_page_level_and_boxes_its_words_where_they_are() -> None:
     page, boxes = _receipt()
     tilted = rotated(page, 2.5)  # canvas grows; the drawn boxes move with the page

@@ -4,7 +4,6 @@ pipeline end to end on a committed sample with the real Tesseract."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from extractor.grounding.verify import CHECK_NAME, combined_confidence, ground, 
 from extractor.ocr import PageWords, Word
 from extractor.pipeline import DocumentInput, Extractor, review_reasons
 from extractor.result import Result
+from tests.imaging import needs_tesseract
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -134,7 +134,7 @@ def test_a_failed_cross_field_check_halves_its_fields_confidence() -> None:
     assert combined_confidence(result, None) == {"/subtotal": 0.5, "/total": 0.5, "/merchant_name": 1.0}
 
 
-class ScriptedEngine:
+class FakeScriptedEngine:
     """FAKE standing in for the model: answers each request with the given JSON text."""
 
     name = "scripted"
@@ -158,7 +158,7 @@ def _sample(name: str) -> dict[str, Any]:
     return next(row for row in rows if row.get("file_name") == name)
 
 
-@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed")
+@needs_tesseract
 def test_the_pipeline_locates_a_receipts_values_where_samples_make_drew_them() -> None:
     from extractor.grounding.measure import iou
 
@@ -167,8 +167,8 @@ def test_the_pipeline_locates_a_receipts_values_where_samples_make_drew_them() -
     wrong = {**truth, "total": "62.26"}
     document = DocumentInput.from_path(SAMPLES / "receipts/r001.png", "receipt")
 
-    right_result = Extractor(ScriptedEngine(truth), ocr_timeout_s=30).extract([document])[0]
-    wrong_result = Extractor(ScriptedEngine(wrong), ocr_timeout_s=30).extract([document])[0]
+    right_result = Extractor(FakeScriptedEngine(truth), ocr_timeout_s=30).extract([document])[0]
+    wrong_result = Extractor(FakeScriptedEngine(wrong), ocr_timeout_s=30).extract([document])[0]
 
     for pointer in ("/merchant_name", "/total", "/transaction_date", "/items/2/total_price"):
         assert iou(right_result.locations[pointer]["box"], sample["boxes"][pointer]["box"]) >= 0.5, pointer

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from PIL import Image, ImageDraw
 
 from bayou.synthetic.common import font
 from extractor import ocr
 from extractor.ocr import PageWords, read_words
-
-needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed")
+from tests.imaging import needs_tesseract
 
 
 def _page(lines: list[tuple[str, tuple[int, int]]], size: tuple[int, int] = (640, 240)) -> Image.Image:

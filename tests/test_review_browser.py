@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 from extractor.result import Result
 from storage.models import ExtractionRun, Review, Score, User
 from tests.conftest import REVIEW_PASSWORD
+from tests.imaging import needs_tesseract
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -706,7 +707,7 @@ def grounded_licence(client, misread: dict) -> tuple[str, Result]:
     return document, result
 
 
-@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed (real grounding)")
+@needs_tesseract
 def test_a_barcode_suggestion_is_taken_with_one_key_on_a_grounded_licence(page, desk, shots: Path) -> None:
     from playwright.sync_api import expect
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from sqlalchemy import select
 from storage.documents import get_document_fresh
 from storage.models import Document, DocumentStatus, ExtractionRun
 from tests.conftest import WorkerDocuments
+from tests.imaging import needs_tesseract
 from workers import dispatch
 from workers.broker import waiting_messages
 from workers.embedded import start_worker_thread
@@ -339,7 +339,7 @@ def _total_page_png() -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed")
+@needs_tesseract
 def test_the_cpu_stage_stores_each_pages_ocr_words_with_the_page(embedded_worker: Runtime) -> None:
     from storage.models import Page
     from workers.rasterizing import rasterize_stored
@@ -354,7 +354,7 @@ def test_the_cpu_stage_stores_each_pages_ocr_words_with_the_page(embedded_worker
     assert [w[0] for w in words["words"]] == ["TOTAL", "26.26"]
 
 
-@pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed")
+@needs_tesseract
 def test_the_gpu_stage_grounds_its_run_in_the_stored_words(embedded_worker: Runtime) -> None:
     document_id = DOCUMENTS.submit(embedded_worker, _total_page_png())
 
@@ -380,7 +380,7 @@ def test_the_cpu_stage_decodes_a_licences_barcode_and_the_gpu_stage_only_reads_i
     import bayou.engines
     from bayou.synthetic.drivers_license import generate_licence
     from storage.models import Page
-    from tests.test_grounding import ScriptedEngine
+    from tests.test_grounding import FakeScriptedEngine
     from workers.extracting import extract_stored
     from workers.rasterizing import rasterize_stored
 
@@ -406,7 +406,7 @@ def test_the_cpu_stage_decodes_a_licences_barcode_and_the_gpu_stage_only_reads_i
         raise AssertionError("the GPU stage decoded a barcode")
 
     monkeypatch.setattr(zxingcpp, "read_barcodes", decoding)
-    monkeypatch.setattr(bayou.engines, "get_engine", lambda *_, **__: ScriptedEngine(licence.ground_truth))
+    monkeypatch.setattr(bayou.engines, "get_engine", lambda *_, **__: FakeScriptedEngine(licence.ground_truth))
     assert extract_stored(runtime, document_id, idempotency_key="licence").value == "done"
     with runtime.sessions() as session:
         run = session.scalars(select(ExtractionRun).where(ExtractionRun.document_id == document_id)).one()
