@@ -173,17 +173,13 @@ def _nothing_stored(db_session, blob_store) -> bool:
     )
 
 
+def _as_checked(candidate) -> dict:
+    """take_file's options for the file a walk checked: against the identity the check recorded."""
+    return {"doc_type": "receipt", "model": None, "limits": LIMITS, "expected": candidate.identity}
+
+
 def _take_checked(db_session, blob_store, candidate):
-    """Take the file a walk checked, against the identity the check recorded."""
-    return take_file(
-        db_session,
-        blob_store,
-        candidate.path,
-        doc_type="receipt",
-        model=None,
-        limits=LIMITS,
-        expected=candidate.identity,
-    )
+    return take_file(db_session, blob_store, candidate.path, **_as_checked(candidate))
 
 
 def test_a_file_swapped_for_a_symlink_after_the_check_is_refused(db_session, blob_store, folders_for_a_swap):
@@ -226,14 +222,5 @@ def test_a_file_swapped_for_a_fifo_after_the_check_is_refused_without_blocking(
         return status
 
     monkeypatch.setattr(os, "lstat", swapped_just_after_the_look)
-    refused = _take_within(
-        5,
-        db_session,
-        blob_store,
-        candidate.path,
-        doc_type="receipt",
-        model=None,
-        limits=LIMITS,
-        expected=candidate.identity,
-    )
+    refused = _take_within(5, db_session, blob_store, candidate.path, **_as_checked(candidate))
     assert isinstance(refused, InputError) and refused.code == "not_a_regular_file"
