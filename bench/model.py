@@ -31,6 +31,8 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
+from itertools import count, islice
 from pathlib import Path
 
 import numpy as np
@@ -97,21 +99,28 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def latency_rows(engine: TransformersEngine, name: str, batches: list[int], max_tiles: int, new_tokens: int):
+def receipt_requests(
+    seeds: Iterable[int], new_tokens: int, max_tiles: int | None = None
+) -> list[EngineRequest]:
+    """A schema-constrained receipt request per seed, each with the page `receipt_image(seed)`."""
     schema = load_schema("receipt")
     question = build_prompt("receipt").text
+    return [
+        EngineRequest(
+            images=[receipt_image(seed)],
+            question=question,
+            schema=schema,
+            max_new_tokens=new_tokens,
+            max_tiles=max_tiles,
+        )
+        for seed in seeds
+    ]
+
+
+def latency_rows(engine: TransformersEngine, name: str, batches: list[int], max_tiles: int, new_tokens: int):
     rows = []
     for batch in batches:
-        requests = [
-            EngineRequest(
-                images=[receipt_image(i)],
-                question=question,
-                schema=schema,
-                max_new_tokens=new_tokens,
-                max_tiles=max_tiles,
-            )
-            for i in range(batch)
-        ]
+        requests = receipt_requests(range(batch), new_tokens, max_tiles)
         engine.run(requests[:1])  # warm-up: grammar compile, allocator, kernels
         if engine.loaded.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(engine.loaded.device)
@@ -155,14 +164,11 @@ def vllm_rows(
         device_args: tuple[str, ...] = ("--dtype", dtype_name, "--gpu-memory-utilization", "0.85")
     else:
         device_args = ("--dtype", dtype_name, "--enforce-eager")
-    schema = load_schema("receipt")
-    question = build_prompt("receipt").text
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = write_checkpoint(name, Path(scratch))
-        log = (
-            Path(tempfile.gettempdir()) / f"bench-model-vllm-{name}.log"
-        )  # kept: the server's side of a failure
+        # kept after the run: the server's side of a failure
+        log = Path(tempfile.gettempdir()) / f"bench-model-vllm-{name}.log"
         server = start_server(
             checkpoint, args.vllm_port, log, python=Path(args.vllm_python), device_args=device_args
         )
@@ -175,18 +181,9 @@ def vllm_rows(
             )
             # vLLM caches prompt prefixes, images included: every request (warm-ups too) gets a page of its
             # own, as different documents would, so no timed request reuses an earlier one's work
-            seeds = iter(range(10_000))
+            seeds = count()
             for batch in batches:
-                requests = [
-                    EngineRequest(
-                        images=[receipt_image(next(seeds))],
-                        question=question,
-                        schema=schema,
-                        max_new_tokens=args.new_tokens,
-                        max_tiles=args.max_tiles,
-                    )
-                    for _ in range(batch + 1)
-                ]
+                requests = receipt_requests(islice(seeds, batch + 1), args.new_tokens, args.max_tiles)
                 engine.run(requests[:1])  # warm-up, as for the transformers engine
                 requests = requests[1:]
                 started = time.perf_counter()

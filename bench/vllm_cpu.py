@@ -29,14 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from model import published_tokenizers, receipt_image  # noqa: E402
+from model import published_tokenizers, receipt_requests  # noqa: E402
 
 from extractor.engine import EngineRequest, TransformersEngine  # noqa: E402
 from extractor.model.config import to_internvl_config  # noqa: E402
 from extractor.model.published import published_config  # noqa: E402
 from extractor.model.weights import to_original_state_dict  # noqa: E402
-from extractor.prompts import build_prompt  # noqa: E402
-from extractor.schemas import load_schema  # noqa: E402
 from extractor.vllm_engine import CHAT_TEMPLATE, VLLMEngine, read_checkpoint, server_args  # noqa: E402
 
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
@@ -112,15 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    requests = [
-        EngineRequest(
-            images=[receipt_image(seed)],
-            question=build_prompt("receipt").text,
-            schema=load_schema("receipt"),
-            max_new_tokens=args.new_tokens,
-        )
-        for seed in range(args.documents)
-    ]
+    requests = receipt_requests(range(args.documents), args.new_tokens)
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = write_checkpoint(args.model, Path(scratch))
         started = time.perf_counter()
