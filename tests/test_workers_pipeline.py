@@ -109,7 +109,9 @@ def test_embedded_worker_takes_a_document_from_queued_to_finished_with_one_run(
     assert _runs(embedded_worker, document_id) == 1
     # the run's timings cover the CPU stage too, though it ran in another task
     with embedded_worker.sessions() as session:
-        timings = session.scalars(select(ExtractionRun.timings_ms).where(ExtractionRun.document_id == document_id)).one()
+        timings = session.scalars(
+            select(ExtractionRun.timings_ms).where(ExtractionRun.document_id == document_id)
+        ).one()
     assert 0 < timings["rasterize"] == document.rasterize_ms
     assert timings["total"] >= timings["rasterize"] + timings["generate"] - 0.01
 
@@ -137,7 +139,9 @@ def test_the_same_message_delivered_twice_stores_one_run(embedded_worker: Runtim
     with _outcomes() as seen:
         # one message id, sent twice: what a broker's redelivery looks like to the worker
         for _ in range(2):
-            dispatch.app_or_default(None).send_task(task, args=[document_id], queue="gpu.800m", task_id="twice")
+            dispatch.app_or_default(None).send_task(
+                task, args=[document_id], queue="gpu.800m", task_id="twice"
+            )
         deadline = time.monotonic() + 60
         while len(_flat(seen)) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -406,7 +410,9 @@ def test_the_cpu_stage_decodes_a_licences_barcode_and_the_gpu_stage_only_reads_i
         raise AssertionError("the GPU stage decoded a barcode")
 
     monkeypatch.setattr(zxingcpp, "read_barcodes", decoding)
-    monkeypatch.setattr(bayou.engines, "get_engine", lambda *_, **__: FakeScriptedEngine(licence.ground_truth))
+    monkeypatch.setattr(
+        bayou.engines, "get_engine", lambda *_, **__: FakeScriptedEngine(licence.ground_truth)
+    )
     assert extract_stored(runtime, document_id, idempotency_key="licence").value == "done"
     with runtime.sessions() as session:
         run = session.scalars(select(ExtractionRun).where(ExtractionRun.document_id == document_id)).one()
