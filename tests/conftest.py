@@ -622,7 +622,7 @@ class WorkerDocuments:
         return document_id
 
     @staticmethod
-    def create(runtime, data: bytes, doc_type: str = "receipt") -> str:
+    def create(runtime, data: bytes, doc_type: str = "receipt", *, callback_url: str | None = None) -> str:
         """A queued document's row and blob, not sent to any queue."""
         import io
 
@@ -636,6 +636,7 @@ class WorkerDocuments:
                 filename="scan",
                 media_type="application/octet-stream",
                 doc_type=doc_type,
+                callback_url=callback_url,
             )
         assert created
         return document.id

@@ -32,7 +32,7 @@ from extractor.pipeline import (
     review_reasons,
 )
 from extractor.result import Result
-from tests.test_grounding import FakeScriptedEngine
+from tests.engines import FakeScriptedEngine
 
 
 def _licence(seed: int = 3) -> Any:

@@ -25,6 +25,7 @@ import pytest
 
 from storage.documents import create_document, set_status
 from storage.models import DocumentStatus
+from tests.conftest import WorkerDocuments
 from workers.callbacks import (
     CALLBACK_TASK,
     SIGNATURE_HEADER,
@@ -42,6 +43,7 @@ from workers.callbacks import (
 )
 
 S = DocumentStatus
+DOCUMENTS = WorkerDocuments()
 
 
 # --- a receiver ---------------------------------------------------------------------------------------
@@ -126,38 +128,23 @@ def install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, _sqlite_at_head: Pa
 
 
 def _document(runtime: Any, url: str | None, *, seed: int = 0) -> str:
+    """A failed document with `url` as its callback_url, set failed directly (no hook ran)."""
+    document_id = DOCUMENTS.create(runtime, b"%PDF-1.4 not really " + str(seed).encode(), callback_url=url)
     with runtime.sessions() as session:
-        document, _ = create_document(
-            session,
-            runtime.blobs,
-            stream_or_path=io.BytesIO(b"%PDF-1.4 not really " + str(seed).encode()),
-            filename="receipt.pdf",
-            media_type="application/pdf",
-            doc_type="receipt",
-            callback_url=url,
-        )
-        set_status(session, document.id, S.PROCESSING)
-        set_status(session, document.id, S.FAILED, error_code="corrupt_file", error_message="bad bytes")
-        return document.id
+        set_status(session, document_id, S.PROCESSING)
+        set_status(session, document_id, S.FAILED, error_code="corrupt_file", error_message="bad bytes")
+    return document_id
 
 
 def _failed_by_hook(runtime: Any, url: str, content: bytes) -> str:
     """A document failed through workers.documents.fail, whose hook queues its callback."""
     from workers.documents import fail
 
+    document_id = DOCUMENTS.create(runtime, content, callback_url=url)
     with runtime.sessions() as session:
-        document, _ = create_document(
-            session,
-            runtime.blobs,
-            stream_or_path=io.BytesIO(content),
-            filename="receipt.pdf",
-            media_type="application/pdf",
-            doc_type="receipt",
-            callback_url=url,
-        )
-        set_status(session, document.id, S.PROCESSING)
-        assert fail(session, document.id, "corrupt_file", "the file is damaged")  # the hook queues it
-        return document.id
+        set_status(session, document_id, S.PROCESSING)
+        assert fail(session, document_id, "corrupt_file", "the file is damaged")  # the hook queues it
+    return document_id
 
 
 def _run_task(document_id: str) -> str:

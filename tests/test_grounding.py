@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from extractor.generation import GenerationOutput
 from extractor.grounding.locate import locate
 from extractor.grounding.verify import CHECK_NAME, combined_confidence, ground, not_on_page
 from extractor.ocr import PageWords, Word
 from extractor.pipeline import DocumentInput, Extractor, review_reasons
 from extractor.result import Result
+from tests.engines import FakeScriptedEngine
 from tests.imaging import needs_tesseract
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -132,25 +132,6 @@ def test_a_failed_cross_field_check_halves_its_fields_confidence() -> None:
     result = _result({"subtotal": "1.00", "total": "2.00", "merchant_name": "X"})
     result.checks = [{"name": "receipt_total_sum", "ok": False, "message": "no"}]
     assert combined_confidence(result, None) == {"/subtotal": 0.5, "/total": 0.5, "/merchant_name": 1.0}
-
-
-class FakeScriptedEngine:
-    """FAKE standing in for the model: answers each request with the given JSON text."""
-
-    name = "scripted"
-    revision = "test"
-
-    def __init__(self, answer: dict[str, Any]) -> None:
-        self.text = json.dumps(answer)
-
-    def fit(self, request: Any) -> None:
-        return None
-
-    def run(self, requests: list[Any]) -> list[GenerationOutput]:
-        return [
-            GenerationOutput(self.text, [], [], [], {}, prompt_tokens=1, finish_reason="stop")
-            for _ in requests
-        ]
 
 
 def _sample(name: str) -> dict[str, Any]:

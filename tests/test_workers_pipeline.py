@@ -384,7 +384,7 @@ def test_the_cpu_stage_decodes_a_licences_barcode_and_the_gpu_stage_only_reads_i
     import bayou.engines
     from bayou.synthetic.drivers_license import generate_licence
     from storage.models import Page
-    from tests.test_grounding import FakeScriptedEngine
+    from tests.engines import FakeScriptedEngine
     from workers.extracting import extract_stored
     from workers.rasterizing import rasterize_stored
 
