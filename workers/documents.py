@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -9,7 +11,9 @@ from storage.documents import get_document_fresh, set_status
 from storage.errors import IllegalTransition, NotFound
 from storage.models import Document, DocumentStatus
 from workers.callbacks import schedule_callback
-from workers.outcomes import MAX_ATTEMPTS, TOO_MANY_ATTEMPTS
+from workers.outcomes import MAX_ATTEMPTS, TOO_MANY_ATTEMPTS, Outcome
+
+log = logging.getLogger(__name__)
 
 S = DocumentStatus
 
@@ -54,3 +58,12 @@ def deleted(session: Session, document_id: str) -> bool:
     task's writes (pages, a run) fail on the missing row and are dropped, not errors of the worker."""
     session.rollback()
     return session.scalar(select(Document.id).where(Document.id == document_id)) is None
+
+
+def skipped_if_deleted(session: Session, document_id: str, error: Exception, what: str) -> Outcome:
+    """For a task's write that failed with `error`: SKIPPED (logged, `what` saying what is dropped) when
+    the document was deleted meanwhile, else `error` raised again, for it is then the worker's own."""
+    if not deleted(session, document_id):
+        raise error
+    log.info("document %s was deleted %s", document_id, what)
+    return Outcome.SKIPPED

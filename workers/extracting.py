@@ -21,7 +21,7 @@ from storage.errors import IllegalTransition, NotFound
 from storage.lifecycle import transition
 from storage.models import Document, DocumentStatus, Page
 from workers.callbacks import schedule_callback
-from workers.documents import deleted, fail, gave_up
+from workers.documents import fail, gave_up, skipped_if_deleted
 from workers.outcomes import Outcome
 from workers.runtime import Runtime
 from workers.telemetry import record_generation, record_outcome
@@ -162,11 +162,8 @@ def _prepare(
     document = started.document
     try:
         images = _page_images(runtime, [page.blob_sha256 for page in started.pages])
-    except NotFound:  # its page blobs went with a delete since the batch started
-        if not deleted(session, job.document_id):
-            raise
-        log.info("document %s was deleted before its extraction; skipped", job.document_id)
-        return Outcome.SKIPPED
+    except NotFound as error:  # its page blobs went with a delete since the batch started
+        return skipped_if_deleted(session, job.document_id, error, "before its extraction; skipped")
     if not images:
         fail(session, job.document_id, NO_PAGES, "the document has no rasterised pages")
         return Outcome.FAILED
@@ -221,12 +218,11 @@ def _store(session: Session, job: ExtractJob, result: Result) -> Outcome:
     except IllegalTransition:
         log.info("document %s was finished by another delivery; this run is dropped", job.document_id)
         return Outcome.SKIPPED
-    except (NotFound, IntegrityError):
+    except (NotFound, IntegrityError) as error:
         # the run's row cannot refer to a deleted document; the batch's other documents go on
-        if not deleted(session, job.document_id):
-            raise
-        log.info("document %s was deleted during its extraction; this run is dropped", job.document_id)
-        return Outcome.SKIPPED
+        return skipped_if_deleted(
+            session, job.document_id, error, "during its extraction; this run is dropped"
+        )
     if not created:
         return Outcome.SKIPPED
     record_outcome(result.model, status.value)

@@ -14,7 +14,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from storage.documents import PageImage, store_pages
 from storage.errors import NotFound
 from storage.models import DocumentStatus
-from workers.documents import deleted, fail, start_attempt
+from workers.documents import fail, skipped_if_deleted, start_attempt
 from workers.outcomes import Outcome
 from workers.runtime import Runtime
 
@@ -59,12 +59,11 @@ def rasterize_stored(runtime: Runtime, document_id: str) -> Outcome:
         read_pages(rasterized, ocr_timeout_s=settings.ocr_timeout_s if settings.ocr else None)
         try:
             store_pages(session, runtime.blobs, document_id, _pages(rasterized), rasterize_ms=rasterized.ms)
-        except (NotFound, IntegrityError, StaleDataError):
+        except (NotFound, IntegrityError, StaleDataError) as error:
             # store_pages rolled back and took its blobs back; a deleted document is no worker's error
-            if not deleted(session, document_id):
-                raise
-            log.info("document %s was deleted while being rasterised; its pages are dropped", document_id)
-            return Outcome.SKIPPED
+            return skipped_if_deleted(
+                session, document_id, error, "while being rasterised; its pages are dropped"
+            )
     return Outcome.RASTERIZED
 
 
