@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from model import receipt_image  # noqa: E402
 
 from extractor.context import tiling_of  # noqa: E402
+from extractor.kv_cache import GrowingCache  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
 from extractor.model.device import configure_threads, cpu_flags, cpu_has_native_bf16  # noqa: E402
 from extractor.model.published import published_config  # noqa: E402
@@ -119,7 +120,7 @@ def run(model, raw: dict, prompt_text_tokens: int, max_tiles: int, forced: list[
     ids = torch.cat([text[:20], image_slots, text[20:]]).unsqueeze(0)
     embeds = model.get_input_embeddings()(ids)
     embeds = embeds.masked_scatter((ids == IMAGE_TOKEN_ID).unsqueeze(-1), features.to(embeds.dtype))
-    out = model.model.language_model(inputs_embeds=embeds, use_cache=True)
+    out = model.model.language_model(inputs_embeds=embeds, cache=GrowingCache(model.config), use_cache=True)
     cache = out.cache
     logits = [model.lm_head(out.last_hidden_state[:, -1]).float()]
     prefill = time.perf_counter() - started

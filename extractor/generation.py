@@ -25,6 +25,7 @@ from extractor.constrained import (
     Vocabulary,
     build_vocabulary,
 )
+from extractor.kv_cache import GrowingCache
 from extractor.model import LoadedModel
 
 VISION_CHUNK_TILES = 32  # bounds the vision tower's activation memory on large batches
@@ -138,7 +139,7 @@ class Generator:
             embeds = embeds.masked_scatter(slots, image_features.to(embeds.dtype))
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         masks_ready = self._masks.submit(self._fill_masks, sequences, bitmask)
-        hidden, cache = self._forward(embeds, mask, positions, None)
+        hidden, cache = self._forward(embeds, mask, positions, GrowingCache(self.model.config))
         logits = self.model.lm_head(hidden[:, -1, :]).float()
         prefill_ms = _elapsed_ms(started, device)
         next_position = mask.sum(-1)
