@@ -110,7 +110,9 @@ def test_the_batched_extraction_has_the_extract_time_limits(
 
     # celery-batches passes no time limits to the pool; the wrapper adds the task's
     pool = RecordingPool()
-    TimeLimitedPool(pool, soft_s=batch_task.soft_time_limit, hard_s=batch_task.time_limit).apply_async(print, ())
+    TimeLimitedPool(pool, soft_s=batch_task.soft_time_limit, hard_s=batch_task.time_limit).apply_async(
+        print, ()
+    )
     assert (pool.options["soft_timeout"], pool.options["timeout"]) == (120, 180)
 
 
@@ -120,7 +122,7 @@ def test_a_batch_past_its_soft_time_limit_fails_its_documents_as_timeout(
     from celery.exceptions import SoftTimeLimitExceeded
     from celery_batches import SimpleRequest
 
-    import workers.extracting
+    import workers.tasks
     from storage.documents import set_status
     from storage.models import Document, DocumentStatus
     from tests.conftest import WorkerDocuments
@@ -136,7 +138,7 @@ def test_a_batch_past_its_soft_time_limit_fails_its_documents_as_timeout(
     def too_slow(runtime, jobs, **kwargs):
         raise SoftTimeLimitExceeded()
 
-    monkeypatch.setattr(workers.extracting, "extract_batch", too_slow)
+    monkeypatch.setattr(workers.tasks, "extract_batch", too_slow)
     request = SimpleRequest(
         id="m1",
         name=EXTRACT_BATCH_TASK,

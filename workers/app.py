@@ -22,6 +22,7 @@ from extractor.registry import models_on
 from workers.batching import register_batch_tasks
 from workers.broker import broker_url, prepare_embedded, transport_options
 from workers.callbacks import register_callback_task
+from workers.default_app import set_default_maker
 from workers.names import REQUEUE_STUCK_TASK
 from workers.observing import connect_signals
 from workers.queues import ALL_QUEUES, CPU_QUEUE
@@ -80,6 +81,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def get_app() -> Celery:
     """The process's app, from the current settings (tests clear this cache along with get_settings's)."""
     return make_app(get_settings())
+
+
+set_default_maker(get_app)
 
 
 def __getattr__(name: str) -> Celery:

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from bayou.intake.batches import BatchJob, mark_failed, run_batch
 from storage.columns import utcnow
 from storage.models import Batch, BatchStatus
-from workers.dispatch import app_or_default, enqueue
+from workers.default_app import app_or_default
+from workers.dispatch import enqueue
 from workers.names import INGEST_BATCH_TASK, RESUME_BATCHES_TASK
 from workers.outcomes import INTERNAL_ERROR, TIMED_OUT
 from workers.queues import CPU_QUEUE

@@ -52,8 +52,9 @@ from bayou.settings import Settings, get_settings
 from storage.models import Document
 from workers.callback_addresses import is_public
 from workers.callback_wire import RETRYABLE_ERRORS, Answer, post_once
-from workers.dispatch import app_or_default
+from workers.default_app import app_or_default
 from workers.queues import CALLBACK_QUEUE
+from workers.runtime import get_runtime
 from workers.transient import register_task
 
 log = logging.getLogger(__name__)
@@ -207,8 +208,6 @@ class RetryableStatus(Exception):
 def deliver(document_id: str, *, config: CallbackConfig | None = None) -> str:
     """One try. Returns what happened ("delivered", "rejected", "refused", "no_callback", "gone");
     raises RetryableStatus or one of callback_wire.RETRYABLE_ERRORS for what is worth another try."""
-    from workers.runtime import get_runtime
-
     runtime = get_runtime()
     config = config or callback_config(runtime.settings)
     with runtime.sessions() as session:

@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from workers.default_app import app_or_default
 from workers.names import EXTRACT_BATCH_TASK, EXTRACT_TASK, RASTERIZE_TASK
 from workers.queues import CPU_QUEUE, extract_queue
 
@@ -110,12 +111,3 @@ def _raised_in(traceback: TracebackType | None, modules: tuple[str, ...]) -> boo
         traceback = traceback.tb_next
     module = str(traceback.tb_frame.f_globals.get("__name__", ""))
     return any(module == name or module.startswith(f"{name}.") for name in modules)
-
-
-def app_or_default(app: Celery | None) -> Celery:
-    """`app`, or the process's own (made from the settings on first use)."""
-    if app is not None:
-        return app
-    from workers.app import get_app  # workers.app imports this module
-
-    return get_app()

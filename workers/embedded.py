@@ -22,9 +22,10 @@ from celery.worker import WorkController
 from celery.worker import state as worker_state
 
 from bayou.settings import Settings
+from workers.app import make_app
 from workers.batching import resume_stalled_batches
 from workers.broker import prune_embedded_broker
-from workers.dispatch import app_or_default
+from workers.default_app import app_or_default
 from workers.queues import CALLBACK_QUEUE, DOCUMENT_QUEUES
 from workers.runtime import check_schema, get_runtime
 from workers.sqlite_broker import interrupt_waits
@@ -128,8 +129,6 @@ def start_worker_thread(
 
 def _callback_app(settings: Settings) -> Celery:
     # a second app of the same configuration: a consumer's queue selection is kept in its app
-    from workers.app import make_app  # workers.app imports this module's neighbours, not this module
-
     callback_app = make_app(settings)
     callback_app.finalize()
     return callback_app

@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from extractor.scoring import field_f1, perfect_match, ted_score
 from storage.documents import get_document_fresh
 from storage.models import ExtractionRun, GroundTruthSource, Review, ReviewAction, Score
-from workers.dispatch import app_or_default
+from workers.default_app import app_or_default
 from workers.names import SCORE_REVIEW_TASK
 from workers.queues import CPU_QUEUE
+from workers.runtime import get_runtime
 from workers.transient import register_task
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,6 @@ def send_score_review(document_id: str, *, app: Celery | None = None) -> None:
 
 
 def score_review_task(self: Task, document_id: str) -> str:
-    from workers.runtime import get_runtime
-
     with get_runtime().sessions() as session:
         return "scored" if score_review(session, document_id) is not None else "nothing_to_score"
 

@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 from storage.columns import utcnow
 from storage.models import Document, DocumentStatus
 from workers.broker import held_document_ids, waiting_document_ids
-from workers.dispatch import app_or_default, send_extract, send_rasterize
+from workers.default_app import app_or_default
+from workers.dispatch import send_extract, send_rasterize
 from workers.queues import CPU_QUEUE, extract_queue
 from workers.runtime import Runtime, get_runtime
 

@@ -14,10 +14,12 @@ from bayou.settings import Settings
 from extractor.registry import DIRECTORY_QUEUE
 from workers.dispatch import send_extract, send_extract_alone
 from workers.documents import fail
+from workers.extracting import ExtractJob, extract_batch, extract_stored
 from workers.microbatch import MicroBatches
 from workers.names import EXTRACT_BATCH_TASK, EXTRACT_TASK, RASTERIZE_TASK, REQUEUE_STUCK_TASK
 from workers.outcomes import INTERNAL_ERROR, TIMED_OUT, Outcome
 from workers.queues import CPU_QUEUE
+from workers.rasterizing import rasterize_stored
 from workers.runtime import get_runtime
 from workers.stuck import requeue_stuck
 from workers.transient import (
@@ -61,8 +63,6 @@ class DocumentTask(RetryingTask):
 
 
 def rasterize_task(self: Task, document_id: str, gpu_queue: str) -> str:
-    from workers.rasterizing import rasterize_stored
-
     outcome = rasterize_stored(get_runtime(), document_id)
     if outcome is Outcome.RASTERIZED:
         # a broker that cannot take the message raises BrokerUnavailable (transient): the task is retried,
@@ -72,8 +72,6 @@ def rasterize_task(self: Task, document_id: str, gpu_queue: str) -> str:
 
 
 def extract_task(self: Task, document_id: str, max_tiles: int | None = None) -> str:
-    from workers.extracting import extract_stored
-
     try:
         # the task id survives retries and redeliveries, so a repeat of this message finds its own run
         outcome = extract_stored(
@@ -101,8 +99,6 @@ def extract_batch_task(self: Batches, requests: list[SimpleRequest]) -> list[str
     """Extracts the documents of several messages in one batched generate. celery-batches acknowledges
     the messages when this returns, whatever happened, so nothing may be left undone: what the batch
     could not finish is handed to the single-document task, whose retries take it from there."""
-    from workers.extracting import ExtractJob, extract_batch
-
     jobs = [ExtractJob(request.args[0], request.id) for request in requests]
     try:
         outcomes = extract_batch(get_runtime(), jobs)
