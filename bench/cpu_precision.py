@@ -5,11 +5,12 @@ For each model the float32 network is built from a fixed seed; each variant is t
 bfloat16, or quantised as BAYOU_QUANTIZE does it (`int8-dynamic`: torch's x86 int8 kernels, weights and
 activations; `int8`: torchao weight-only), on the language model's and vision tower's Linear layers. Every
 variant reads the same receipt-shaped page (preprocess with bayou's tiling, the vision tower on its tiles,
-the prompt's prefill) and then decodes `--new-tokens` steps, forced to the float32 run's greedy tokens, so
+the prompt's prefill) and then decodes `--new-tokens` steps (by default as many as a receipt's answer takes:
+the median over the committed sample receipts, jump-forward included), forced to the float32 run's greedy tokens, so
 every variant does the same work and its logits can be compared step by step with float32's: the numeric
 cost is the largest logit difference and the share of steps whose greedy token is float32's. The forward
-calls are bayou's own (extractor.generation's), without the grammar, whose cost does not depend on
-precision. Each variant runs in a process of its own, one after the other.
+calls are bayou's own (extractor.generation's, with its in-place KV cache), without the grammar, whose cost
+does not depend on precision. Each variant runs in a process of its own, one after the other.
 
 Peak memory: the process's resident high-water mark (VmHWM), reset after the variant is built, so it is
 what running the variant needs; "weights" is the model's state (int8 data and scales where quantised).
@@ -18,7 +19,7 @@ what running the variant needs; "weights" is the model's state (int8 data and sc
 gives each precision without the model around it.
 
 Usage: python bench/cpu_precision.py [--models h2ovl-800m,h2ovl-2b]
-       [--precisions float32,bfloat16,int8,int8-dynamic] [--max-tiles 2] [--new-tokens 64]
+       [--precisions float32,bfloat16,int8,int8-dynamic] [--max-tiles 2] [--new-tokens receipt|N]
        [--prompt-text-tokens 633] [--threads N] [--matmul]
 """
 
@@ -28,6 +29,7 @@ import argparse
 import gc
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from model import receipt_image  # noqa: E402
+from tokenization import forward_steps, published_grammars, sample_rows  # noqa: E402
 
 from extractor.context import tiling_of  # noqa: E402
 from extractor.kv_cache import GrowingCache  # noqa: E402
@@ -222,12 +225,27 @@ def measure(name: str, precision: str, args: argparse.Namespace, reference: Path
     }
 
 
+def decode_steps(value: str) -> int:
+    """`--new-tokens`: a number, or `receipt`: the median number of forward passes the committed sample
+    receipts' answers take with bayou's jump-forward (their ground truth replayed through the grammar with
+    the published tokenizer, bench/tokenization.py), as a receipt's decoding costs a real model."""
+    if value != "receipt":
+        return int(value)
+    grammars = published_grammars("spaced")
+    return int(statistics.median(forward_steps(grammars, row).steps for row in sample_rows(["receipt"])))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="h2ovl-800m,h2ovl-2b")
     parser.add_argument("--precisions", default="float32,bfloat16,int8,int8-dynamic")
     parser.add_argument("--max-tiles", type=int, default=2)  # a 600×1400 receipt: 2 tiles + thumbnail
-    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument(
+        "--new-tokens",
+        type=decode_steps,
+        default="receipt",
+        help="decode steps: a number, or 'receipt' (default): the forward passes a sample receipt's answer takes",
+    )
     parser.add_argument("--prompt-text-tokens", type=int, default=633)  # the receipt question's length
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--matmul", action="store_true", help="only the one-matmul comparison, GFLOP/s")
@@ -241,6 +259,7 @@ def main() -> None:
         name, precision, reference = args.variant.split(":", 2)
         print(json.dumps(measure(name, precision, args, Path(reference))))
         return
+    print(f"decode steps per document: {args.new_tokens}", file=sys.stderr)
     precisions = args.precisions.split(",")
     if precisions[0] != "float32":
         parser.error("the first precision must be float32: the others are compared with it")
@@ -252,7 +271,10 @@ def main() -> None:
             for precision in precisions:
                 # a process per variant: its peak memory is its own, and nothing is left of the one before
                 child = subprocess.run(
-                    [sys.executable, __file__, *sys.argv[1:], "--variant", f"{name}:{precision}:{reference}"],
+                    [
+                        *(sys.executable, __file__, *sys.argv[1:], "--new-tokens", str(args.new_tokens)),
+                        *("--variant", f"{name}:{precision}:{reference}"),
+                    ],
                     capture_output=True,
                     text=True,
                     check=True,
