@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
@@ -20,6 +19,7 @@ from extractor.generation import GenerationOutput
 from extractor.grounding.barcode import LICENCE_TYPE, BarcodeReading, read_barcodes
 from extractor.grounding.verify import ground, witness_barcode
 from extractor.ocr import PageWords, read_words
+from extractor.page_reading import PageReading
 from extractor.parsing import parse_json_output
 from extractor.pixel_budget import DEFAULT_MAX_DOCUMENT_PIXELS
 from extractor.prompts import build_prompt
@@ -63,13 +63,16 @@ class Rasterized:
     # a licence's pages' barcode readings (extractor.grounding.barcode; None: that page not decoded)
     barcodes: list[BarcodeReading | None] = field(default_factory=list)
 
-    def page_readings(self) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
-        """Each page's (OCR words, barcode reading) as JSON, to be stored with the page; None: not read."""
+    def page_readings(self) -> list[PageReading]:
+        """What was read on each page, to be stored with it."""
         count = len(self.images)
         words = self.words or [None] * count
         barcodes = self.barcodes or [None] * count
         return [
-            (None if page is None else page.to_json(), None if reading is None else reading.to_json())
+            PageReading(
+                words=None if page is None else page.to_json(),
+                barcode=None if reading is None else reading.to_json(),
+            )
             for page, reading in zip(words, barcodes, strict=True)
         ]
 
@@ -78,19 +81,19 @@ class Rasterized:
         cls,
         document: DocumentInput,
         images: list[Image.Image],
-        readings: list[tuple[dict[str, Any] | None, dict[str, Any] | None]],
+        readings: list[PageReading],
         *,
         ms: float,
     ) -> Rasterized:
         """A document the CPU stage rasterised and read earlier: its pages, with what `page_readings` gave."""
-        words = [page for page, _ in readings]
+        words = [reading.words for reading in readings]
         return cls(
             document,
             images=images,
             ms=ms,
             # no words on any page: OCR was off (or the pages predate it), so no grounding at all
             words=None if all(page is None for page in words) else [PageWords.from_json(p) for p in words],
-            barcodes=[BarcodeReading.from_json(reading) for _, reading in readings],
+            barcodes=[BarcodeReading.from_json(reading.barcode) for reading in readings],
         )
 
 

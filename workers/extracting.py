@@ -7,7 +7,7 @@ import io
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PIL import Image
 from sqlalchemy import select
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from bayou.logs import bind_document_id
 from extractor.errors import BayouError
+from extractor.page_reading import PageReading
 from storage.documents import NewRun, store_run
 from storage.errors import IllegalTransition, NotFound
 from storage.lifecycle import transition
@@ -48,12 +49,10 @@ class ExtractJob:
 
 @dataclass(frozen=True)
 class _StoredPage:
-    """What the CPU stage stored for a page: its image's blob hash, and what it read there (JSON, None
-    where not read): OCR words, a licence's barcode."""
+    """What the CPU stage stored for a page: its image's blob hash, and what it read there."""
 
     blob_sha256: str
-    words: Any
-    barcode: Any
+    reading: PageReading
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,7 @@ def _page_rows(session: Session, ids: list[str]) -> dict[str, list[_StoredPage]]
     )
     pages: dict[str, list[_StoredPage]] = defaultdict(list)
     for document_id, sha256, words, barcode in session.execute(statement):
-        pages[document_id].append(_StoredPage(sha256, words, barcode))
+        pages[document_id].append(_StoredPage(sha256, PageReading(words=words, barcode=barcode)))
     return pages
 
 
@@ -168,7 +167,7 @@ def _prepare(
         fail(session, job.document_id, NO_PAGES, "the document has no rasterised pages")
         return Outcome.FAILED
     source = DocumentInput(sources=[], doc_type=document.doc_type, name=document.filename)
-    readings = [(page.words, page.barcode) for page in started.pages]
+    readings = [page.reading for page in started.pages]
     rasterized = Rasterized.from_stored(source, images, readings, ms=document.rasterize_ms or 0.0)
     return _Ready(index, job, model_name(document.model, document.doc_type), rasterized)
 

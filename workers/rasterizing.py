@@ -69,8 +69,8 @@ def rasterize_stored(runtime: Runtime, document_id: str) -> Outcome:
 
 def _pages(rasterized: Rasterized) -> list[PageImage]:
     return [
-        PageImage(_png(image), image.width, image.height, words=words, barcode=barcode)
-        for image, (words, barcode) in zip(rasterized.images, rasterized.page_readings(), strict=True)
+        PageImage(_png(image), image.width, image.height, words=reading.words, barcode=reading.barcode)
+        for image, reading in zip(rasterized.images, rasterized.page_readings(), strict=True)
     ]
 
 
