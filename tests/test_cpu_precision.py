@@ -3,9 +3,11 @@ cores this process was given."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import jsonschema
 import pytest
 import torch
 
@@ -136,7 +138,7 @@ def _logits(model: torch.nn.Module) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("mode", ["int8", "int8-dynamic"])
-def test_int8_quantises_the_towers_and_keeps_the_head(tiny_checkpoint: Path, mode: str) -> None:
+def test_int8_quantises_the_towers_and_int8_dynamic_the_head_too(tiny_checkpoint: Path, mode: str) -> None:
     if mode == "int8":
         pytest.importorskip("torchao")
     from extractor.model import load_model
@@ -145,13 +147,17 @@ def test_int8_quantises_the_towers_and_keeps_the_head(tiny_checkpoint: Path, mod
     model = load_model(tiny_checkpoint, device="cpu", dtype="float32").model
     before = _logits(model)
     linear_layers = len(_towers_linear(model))
-    assert quantize(model, mode) == linear_layers > 0
-    if mode == "int8":  # the same modules, their weights int8 tensors
+    vocabulary = model.lm_head.out_features
+    if mode == "int8":  # the same modules, their weights int8 tensors; the head stays float
+        assert quantize(model, mode) == linear_layers > 0
         assert all(type(m.weight).__name__ == "Int8Tensor" for m in _towers_linear(model))
-    else:  # torch's dynamically quantised Linear modules in their place
+        assert type(model.lm_head.weight) is torch.nn.Parameter
+    else:  # torch's dynamically quantised Linear modules in their place, the head's too
+        assert quantize(model, mode) == linear_layers + 1 > 1
         assert not any(isinstance(m, torch.nn.Linear) for m in _towers_linear(model))
         assert len(_towers_linear(model)) == linear_layers
-    assert type(model.lm_head.weight) is torch.nn.Parameter  # the head (the confidence scores) stays float
+        assert type(model.lm_head).__module__.startswith("torch.ao.nn.quantized.dynamic")
+        assert model.lm_head.out_features == vocabulary  # what the generator sizes its grammar masks by
     after = _logits(model)
     # int8 weights (and activations): close to float32, not equal to it
     difference = (after - before).abs().max().item()
@@ -197,3 +203,15 @@ def test_the_transformers_builder_applies_threads_and_int8(tiny_checkpoint: Path
     down = engine.loaded.model.model.language_model.layers[0].mlp.down_proj
     assert type(down).__module__.startswith("torch.ao.nn.quantized.dynamic")
     assert engine.name == "h2ovl-800m"
+    # the quantised towers and head read a page and write schema-valid JSON
+    from PIL import Image
+
+    from extractor.engine import EngineRequest
+    from extractor.schemas import load_schema
+
+    schema = load_schema("receipt")
+    page = Image.new("RGB", (300, 500), "white")
+    (output,) = engine.run(
+        [EngineRequest(images=[page], question="receipt", schema=schema, max_new_tokens=400)]
+    )
+    jsonschema.validate(json.loads(output.text), schema)
