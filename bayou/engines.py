@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,12 +23,16 @@ from extractor.errors import BayouError, ConfigurationError
 from extractor.registry import FALLBACK_MODEL, ModelEntry, lookup
 
 if TYPE_CHECKING:
+    from extractor.constrained import GrammarCache
     from extractor.engine import Engine
     from extractor.pipeline import Extractor
 
+logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 # by model name: each engine built for it, with the settings its build read (see SettingsReads)
 _engines: dict[str, list[tuple[dict[str, Any], Engine]]] = {}
+# (engine, BAYOU_MAX_NEW_TOKENS) pairs whose budget was held against each type's shortest answer
+_budgets_checked: set[tuple[int, int]] = set()
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,10 @@ def extractor_for(
     """The pipeline around `engine` with the settings' input caps and answer budget."""
     from extractor.pipeline import Extractor
 
+    grammars = getattr(getattr(engine, "generator", None), "grammars", None)  # engines that constrain here
+    if grammars is not None and (id(engine), settings.max_new_tokens) not in _budgets_checked:
+        _budgets_checked.add((id(engine), settings.max_new_tokens))
+        warn_of_short_budgets(grammars, settings.max_new_tokens, engine.name)
     return Extractor(
         engine,
         constrained=constrained,
@@ -144,6 +153,29 @@ def _build_transformers(entry: ModelEntry, settings: Settings) -> Engine:
     loaded = load_model(settings.model_source(entry.alias), device=settings.device, dtype=dtype)
     quantize(loaded.model, settings.quantize)
     return TransformersEngine(loaded, name=entry.alias, json_layout=settings.json_layout)
+
+
+def warn_of_short_budgets(grammars: GrammarCache, max_new_tokens: int, model: str) -> list[str]:
+    """At an engine's first use with a budget: the document types whose shortest valid answer, as the grammar's closing
+    strategy writes it in this model's tokens, is longer than BAYOU_MAX_NEW_TOKENS, each logged once: their
+    documents would end cut off, invalid (jump-forward may fit an answer in a few tokens less)."""
+    from extractor.schemas import available_types, load_schema
+
+    short = []
+    for doc_type in available_types():
+        needed = grammars.shortest_answer(load_schema(doc_type))
+        if max_new_tokens < needed:
+            short.append(doc_type)
+            logger.warning(
+                "BAYOU_MAX_NEW_TOKENS=%d is below the shortest valid %s answer (%d tokens for %s): %s "
+                "documents would be cut off and invalid; raise it",
+                max_new_tokens,
+                doc_type,
+                needed,
+                model,
+                doc_type,
+            )
+    return short
 
 
 # The vLLM engine's module. The contract with it: `VLLMEngine.from_settings(entry, settings)` builds an

@@ -142,7 +142,7 @@ class GrammarCache:
         # xgrammar's own compile cache crashes on some nested schemas (0.2.8); the dict below suffices
         self._compiler = xgr.GrammarCompiler(vocabulary.info, cache_enabled=False)
         self._compiled: dict[str, xgr.CompiledGrammar] = {}
-        self._reserves: dict[str, int] = {}
+        self._shortest: dict[str, int] = {}
 
     def compiled(self, schema: dict[str, Any]) -> xgr.CompiledGrammar:
         key = json.dumps(schema, sort_keys=True)
@@ -162,10 +162,15 @@ class GrammarCache:
         Measured, not guessed: the closing strategy is run from the start with no model, which gives the
         length of the shortest document it writes; twice that covers finishing an open array item too.
         """
+        return 2 * self.shortest_answer(schema) + 16
+
+    def shortest_answer(self, schema: dict[str, Any]) -> int:
+        """Tokens of the shortest answer the closing strategy writes for `schema`: a budget below it
+        cannot hold a valid document."""
         key = json.dumps(schema, sort_keys=True)
-        if key not in self._reserves:
-            self._reserves[key] = 2 * self._shortest_completion(self.matcher(schema)) + 16
-        return self._reserves[key]
+        if key not in self._shortest:
+            self._shortest[key] = self._shortest_completion(self.matcher(schema))
+        return self._shortest[key]
 
     def _shortest_completion(self, matcher: xgr.GrammarMatcher, limit: int = 100_000) -> int:
         strings = JsonStringTracker()

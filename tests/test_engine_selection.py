@@ -4,6 +4,7 @@ extract`, `bayou worker` and `bayou serve`."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from types import SimpleNamespace
@@ -252,3 +253,40 @@ def test_serve_with_the_embedded_worker_checks_every_models_engine(env) -> None:
         root.handlers[:], _ = saved[0], root.setLevel(saved[1])
     assert result.exit_code == 2
     _one_line_error(result.output, "BAYOU_ENGINE_2B=vllm")
+
+
+def test_a_budget_below_a_types_shortest_answer_is_warned_of_once(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from PIL import Image
+
+    from extractor.engine import EngineRequest
+    from extractor.schemas import available_types, load_schema
+
+    monkeypatch.setenv("BAYOU_MODEL_800M", str(tiny_checkpoint))
+    monkeypatch.setenv("BAYOU_MAX_NEW_TOKENS", "16")
+    settings = Settings()
+    engine = engines.build_engine("h2ovl-800m", settings)
+    with caplog.at_level(logging.WARNING, logger="bayou.engines"):
+        engines.extractor_for(engine, settings)
+        engines.extractor_for(engine, settings)  # once per engine and budget, not per batch
+    warned = [r.getMessage() for r in caplog.records if r.name == "bayou.engines"]
+    assert len(warned) == len(available_types()) > 0
+    assert all(m.startswith("BAYOU_MAX_NEW_TOKENS=16 is below the shortest valid ") for m in warned)
+    grammars = engine.generator.grammars
+    receipt = grammars.shortest_answer(load_schema("receipt"))
+    assert "receipt" not in engines.warn_of_short_budgets(grammars, receipt, "tiny")
+    assert "receipt" in engines.warn_of_short_budgets(grammars, receipt - 1, "tiny")
+    # what the warning is about: with such a budget the answer is cut off
+    (output,) = engine.run(
+        [
+            EngineRequest(
+                images=[Image.new("RGB", (300, 400))],
+                question="x",
+                schema=load_schema("receipt"),
+                max_new_tokens=16,
+            )
+        ]
+    )
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(output.text)
