@@ -9,7 +9,9 @@ Small print (a thermal receipt's 15-pixel capitals at 200 dpi) is below the text
 it reads a lone "1" as "al" and a decimal point as a digit. Where the first pass leaves words it was unsure
 of, the page is read a second time at twice the size, within what is left of the time budget, and each
 unsure word is replaced by the words the second pass read more confidently in its place. A page photographed
-a few degrees off is levelled first (extractor/deskew.py) and the boxes turned back onto the page as given.
+a few degrees off is levelled first (extractor/deskew.py) and the boxes turned back onto the page as given;
+then dark areas are inverted and rules painted over (extractor/ocr_cleanup.py), as Tesseract's one global
+threshold loses faint print beside a dark table and words run into a check's lines and boxes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from extractor.deskew import box_back, rotated, skew_degrees
+from extractor.ocr_cleanup import clean_page
 
 # Page segmentation 6 (one uniform block of text): the automatic layout (3) dropped a receipt's amount
 # column next to a dark table edge, and sparse text (11) splits "24.66" at the point; docs/benchmarks.md
@@ -37,6 +40,14 @@ SECOND_PASS_SCALE = 2
 # no second pass for a page this large at twice the size: it has no small print to speak of (a 200 dpi
 # letter page is 3.7 Mpx), and four times a page near BAYOU_MAX_PIXELS would not fit a worker's memory
 SECOND_PASS_MAX_PIXELS = 40_000_000
+# light text on dark areas turned dark, rules and dark surroundings painted over before reading: Tesseract's
+# one global threshold otherwise lost whole receipt rows photographed on a dark table; docs/benchmarks.md
+CLEAN_PAGE = True
+# words still unsure after the second pass are cut out and read once more each on its own (one more Tesseract
+# run for all of them); at most this many a page, a cut-out under REREAD_SMALL_PX tall read at twice its size
+REREAD_ALONE = True
+REREAD_MAX_WORDS = 80
+REREAD_SMALL_PX = 24
 # Tesseract's own threads: one, so that two pages on a 2-core machine run side by side without oversubscribing
 _ENV = {**os.environ, "OMP_THREAD_LIMIT": "1"}
 
@@ -97,7 +108,9 @@ def read_words(
     # grey with the contrast stretched: faded thermal print and tinted check paper read better
     grey = ImageOps.autocontrast(image.convert("L"), cutoff=1)
     skew = skew_degrees(grey)
-    page = rotated(grey, skew) if skew else grey
+    levelled = rotated(grey, skew) if skew else grey
+    # dark areas inverted, rules and dark surroundings painted over (extractor/ocr_cleanup.py)
+    page = clean_page(levelled) if CLEAN_PAGE else levelled
     status, words = _tesseract(binary, page, timeout_s)
     if status != "ok":
         return PageWords(status=status, ms=_ms(started), skew=skew)
@@ -119,11 +132,68 @@ def read_words(
         status, again = _tesseract(binary, bigger, left)
         # past the budget or unreadable at the larger size: the first pass's words stand
         words = merge_passes(words, again) if status == "ok" else words
+        left = timeout_s - (time.perf_counter() - started)
+        unsure = [w for w in words if w.confidence < SECOND_PASS_BELOW][:REREAD_MAX_WORDS]
+        if REREAD_ALONE and status == "ok" and unsure and left > 0:
+            passes = 3
+            status, alone = reread_alone(binary, page, unsure, left)
+            words = merge_passes(words, alone) if status == "ok" else words
     if skew:
         words = [
             Word(w.text, box_back(w.box, skew, grey.size, page.size), w.confidence, w.line) for w in words
         ]
     return PageWords(words=words, ms=_ms(started), passes=passes, skew=skew)
+
+
+def reread_alone(
+    binary: str, page: Image.Image, unsure: list[Word], timeout_s: float
+) -> tuple[str, list[Word]]:
+    """Each unsure word's place cut out with a margin and read on its own, all in one Tesseract run (the
+    cut-outs stacked on a white strip); the words as page fractions of `page`. Read with its neighbours, a
+    check's date in a larger script than the "DATE" label beside it came out as "\\e2v2023"; alone, right."""
+    gap = 16
+    cuts: list[tuple[tuple[int, int, int, int], int]] = []  # (page pixels cut out, scale)
+    for word in unsure:
+        x0, y0, x1, y1 = (round(v * size) for v, size in zip(word.box, page.size * 2, strict=True))
+        height = max(1, y1 - y0)
+        box = (
+            max(0, x0 - height // 2),
+            max(0, y0 - height // 2),
+            min(page.width, x1 + height // 2),
+            min(page.height, y1 + height // 2),
+        )
+        if box[2] > box[0] and box[3] > box[1]:
+            cuts.append((box, 2 if height < REREAD_SMALL_PX else 1))
+    if not cuts:
+        return "ok", []
+    width = max((b[2] - b[0]) * k for b, k in cuts) + 2 * gap
+    height = sum((b[3] - b[1]) * k + gap for b, k in cuts) + gap
+    strip = Image.new("L", (width, height), 255)
+    placed: list[tuple[int, tuple[int, int, int, int], int]] = []  # (top in the strip, cut, scale)
+    top = gap
+    for box, scale in cuts:
+        piece = page.crop(box)
+        if scale != 1:
+            piece = piece.resize((piece.width * scale, piece.height * scale), Image.Resampling.LANCZOS)
+        strip.paste(piece, (gap, top))
+        placed.append((top, box, scale))
+        top += piece.height + gap
+    status, read = _tesseract(binary, strip, timeout_s)
+    if status != "ok":
+        return status, []
+    words = []
+    for word in read:
+        centre = (word.box[1] + word.box[3]) / 2 * height
+        for top, box, scale in placed:
+            if top <= centre < top + (box[3] - box[1]) * scale:
+                xs = [(v * width - gap) / scale + box[0] for v in (word.box[0], word.box[2])]
+                ys = [(v * height - top) / scale + box[1] for v in (word.box[1], word.box[3])]
+                fractions = (xs[0] / page.width, ys[0] / page.height, xs[1] / page.width, ys[1] / page.height)
+                words.append(
+                    Word(word.text, tuple(round(v, 5) for v in fractions), word.confidence, word.line)
+                )  # type: ignore[arg-type]
+                break
+    return "ok", words
 
 
 def _tesseract(binary: str, grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:

@@ -75,3 +75,34 @@ def test_a_page_too_large_to_read_at_twice_the_size_is_read_once(monkeypatch: py
     assert large.width * large.height * ocr.SECOND_PASS_SCALE**2 > ocr.SECOND_PASS_MAX_PIXELS
     words = read_words(large)
     assert (words.passes, len(seen), words.words) == (1, 1, unsure)
+
+
+def test_words_still_unsure_are_read_again_each_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check's date beside its smaller "DATE" label: read with it, garbage; cut out and read alone, right.
+    The cut-outs go to Tesseract on one strip, and what it reads there comes back to the page's place."""
+    unsure = [Word("TOTAL", (0.1, 0.1, 0.3, 0.2), 0.9, 0), Word("\\e2v2023", (0.5, 0.5, 0.7, 0.6), 0.1, 3)]
+    seen: list[Image.Image] = []
+
+    def fake(binary: str, grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
+        seen.append(grey)
+        if len(seen) < 3:
+            return "ok", unsure
+        # the word's cut-out: page pixels (190, 90)-(290, 130) (half its 20 px height around it), at twice
+        # its size (under REREAD_SMALL_PX tall), placed 16 px in from the strip's corner
+        width, height = grey.size
+        box = (16 + 10 * 2, 16 + 10 * 2, 16 + 90 * 2, 16 + 30 * 2)
+        return "ok", [
+            Word("01/21/2023", (box[0] / width, box[1] / height, box[2] / width, box[3] / height), 0.97, 0)
+        ]
+
+    monkeypatch.setattr(ocr.shutil, "which", lambda _: "/usr/bin/tesseract")
+    monkeypatch.setattr(ocr, "_tesseract", fake)
+    monkeypatch.setattr(ocr, "CLEAN_PAGE", False)
+    words = read_words(Image.new("L", (400, 200), 255))
+    assert [image.size for image in seen] == [(400, 200), (800, 400), (232, 112)]
+    assert words.passes == 3
+    assert [(w.text, w.line) for w in words.words] == [("TOTAL", 0), ("01/21/2023", 3)]
+    assert words.words[1].box == pytest.approx((0.5, 0.5, 0.7, 0.6))
+    monkeypatch.setattr(ocr, "REREAD_ALONE", False)
+    seen.clear()
+    assert (read_words(Image.new("L", (400, 200), 255)).passes, len(seen)) == (2, 2)
