@@ -66,8 +66,8 @@ class PageWords:
 
     words: list[Word] = field(default_factory=list)
     status: str = "ok"
-    ms: float = 0.0  # both passes
-    passes: int = 1  # 2 where the page was read again at twice the size
+    ms: float = 0.0  # every pass
+    passes: int = 1  # 2: read again at twice the size; 3: then unsure words read alone
     skew: float = 0.0  # degrees the page was turned by to level its lines before reading
 
     def to_json(self) -> dict[str, Any]:
