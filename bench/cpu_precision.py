@@ -20,7 +20,10 @@ gives each precision without the model around it.
 
 Usage: python bench/cpu_precision.py [--models h2ovl-800m,h2ovl-2b]
        [--precisions float32,bfloat16,int8,int8-dynamic] [--max-tiles 2] [--new-tokens receipt|N]
-       [--prompt-text-tokens 633] [--threads N] [--matmul]
+       [--prompt-text-tokens 633] [--threads N] [--cache growing|dynamic] [--matmul]
+
+Precisions: float32, bfloat16, int8, int8-dynamic (as BAYOU_QUANTIZE does them), and int8-dynamic-towers
+(int8-dynamic with the language model's head left in float32, to see what quantising the head gives).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pathlib import Path
 
 import torch
 from transformers import InternVLForConditionalGeneration
+from transformers.cache_utils import DynamicCache
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -58,6 +62,8 @@ from extractor.tiling import pixel_values  # noqa: E402
 SEED = 0
 VOCAB = 32010  # the published vocabulary: 32,000 sentencepiece pieces and ten added tokens
 IMAGE_TOKEN_ID = 32002  # <IMG_CONTEXT>, as in the published tokenizer
+# the engine's KV cache, and transformers' default (which copies the whole cache each token) to compare
+CACHES = {"growing": GrowingCache, "dynamic": lambda config: DynamicCache()}
 
 
 def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, dict]:
@@ -74,6 +80,10 @@ def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, 
         model.to(torch.bfloat16)
     elif precision in ("int8", "int8-dynamic"):
         quantize(model, precision)
+    elif precision == "int8-dynamic-towers":  # the head left in float32, as int8-dynamic was before it
+        head = model.lm_head
+        quantize(model, "int8-dynamic")
+        model.lm_head = head
     return model, raw
 
 
@@ -104,8 +114,17 @@ def peak_rss_mib() -> float:
 
 
 @torch.inference_mode()
-def run(model, raw: dict, prompt_text_tokens: int, max_tiles: int, forced: list[int] | None, steps: int):
-    """One document: preprocess, vision, prefill, then `steps` decode steps (greedy, or `forced`)."""
+def run(
+    model,
+    raw: dict,
+    prompt_text_tokens: int,
+    max_tiles: int,
+    forced: list[int] | None,
+    steps: int,
+    cache: str = "growing",
+):
+    """One document: preprocess, vision, prefill, then `steps` decode steps (greedy, or `forced`), the KV
+    cache bayou's (`growing`) or transformers' DynamicCache (`dynamic`, for comparison)."""
     settings = model_settings(raw)
     dtype = next(model.parameters()).dtype
     started = time.perf_counter()
@@ -123,7 +142,7 @@ def run(model, raw: dict, prompt_text_tokens: int, max_tiles: int, forced: list[
     ids = torch.cat([text[:20], image_slots, text[20:]]).unsqueeze(0)
     embeds = model.get_input_embeddings()(ids)
     embeds = embeds.masked_scatter((ids == IMAGE_TOKEN_ID).unsqueeze(-1), features.to(embeds.dtype))
-    out = model.model.language_model(inputs_embeds=embeds, cache=GrowingCache(model.config), use_cache=True)
+    out = model.model.language_model(inputs_embeds=embeds, cache=CACHES[cache](model.config), use_cache=True)
     cache = out.cache
     logits = [model.lm_head(out.last_hidden_state[:, -1]).float()]
     prefill = time.perf_counter() - started
@@ -200,7 +219,7 @@ def measure(name: str, precision: str, args: argparse.Namespace, reference: Path
     gc.collect()
     reset_peak_rss()  # from here: what running the variant needs, not what building it from float32 did
     forced = torch.load(reference)["tokens"] if precision != "float32" else None
-    result = run(model, raw, args.prompt_text_tokens, args.max_tiles, forced, args.new_tokens)
+    result = run(model, raw, args.prompt_text_tokens, args.max_tiles, forced, args.new_tokens, args.cache)
     peak = peak_rss_mib()
     if precision == "float32":
         torch.save({"tokens": result["tokens"], "logits": result["logits"]}, reference)
@@ -248,6 +267,7 @@ def main() -> None:
     )
     parser.add_argument("--prompt-text-tokens", type=int, default=633)  # the receipt question's length
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--cache", choices=list(CACHES), default="growing")
     parser.add_argument("--matmul", action="store_true", help="only the one-matmul comparison, GFLOP/s")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # name:precision:reference, run in a child
     args = parser.parse_args()
