@@ -25,7 +25,6 @@ from storage.blobs import BlobStore
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class AppState:
     settings: Settings

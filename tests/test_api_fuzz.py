@@ -24,7 +24,10 @@ def api_schema(api_client):
 
 @schema.parametrize()
 @settings(
-    max_examples=EXPLORE or 25, derandomize=not EXPLORE, deadline=None, suppress_health_check=list(HealthCheck)
+    max_examples=EXPLORE or 25,
+    derandomize=not EXPLORE,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
 )
 def test_generated_requests_get_documented_answers(case, api_client):
     # left out: a schema-valid upload may still be refused for its bytes (415, 422), which no schema can

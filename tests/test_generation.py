@@ -193,7 +193,10 @@ def test_two_threads_generating_at_once_take_turns(tiny_model, monkeypatch: pyte
     monkeypatch.setattr(Generator, "_generate", counting)
     request = GenerationRequest(prompt=build_prompt("hi", []), pixel_values=None, max_new_tokens=4)
     outputs: list[str] = []
-    threads = [threading.Thread(target=lambda: outputs.append(generator.generate([request])[0].text)) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: outputs.append(generator.generate([request])[0].text))
+        for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

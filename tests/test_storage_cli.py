@@ -67,7 +67,11 @@ def test_settings_that_do_not_validate_are_a_configuration_error_with_exit_2(tmp
     env = {**os.environ, "BAYOU_DATA_DIR": str(tmp_path), "BAYOU_STUCK_AFTER_S": "5"}
     env.pop("BAYOU_DATABASE_URL", None)
     done = subprocess.run(
-        [sys.executable, "-m", "bayou.cli", "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "bayou.cli", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert "error: invalid settings: stuck_after_s (5) must be longer" in done.stderr

@@ -455,7 +455,9 @@ def test_a_failed_statement_names_no_stored_values(any_db_url: str) -> None:
     engine = make_engine(any_db_url)
     try:
         with engine.begin() as connection, pytest.raises(SQLAlchemyError) as caught:
-            connection.execute(text("INSERT INTO no_such_table (name) VALUES (:name)"), {"name": "JANE Q DOE"})
+            connection.execute(
+                text("INSERT INTO no_such_table (name) VALUES (:name)"), {"name": "JANE Q DOE"}
+            )
     finally:
         engine.dispose()
     assert "JANE Q DOE" not in str(caught.value)

@@ -506,7 +506,9 @@ def test_a_retry_the_broker_cannot_take_gives_the_message_back(
     sends = RetrySends(failures=1)
     monkeypatch.setattr(app, "send_task", sends)
     # as a worker runs it: a delivered message (not called directly), first try
-    task.push_request(id="t1", args=["doc_1"], kwargs=kwargs, retries=0, called_directly=False, delivery_info={})
+    task.push_request(
+        id="t1", args=["doc_1"], kwargs=kwargs, retries=0, called_directly=False, delivery_info={}
+    )
     try:
         # Celery's own retry would reject it without requeue: with acks_late, the message would be gone
         with pytest.raises(Reject) as rejected:
@@ -534,7 +536,12 @@ def test_a_message_given_back_once_is_not_given_back_again(
     # Redis marks a message it put back; a broker that takes requeues but not publishes would otherwise
     # keep it going round at once
     task.push_request(
-        id="t1", args=["doc_1"], kwargs={}, retries=0, called_directly=False, delivery_info={"redelivered": True}
+        id="t1",
+        args=["doc_1"],
+        kwargs={},
+        retries=0,
+        called_directly=False,
+        delivery_info={"redelivered": True},
     )
     try:
         with pytest.raises(Reject) as rejected:
@@ -553,7 +560,12 @@ def test_a_retry_that_fails_for_its_own_sake_is_dropped_as_celery_does(
     task = app.tasks["bayou.rasterize"]
     monkeypatch.setattr(app, "send_task", _our_own_bug)
     task.push_request(
-        id="t1", args=["doc_1"], kwargs={"gpu_queue": "gpu.800m"}, retries=0, called_directly=False, delivery_info={}
+        id="t1",
+        args=["doc_1"],
+        kwargs={"gpu_queue": "gpu.800m"},
+        retries=0,
+        called_directly=False,
+        delivery_info={},
     )
     try:
         with pytest.raises(Reject) as rejected:
