@@ -268,3 +268,39 @@ def test_a_near_miss_counts_only_where_the_differing_word_was_unsure() -> None:
     page = _scored_page([("HAND", 0.97), ("SANITIZER", 0.93), ("GEL", 0.95), ("g0z", 0.5)])
     found = locate({"items": [{"description": "HAND SANITIZER GEL 8OZ"}]}, [page])
     assert 0.8 <= found["/items/0/description"].score < 0.9
+
+
+def test_a_weight_is_found_as_printed_to_two_decimals() -> None:
+    # seed 97's r009: "0.60 lb @ 1.92 /lb" for the quantity 0.6
+    page = _page(["BROCCOLI", "CROWNS"], ["0.60", "lb", "@", "1.92", "/lb"])
+    data = {"items": [{"description": "BROCCOLI CROWNS", "quantity": 0.6, "unit_price": "1.92"}]}
+    found = locate(data, [page])
+    assert found["/items/0/quantity"].box == page.words[2].box
+    assert not_on_page(data, found) == []
+    # another weight is still not on the page
+    other = {"items": [{"description": "BROCCOLI CROWNS", "quantity": 0.7}]}
+    assert not_on_page(other, locate(other, [page])) == ["/items/0/quantity"]
+
+
+def test_an_at_sign_or_copyright_sign_read_for_a_zero_is_a_zero() -> None:
+    # seed 97: "CS@1532729" for receipt number CS01532729, "©.28" and "@.54" for 0.28 and 0.54
+    page = _page(["INV", "NO:", "CS@1532729"], ["BANANAS", "©.28"], ["APPLES", "@.54"], ["2@1.19"])
+    data = {"receipt_number": "CS01532729", "tax": "0.28", "total": "0.54", "subtotal": "1.19"}
+    found = locate(data, [page])
+    assert not_on_page(data, found) == []
+    assert found["/receipt_number"].box == page.words[2].box
+    # "2@1.19" is still a quantity at its price, not "201.19"
+    assert not_on_page({"total": "201.19"}, locate({"total": "201.19"}, [page])) == ["/total"]
+
+
+def test_an_identifier_glued_to_a_misread_label_matches_with_look_alikes() -> None:
+    # seed 97's l006: label "DLN" read "pLN", the number's 0 read "O", all one word
+    page = _page(["4d", "pLNHGO83034"])
+    found = locate({"document_number": "HG083034"}, [page])
+    assert found["/document_number"].score == 0.85
+    word = page.words[1].box
+    assert found["/document_number"].box[0] == pytest.approx(word[0] + 3 * (word[2] - word[0]) / 11)
+    # another document's number is not, nor a name, which look-alikes alone never make equal
+    assert not_on_page({"document_number": "HG083084"}, locate({"document_number": "HG083084"}, [page]))
+    names = _page(["2", "DONNALISA"])
+    assert not_on_page({"given_names": "IISA"}, locate({"given_names": "IISA"}, [names])) == ["/given_names"]

@@ -9,7 +9,9 @@ difference lies in a word OCR itself was unsure of (confidence under 0.6), compa
 characters are made equal, up to 0.85 times the similarity. A near miss in a word OCR read confidently is
 not a match: that is what a misspelt or invented value looks like. An amount whose decimal point OCR
 read as another character ("17259", "S212" for 17.59, 5.12) matches at 0.85 where OCR was unsure of it.
-A word with "@" in it ("4@6.44": quantity at unit price) is two words.
+A word with "@" in it ("4@6.44": quantity at unit price) is two words; an "@" or "©" read for a zero
+("CS@1532729", "©.86") is a zero. An identifier (letters and digits mixed) glued inside a word to a
+misread label ("PLNHGO83034") matches at 0.85 once look-alike characters are made equal.
 
 A licence value comes after its AAMVA label ("15 SEX M", "12 RESTR B"): one printed beside, or glued to,
 its label is preferred over the same text elsewhere, which is what places a one-letter value.
@@ -58,6 +60,9 @@ LABELS: dict[str, str] = {
 # what may stand before a label in the same word: its field number ("15SEX", "9AEND")
 _FIELD_NUMBER = re.compile(r"\d{0,2}[A-Z]?")
 _AMOUNT = re.compile(r"\d+\.\d{2}")
+# "@"/"©" read for a zero: starting an amount ("@.54", "©.86"), or an "@" between a letter or digit and digits
+# with no decimal point (so not "4@6.44", a quantity at its price)
+_ZERO_MISREAD = re.compile(r"(?<![A-Za-z\d])[©@](?=\.\d)|(?<=[A-Za-z\d])@(?=\d+(?![\d.]))")
 # bonuses when ranking runs of equal score: beside the field's label; on its item's row
 _ANCHORED = 0.3
 _ON_ROW = 0.2
@@ -214,7 +219,9 @@ def _words(pages: list[PageWords]) -> list[_Word]:
 
 def _pieces(text: str, box: tuple[float, float, float, float]) -> list[tuple[str, tuple[float, ...]]]:
     """A word split at "@" ("4@6.44": a quantity at its unit price, which OCR reads as one word), each
-    piece with its share of the word's box by character count."""
+    piece with its share of the word's box by character count. An "@" or "©" that is not between a
+    quantity and a price but beside a digit or a point is a misread zero ("CS@1532729", "©.86")."""
+    text = _ZERO_MISREAD.sub("0", text)
     if "@" not in text:
         return [(text, box)]
     x0, y0, x1, y1 = box
@@ -425,11 +432,15 @@ def _inside(word: _Word, form: str) -> _Candidate | None:
     or punctuation) may touch anything."""
     if len(form) < 3 or len(word.text) <= len(form):
         return None
-    at = len(word.text) - len(form) if word.text.endswith(form) else word.text.find(form)
+    text = word.text
+    if _id_like(form) and form not in text:
+        # an identifier ("HG083034") glued to a misread label ("PLNHGO83034"): look-alikes made equal
+        text, form = confusable(text), confusable(form)
+    at = len(text) - len(form) if text.endswith(form) else text.find(form)
     if at < 0:
         return None
-    before = word.text[at - 1] if at > 0 else ""
-    after = word.text[at + len(form)] if at + len(form) < len(word.text) else ""
+    before = text[at - 1] if at > 0 else ""
+    after = text[at + len(form)] if at + len(form) < len(text) else ""
     glued = (before and before.isdigit() == form[0].isdigit()) or (
         after and after.isdigit() == form[-1].isdigit()
     )
@@ -441,6 +452,12 @@ def _inside(word: _Word, form: str) -> _Candidate | None:
     share = (x1 - x0) / len(word.text)
     box = (x0 + share * at, y0, x0 + share * (at + len(form)), y1)
     return _Candidate(Location(word.page, box, 0.85), (word.order,), word.line)
+
+
+def _id_like(form: str) -> bool:
+    """An identifier: 6+ characters mixing letters and digits (a licence or receipt number), which no
+    misspelt name or shifted date can become by OCR's look-alikes alone."""
+    return len(form) >= 6 and any(ch.isalpha() for ch in form) and any(ch.isdigit() for ch in form)
 
 
 def _candidate(run: list[_Word], score: float) -> _Candidate:

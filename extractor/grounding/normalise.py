@@ -42,6 +42,9 @@ def variants(value: object, *, kind: str) -> list[str]:
         forms += _height_forms(text)
     else:
         forms += _amount_forms(text)
+        if isinstance(value, float):
+            # a weight or quantity as a receipt prints it, to two decimals (0.6 lb as "0.60")
+            forms.append(f"{value:.2f}")
     seen: dict[str, None] = {}
     for form in forms:
         normal = normalise(form)
