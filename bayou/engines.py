@@ -134,6 +134,7 @@ def forget_engines() -> None:
     """Drop every loaded engine (tests that change the settings)."""
     with _lock:
         _engines.clear()
+        _budgets_checked.clear()
 
 
 def _kind(kind: str, setting: str) -> EngineKind:

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_precision import CACHES, build  # noqa: E402
 
 from extractor.model.device import configure_threads  # noqa: E402
+from extractor.model.quantize import int8_dynamic  # noqa: E402
 
 PROMPT_TOKENS = 1401  # the 3-tile receipt's prompt (bench/cpu_precision.py)
 
@@ -33,11 +34,7 @@ def heads(model: torch.nn.Module, precision: str) -> dict[str, torch.nn.Module]:
     """The heads to compare: float32 always; for int8-dynamic also the head as BAYOU_QUANTIZE makes it."""
     found = {"float32 head": model.lm_head}
     if precision == "int8-dynamic":
-        from torch.ao.quantization import quantize_dynamic
-
-        holder = torch.nn.Sequential(copy.deepcopy(model.lm_head))
-        quantize_dynamic(holder, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-        found["int8 head"] = holder[0]
+        found["int8 head"] = int8_dynamic(copy.deepcopy(model.lm_head))
     return found
 
 

@@ -62,28 +62,29 @@ def quantize_int8_dynamic(model: torch.nn.Module) -> int:
     in the towers and the language model's head: decoding reads the head's weights once per token, and in
     float32 they were a quarter of what the 0.8B's decode step reads. Its logits move by about as much as
     the towers' quantisation moves them already (bench/cpu_precision.py measures both)."""
+    inner = model.model
+    count = 0
+    for name in ("language_model", "vision_tower"):
+        part = getattr(inner, name)
+        count += sum(isinstance(m, torch.nn.Linear) for m in part.modules())
+        setattr(inner, name, int8_dynamic(part))
+    model.lm_head = int8_dynamic(model.lm_head)
+    return count + 1
+
+
+def int8_dynamic(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` with its Linear layers (or itself, a Linear) made torch's dynamically quantised int8 ones,
+    converted in place: a copy would hold a float32 tower twice meanwhile (the 2B: ~8 GB more)."""
     import warnings
 
     from torch.ao.quantization import quantize_dynamic
 
-    inner = model.model
-    count = 0
+    # quantize_dynamic swaps a module's children, never the module it is given: a lone Linear goes in a holder
+    holder = torch.nn.Sequential(module) if isinstance(module, torch.nn.Linear) else module
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
         warnings.simplefilter("ignore")
-        for owner, name in ((inner, "language_model"), (inner, "vision_tower"), (model, "lm_head")):
-            part = getattr(owner, name)
-            count += sum(isinstance(m, torch.nn.Linear) for m in part.modules())
-            # in place: a copy would hold the float32 tower twice while it is converted (the 2B: ~8 GB more)
-            if isinstance(part, torch.nn.Linear):
-                part = torch.nn.Sequential(
-                    part
-                )  # quantize_dynamic swaps children, not the module it is given
-                quantize_dynamic(part.float(), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-                part = part[0]
-            else:
-                part = quantize_dynamic(part.float(), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-            setattr(owner, name, part)
-    return count
+        quantize_dynamic(holder.float(), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    return holder[0] if holder is not module else holder
 
 
 def _torchao():
