@@ -151,8 +151,24 @@ def reread_alone(
     """Each unsure word's place cut out with a margin and read on its own, all in one Tesseract run (the
     cut-outs stacked on a white strip); the words as page fractions of `page`. Read with its neighbours, a
     check's date in a larger script than the "DATE" label beside it came out as "\\e2v2023"; alone, right."""
-    gap = 16
-    cuts: list[tuple[tuple[int, int, int, int], int]] = []  # (page pixels cut out, scale)
+    cuts = _cut_outs(page, unsure)
+    if not cuts:
+        return "ok", []
+    strip, placed = _stacked(page, cuts)
+    status, read = _tesseract(binary, strip, timeout_s)
+    if status != "ok":
+        return status, []
+    return "ok", _back_on_page(read, placed, strip.size, page.size)
+
+
+# (page pixels cut out, the scale it is read at)
+_Cut = tuple[tuple[int, int, int, int], int]
+_STRIP_GAP = 16  # white pixels around each cut-out on the strip
+
+
+def _cut_outs(page: Image.Image, unsure: list[Word]) -> list[_Cut]:
+    """Each word's box on `page` with half its height around it; a small one read at twice its size."""
+    cuts: list[_Cut] = []
     for word in unsure:
         x0, y0, x1, y1 = (round(v * size) for v, size in zip(word.box, page.size * 2, strict=True))
         height = max(1, y1 - y0)
@@ -164,36 +180,50 @@ def reread_alone(
         )
         if box[2] > box[0] and box[3] > box[1]:
             cuts.append((box, 2 if height < REREAD_SMALL_PX else 1))
-    if not cuts:
-        return "ok", []
+    return cuts
+
+
+def _stacked(page: Image.Image, cuts: list[_Cut]) -> tuple[Image.Image, list[tuple[int, _Cut]]]:
+    """The cut-outs one under another on a white strip, each with its top on the strip."""
+    gap = _STRIP_GAP
     width = max((b[2] - b[0]) * k for b, k in cuts) + 2 * gap
     height = sum((b[3] - b[1]) * k + gap for b, k in cuts) + gap
     strip = Image.new("L", (width, height), 255)
-    placed: list[tuple[int, tuple[int, int, int, int], int]] = []  # (top in the strip, cut, scale)
+    placed: list[tuple[int, _Cut]] = []
     top = gap
     for box, scale in cuts:
         piece = page.crop(box)
         if scale != 1:
             piece = piece.resize((piece.width * scale, piece.height * scale), Image.Resampling.LANCZOS)
         strip.paste(piece, (gap, top))
-        placed.append((top, box, scale))
+        placed.append((top, (box, scale)))
         top += piece.height + gap
-    status, read = _tesseract(binary, strip, timeout_s)
-    if status != "ok":
-        return status, []
+    return strip, placed
+
+
+def _back_on_page(
+    read: list[Word], placed: list[tuple[int, _Cut]], strip_size: tuple[int, int], page_size: tuple[int, int]
+) -> list[Word]:
+    """The words read on the strip, each moved to its cut-out's place on the page (page fractions)."""
+    width, height = strip_size
     words = []
     for word in read:
         centre = (word.box[1] + word.box[3]) / 2 * height
-        for top, box, scale in placed:
+        for top, (box, scale) in placed:
             if top <= centre < top + (box[3] - box[1]) * scale:
-                xs = [(v * width - gap) / scale + box[0] for v in (word.box[0], word.box[2])]
+                xs = [(v * width - _STRIP_GAP) / scale + box[0] for v in (word.box[0], word.box[2])]
                 ys = [(v * height - top) / scale + box[1] for v in (word.box[1], word.box[3])]
-                fractions = (xs[0] / page.width, ys[0] / page.height, xs[1] / page.width, ys[1] / page.height)
+                fractions = (
+                    xs[0] / page_size[0],
+                    ys[0] / page_size[1],
+                    xs[1] / page_size[0],
+                    ys[1] / page_size[1],
+                )
                 words.append(
                     Word(word.text, tuple(round(v, 5) for v in fractions), word.confidence, word.line)
                 )  # type: ignore[arg-type]
                 break
-    return "ok", words
+    return words
 
 
 def _tesseract(binary: str, grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
