@@ -12,6 +12,11 @@ unsure word is replaced by the words the second pass read more confidently in it
 a few degrees off is levelled first (extractor/deskew.py) and the boxes turned back onto the page as given;
 then dark areas are inverted and rules painted over (extractor/ocr_cleanup.py), as Tesseract's one global
 threshold loses faint print beside a dark table and words run into a check's lines and boxes.
+
+A thermal print head's weak elements leave faint vertical streaks, and Tesseract reads a digit half gone
+under one confidently as another ("20.24" for 20.34, confidence 0.91). So numeric words are read once more,
+cut out and each column's ink darkened to the word's darkest (`column_contrast`), and what that reading
+says, where it differs, is kept beside the word (`Word.alternatives`) for the locator, never in its place.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from PIL import Image, ImageOps
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
 
 from extractor.deskew import box_back, rotated, skew_degrees
 from extractor.ocr_cleanup import clean_page
@@ -48,6 +55,15 @@ CLEAN_PAGE = True
 REREAD_ALONE = True
 REREAD_MAX_WORDS = 80
 REREAD_SMALL_PX = 24
+# numeric words (2+ digits, half the characters or more) read once more with each column's contrast restored,
+# at most this many a page, at this scale, all in one more Tesseract run; docs/benchmarks.md
+ALTERNATIVES = True
+ALTERNATIVE_MAX_WORDS = 100
+ALTERNATIVE_SCALE = 2
+# a column's ink is darkened at most this many times, and only where it is at least this share of the
+# word's darkest (fainter: paper, noise)
+_COLUMN_GAIN = 4.0
+_COLUMN_INK = 0.15
 # Tesseract's own threads: one, so that two pages on a 2-core machine run side by side without oversubscribing
 _ENV = {**os.environ, "OMP_THREAD_LIMIT": "1"}
 
@@ -58,6 +74,9 @@ class Word:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in fractions of the page
     confidence: float  # Tesseract's, 0..1
     line: int  # words with the same number are one text line, in reading order
+    # what another reading of the word's place said, where it differs (read_alternatives): the locator may
+    # take one, at a lower score, where the value is not in the text
+    alternatives: tuple[str, ...] = ()
 
 
 @dataclass
@@ -76,16 +95,27 @@ class PageWords:
             "ms": self.ms,
             "passes": self.passes,
             "skew": self.skew,
-            "words": [[w.text, *w.box, w.confidence, w.line] for w in self.words],
+            # the alternatives, where there are any, as an eighth item
+            "words": [
+                [w.text, *w.box, w.confidence, w.line, *([list(w.alternatives)] if w.alternatives else [])]
+                for w in self.words
+            ],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> PageWords:
         if not data:
             return cls(status="unavailable")
+        # pages stored before the alternatives have seven items a word
         words = [
-            Word(str(t), (float(x0), float(y0), float(x1), float(y1)), float(c), int(n))
-            for t, x0, y0, x1, y1, c, n in data.get("words", [])
+            Word(
+                str(t),
+                (float(x0), float(y0), float(x1), float(y1)),
+                float(c),
+                int(n),
+                tuple(str(a) for a in (more[0] if more else ())),
+            )
+            for t, x0, y0, x1, y1, c, n, *more in data.get("words", [])
         ]
         return cls(
             words=words,
@@ -138,10 +168,12 @@ def read_words(
             passes = 3
             status, alone = reread_alone(binary, page, unsure, left)
             words = merge_passes(words, alone) if status == "ok" else words
+    left = timeout_s - (time.perf_counter() - started)
+    if ALTERNATIVES and second_pass and left > 0:
+        # past the budget: the words stand without alternatives
+        words = read_alternatives(binary, page, words, left)
     if skew:
-        words = [
-            Word(w.text, box_back(w.box, skew, grey.size, page.size), w.confidence, w.line) for w in words
-        ]
+        words = [replace(w, box=box_back(w.box, skew, grey.size, page.size)) for w in words]
     return PageWords(words=words, ms=_ms(started), passes=passes, skew=skew)
 
 
@@ -161,6 +193,52 @@ def reread_alone(
     return "ok", _back_on_page(read, placed, strip.size, page.size)
 
 
+def read_alternatives(binary: str, page: Image.Image, words: list[Word], timeout_s: float) -> list[Word]:
+    """`words`, each numeric one with what it reads as once cut out, at ALTERNATIVE_SCALE, with each column's
+    ink darkened to the word's darkest (`column_contrast`), as an alternative where that differs; all cut-outs
+    in one Tesseract run. A faint streak through a digit's strokes made Tesseract read 20.34 as "20.24"."""
+    chosen = [n for n, word in enumerate(words) if _numeric(word.text)][:ALTERNATIVE_MAX_WORDS]
+    cuts = {n: box for n in chosen if (box := _cut_box(page, words[n])) is not None}
+    if not cuts:
+        return words
+    strip, placed = _stacked(page, [(box, ALTERNATIVE_SCALE) for box in cuts.values()], column_contrast)
+    status, read = _tesseract(binary, strip, timeout_s)
+    if status != "ok":
+        return words
+    texts: dict[int, str] = {}
+    for word in read:
+        centre = (word.box[1] + word.box[3]) / 2 * strip.height
+        for n, (top, (box, scale)) in zip(cuts, placed, strict=True):
+            if top <= centre < top + (box[3] - box[1]) * scale:
+                texts[n] = texts.get(n, "") + word.text
+                break
+    return [
+        replace(word, alternatives=(texts[n],)) if texts.get(n, word.text) != word.text else word
+        for n, word in enumerate(words)
+    ]
+
+
+def _numeric(text: str) -> bool:
+    digits = sum(ch.isdigit() for ch in text)
+    return digits >= 2 and 2 * digits >= len(text)
+
+
+def column_contrast(piece: Image.Image) -> Image.Image:
+    """`piece` (grey, a word on paper) with each pixel column's ink darkened by as much as makes the column's
+    darkest pixel as dark as the piece's darkest, at most _COLUMN_GAIN times; a column whose darkest is
+    fainter than _COLUMN_INK of the piece's ink depth (paper, noise) stays. A 3x3 median first, so that
+    noise is not darkened with the ink."""
+    pixels = np.asarray(piece.filter(ImageFilter.MedianFilter(3)), dtype=np.float32)
+    paper = float(np.percentile(pixels, 90))
+    full = paper - float(np.percentile(pixels, 1))
+    if full <= 0:
+        return piece
+    depth = paper - pixels.min(axis=0)
+    gain = np.where(depth > _COLUMN_INK * full, full / np.maximum(depth, 1.0), 1.0)
+    darker = paper - np.maximum(0.0, paper - pixels) * np.minimum(gain, _COLUMN_GAIN)[None, :]
+    return Image.fromarray(np.clip(darker, 0, 255).astype(np.uint8))
+
+
 # (page pixels cut out, the scale it is read at)
 _Cut = tuple[tuple[int, int, int, int], int]
 _STRIP_GAP = 16  # white pixels around each cut-out on the strip
@@ -170,21 +248,31 @@ def _cut_outs(page: Image.Image, unsure: list[Word]) -> list[_Cut]:
     """Each word's box on `page` with half its height around it; a small one read at twice its size."""
     cuts: list[_Cut] = []
     for word in unsure:
-        x0, y0, x1, y1 = (round(v * size) for v, size in zip(word.box, page.size * 2, strict=True))
-        height = max(1, y1 - y0)
-        box = (
-            max(0, x0 - height // 2),
-            max(0, y0 - height // 2),
-            min(page.width, x1 + height // 2),
-            min(page.height, y1 + height // 2),
-        )
-        if box[2] > box[0] and box[3] > box[1]:
-            cuts.append((box, 2 if height < REREAD_SMALL_PX else 1))
+        box = _cut_box(page, word)
+        if box is not None:
+            height = round(word.box[3] * page.height) - round(word.box[1] * page.height)
+            cuts.append((box, 2 if max(1, height) < REREAD_SMALL_PX else 1))
     return cuts
 
 
-def _stacked(page: Image.Image, cuts: list[_Cut]) -> tuple[Image.Image, list[tuple[int, _Cut]]]:
-    """The cut-outs one under another on a white strip, each with its top on the strip."""
+def _cut_box(page: Image.Image, word: Word) -> tuple[int, int, int, int] | None:
+    """The word's box on `page` in pixels with half its height around it; None when nothing is left."""
+    x0, y0, x1, y1 = (round(v * size) for v, size in zip(word.box, page.size * 2, strict=True))
+    height = max(1, y1 - y0)
+    box = (
+        max(0, x0 - height // 2),
+        max(0, y0 - height // 2),
+        min(page.width, x1 + height // 2),
+        min(page.height, y1 + height // 2),
+    )
+    return box if box[2] > box[0] and box[3] > box[1] else None
+
+
+def _stacked(
+    page: Image.Image, cuts: list[_Cut], treat: Callable[[Image.Image], Image.Image] | None = None
+) -> tuple[Image.Image, list[tuple[int, _Cut]]]:
+    """The cut-outs one under another on a white strip, each with its top on the strip; `treat`: applied
+    to each once scaled."""
     gap = _STRIP_GAP
     width = max((b[2] - b[0]) * k for b, k in cuts) + 2 * gap
     height = sum((b[3] - b[1]) * k + gap for b, k in cuts) + gap
@@ -195,6 +283,8 @@ def _stacked(page: Image.Image, cuts: list[_Cut]) -> tuple[Image.Image, list[tup
         piece = page.crop(box)
         if scale != 1:
             piece = piece.resize((piece.width * scale, piece.height * scale), Image.Resampling.LANCZOS)
+        if treat is not None:
+            piece = treat(piece)
         strip.paste(piece, (gap, top))
         placed.append((top, (box, scale)))
         top += piece.height + gap

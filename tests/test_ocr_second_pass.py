@@ -40,6 +40,8 @@ def _scripted(monkeypatch: pytest.MonkeyPatch, answers: list[tuple[str, list[Wor
 
     monkeypatch.setattr(ocr.shutil, "which", lambda _: "/usr/bin/tesseract")
     monkeypatch.setattr(ocr, "_tesseract", fake)
+    # numeric words read once more (tests/test_ocr_alternatives.py): not what these tests are about
+    monkeypatch.setattr(ocr, "ALTERNATIVES", False)
     return seen
 
 
@@ -98,6 +100,7 @@ def test_words_still_unsure_are_read_again_each_on_its_own(monkeypatch: pytest.M
     monkeypatch.setattr(ocr.shutil, "which", lambda _: "/usr/bin/tesseract")
     monkeypatch.setattr(ocr, "_tesseract", fake)
     monkeypatch.setattr(ocr, "CLEAN_PAGE", False)
+    monkeypatch.setattr(ocr, "ALTERNATIVES", False)
     words = read_words(Image.new("L", (400, 200), 255))
     assert [image.size for image in seen] == [(400, 200), (800, 400), (232, 112)]
     assert words.passes == 3

@@ -11,7 +11,9 @@ not a match: that is what a misspelt or invented value looks like. An amount who
 read as another character ("17259", "S212" for 17.59, 5.12) matches at 0.85 where OCR was unsure of it.
 A word with "@" in it ("4@6.44": quantity at unit price) is two words; an "@" or "©" read for a zero
 ("CS@1532729", "©.86") is a zero. An identifier (letters and digits mixed) glued inside a word to a
-misread label ("PLNHGO83034") matches at 0.85 once look-alike characters are made equal.
+misread label ("PLNHGO83034") matches at 0.85 once look-alike characters are made equal. A word equal to
+the value in OCR's other reading of it (`Word.alternatives`: a numeric word read again with each column's
+contrast restored, against a thermal print head's faint streaks) and not in its text matches at 0.85.
 
 A licence value comes after its AAMVA label ("15 SEX M", "12 RESTR B"): one printed beside, or glued to,
 its label is preferred over the same text elsewhere, which is what places a one-letter value.
@@ -67,6 +69,8 @@ _ZERO_MISREAD = re.compile(r"(?<![A-Za-z\d])[©@](?=\.\d)|(?<=[A-Za-z\d])@(?=\d+
 _ANCHORED = 0.3
 _ON_ROW = 0.2
 _SAME_LINE = 0.1
+# a word whose other OCR reading, not its text, equals the value
+_ALTERNATIVE = 0.85
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class _Word:
     text: str  # normalised
     box: tuple[float, float, float, float]
     confidence: float
+    alternatives: tuple[str, ...] = ()  # normalised, each unlike `text`
 
 
 @dataclass(frozen=True)
@@ -209,12 +214,20 @@ def _words(pages: list[PageWords]) -> list[_Word]:
     words: list[_Word] = []
     for number, page in enumerate(pages, start=1):
         for word in page.words:
-            for text, box in _pieces(word.text, word.box):
+            pieces = _pieces(word.text, word.box)
+            for text, box in pieces:
                 normal = normalise(text)
                 if normal:
+                    # another reading of a word split at "@" has no piece to go with
+                    others = _alternatives(word.alternatives, normal) if len(pieces) == 1 else ()
                     line = (number, word.line)
-                    words.append(_Word(number, len(words), line, normal, box, word.confidence))
+                    words.append(_Word(number, len(words), line, normal, box, word.confidence, others))
     return words
+
+
+def _alternatives(readings: tuple[str, ...], normal: str) -> tuple[str, ...]:
+    others = (normalise(_ZERO_MISREAD.sub("0", reading)) for reading in readings)
+    return tuple(other for other in others if other and other != normal)
 
 
 def _pieces(text: str, box: tuple[float, float, float, float]) -> list[tuple[str, tuple[float, ...]]]:
@@ -366,6 +379,8 @@ def _candidates(words: list[_Word], form: str, *, amount: bool = False) -> Itera
                 score = _misread_point(joined, target_confusable, run[0])
             if score == 0 and len(run) > 1 and _label_glued(joined, form, run[0].text):
                 score = 0.85
+            if score == 0 and len(run) == 1 and form in run[0].alternatives:
+                score = _ALTERNATIVE
             if score > 0:
                 yield _candidate(run, score)
         inside = _inside(words[start], form)
