@@ -9,8 +9,7 @@ the prompt's prefill) and then decodes `--new-tokens` steps (by default as many 
 the median over the committed sample receipts, jump-forward included), forced to the float32 run's greedy tokens, so
 every variant does the same work and its logits can be compared step by step with float32's: the numeric
 cost is the largest logit difference and the share of steps whose greedy token is float32's. The forward
-calls are bayou's own (extractor.generation's, with its in-place KV cache and its CPU decoding attention,
-extractor/model/attention.py; `--attention sdpa` for transformers' throughout), without the grammar, whose cost
+calls are bayou's own (extractor.generation's, with its in-place KV cache), without the grammar, whose cost
 does not depend on precision. Each variant runs in a process of its own, one after the other.
 
 Peak memory: the process's resident high-water mark (VmHWM), reset after the variant is built, so it is
@@ -21,8 +20,7 @@ gives each precision without the model around it.
 
 Usage: python bench/cpu_precision.py [--models h2ovl-800m,h2ovl-2b]
        [--precisions float32,bfloat16,int8,int8-dynamic] [--max-tiles 2] [--new-tokens receipt|N]
-       [--prompt-text-tokens 633] [--threads N] [--cache growing|dynamic] [--attention bayou|sdpa]
-       [--matmul]
+       [--prompt-text-tokens 633] [--threads N] [--cache growing|dynamic] [--matmul]
 
 Precisions: float32, bfloat16, int8, int8-dynamic (as BAYOU_QUANTIZE does them), and int8-dynamic-towers
 (int8-dynamic with the language model's head left in float32, to see what quantising the head gives).
@@ -55,10 +53,8 @@ from tokenization import forward_steps, published_grammars, sample_rows  # noqa:
 
 from extractor.context import tiling_of  # noqa: E402
 from extractor.kv_cache import GrowingCache  # noqa: E402
-from extractor.model.attention import cache_dtype  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
 from extractor.model.device import configure_threads, cpu_flags, cpu_has_native_bf16  # noqa: E402
-from extractor.model.loader import attention_implementation  # noqa: E402
 from extractor.model.published import published_config  # noqa: E402
 from extractor.model.quantize import quantize  # noqa: E402
 from extractor.tiling import pixel_values  # noqa: E402
@@ -67,8 +63,7 @@ SEED = 0
 VOCAB = 32010  # the published vocabulary: 32,000 sentencepiece pieces and ten added tokens
 IMAGE_TOKEN_ID = 32002  # <IMG_CONTEXT>, as in the published tokenizer
 # the engine's KV cache, and transformers' default (which copies the whole cache each token) to compare
-CACHES = {"growing": GrowingCache, "dynamic": lambda config, dtype=None: DynamicCache()}
-CPU = torch.device("cpu")
+CACHES = {"growing": GrowingCache, "dynamic": lambda config: DynamicCache()}
 
 
 def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, dict]:
@@ -78,7 +73,7 @@ def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, 
     config = to_internvl_config(raw, image_token_id=IMAGE_TOKEN_ID)
     torch.manual_seed(SEED)
     model = InternVLForConditionalGeneration._from_config(
-        config, dtype=torch.float32, attn_implementation=attention_implementation(CPU)
+        config, dtype=torch.float32, attn_implementation="sdpa"
     )
     model.eval().requires_grad_(False)
     if precision == "bfloat16":
@@ -127,13 +122,11 @@ def run(
     forced: list[int] | None,
     steps: int,
     cache: str = "growing",
-    attention: str = "bayou",
 ):
     """One document: preprocess, vision, prefill, then `steps` decode steps (greedy, or `forced`), the KV
     cache bayou's (`growing`) or transformers' DynamicCache (`dynamic`, for comparison)."""
     settings = model_settings(raw)
     dtype = next(model.parameters()).dtype
-    kv_dtype = cache_dtype(CPU, dtype) if attention == "bayou" else None
     started = time.perf_counter()
     pixels = pixel_values([receipt_image(0)], **tiling_of(settings, max_tiles))
     preprocess = time.perf_counter() - started
@@ -149,9 +142,7 @@ def run(
     ids = torch.cat([text[:20], image_slots, text[20:]]).unsqueeze(0)
     embeds = model.get_input_embeddings()(ids)
     embeds = embeds.masked_scatter((ids == IMAGE_TOKEN_ID).unsqueeze(-1), features.to(embeds.dtype))
-    out = model.model.language_model(
-        inputs_embeds=embeds, cache=CACHES[cache](model.config, kv_dtype), use_cache=True
-    )
+    out = model.model.language_model(inputs_embeds=embeds, cache=CACHES[cache](model.config), use_cache=True)
     cache = out.cache
     logits = [model.lm_head(out.last_hidden_state[:, -1]).float()]
     prefill = time.perf_counter() - started
@@ -224,22 +215,11 @@ def measure(name: str, precision: str, args: argparse.Namespace, reference: Path
     configure_threads(args.threads)
     started = time.perf_counter()
     model, raw = build(name, precision)
-    if args.attention == "sdpa":  # transformers' SDPA for every step, the cache in the model's dtype
-        model.set_attn_implementation("sdpa")
     built_s = time.perf_counter() - started
     gc.collect()
     reset_peak_rss()  # from here: what running the variant needs, not what building it from float32 did
     forced = torch.load(reference)["tokens"] if precision != "float32" else None
-    result = run(
-        model,
-        raw,
-        args.prompt_text_tokens,
-        args.max_tiles,
-        forced,
-        args.new_tokens,
-        args.cache,
-        args.attention,
-    )
+    result = run(model, raw, args.prompt_text_tokens, args.max_tiles, forced, args.new_tokens, args.cache)
     peak = peak_rss_mib()
     if precision == "float32":
         torch.save({"tokens": result["tokens"], "logits": result["logits"]}, reference)
@@ -288,12 +268,6 @@ def main() -> None:
     parser.add_argument("--prompt-text-tokens", type=int, default=633)  # the receipt question's length
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--cache", choices=list(CACHES), default="growing")
-    parser.add_argument(
-        "--attention",
-        choices=["bayou", "sdpa"],
-        default="bayou",
-        help="bayou: the engine's (SDPA, its own CPU decoding step); sdpa: transformers' SDPA throughout",
-    )
     parser.add_argument("--matmul", action="store_true", help="only the one-matmul comparison, GFLOP/s")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # name:precision:reference, run in a child
     args = parser.parse_args()

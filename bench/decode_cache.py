@@ -1,15 +1,11 @@
-"""Decode step cost behind a receipt's prompt, variants interleaved in one process: `--compare cache`
-(default): transformers' DynamicCache against bayou's GrowingCache, and (int8-dynamic) the language model's
-head in float32 against int8; `--compare attention`: transformers' SDPA against bayou's CPU decoding step
-(extractor/model/attention.py, with its float32 cache for a bfloat16 model), both with GrowingCache and the
-head as the engine has it.
+"""Decode step cost behind a receipt's prompt: transformers' DynamicCache against bayou's GrowingCache, and
+(int8-dynamic) the language model's head in float32 against int8, interleaved in one process.
 
 The full-size 0.8B with the seed's random weights (bench/cpu_precision.build), the 1,401-token receipt
 prompt prefilled once per variant and round, then `--steps` greedy decode steps; each round runs every
 variant once, in turn, so the machine's drift falls on all of them alike; the median round is reported.
 
-Usage: python bench/decode_cache.py [--compare cache|attention] [--precision int8-dynamic|float32|bfloat16]
-       [--steps 60] [--rounds 5]
+Usage: python bench/decode_cache.py [--precision int8-dynamic|float32] [--steps 60] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -28,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cpu_precision import CACHES, build  # noqa: E402
 
-from extractor.model.attention import cache_dtype  # noqa: E402
 from extractor.model.device import configure_threads  # noqa: E402
 from extractor.model.quantize import int8_dynamic  # noqa: E402
 
@@ -44,11 +39,7 @@ def heads(model: torch.nn.Module, precision: str) -> dict[str, torch.nn.Module]:
 
 
 @torch.inference_mode()
-def decode_ms(
-    model, head: torch.nn.Module, cache, embeds: torch.Tensor, steps: int, attention: str | None = None
-) -> float:
-    if attention is not None:
-        model.set_attn_implementation(attention)
+def decode_ms(model, head: torch.nn.Module, cache, embeds: torch.Tensor, steps: int) -> float:
     language_model = model.model.language_model
     cache = language_model(inputs_embeds=embeds, cache=cache, use_cache=True).cache
     token = 5
@@ -64,59 +55,31 @@ def decode_ms(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--compare", choices=["cache", "attention"], default="cache")
-    parser.add_argument(
-        "--precision", choices=["int8-dynamic", "float32", "bfloat16"], default="int8-dynamic"
-    )
+    parser.add_argument("--precision", choices=["int8-dynamic", "float32"], default="int8-dynamic")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     configure_threads(None)
-    if args.compare == "cache":
-        if args.precision == "bfloat16":
-            parser.error("--compare cache measures float32 and int8-dynamic")
-        # the towers quantised, the head left float: each head variant is then applied on top
-        model, _ = build(
-            "h2ovl-800m", "int8-dynamic-towers" if args.precision == "int8-dynamic" else "float32"
-        )
-        available = heads(model, args.precision)
-        variants = {
-            ("DynamicCache (transformers)" if cache == "dynamic" else "GrowingCache (bayou)", head): (
-                lambda cache=cache, head=head: (CACHES[cache](model.config), available[head], None)
-            )
-            for cache in ("dynamic", "growing")
-            for head in available
-        }
-        columns = ("KV cache", "head")
-    else:
-        model, _ = build("h2ovl-800m", args.precision)
-        attention = model.config.get_text_config()._attn_implementation  # the engine's, as build made it
-        kv_dtype = cache_dtype(torch.device("cpu"), next(model.parameters()).dtype)
-        variants = {
-            ("SDPA (transformers)", str(next(model.parameters()).dtype).removeprefix("torch.")): (
-                lambda: (CACHES["growing"](model.config), model.lm_head, "sdpa")
-            ),
-            (
-                "bayou CPU decoding step",
-                str(kv_dtype or next(model.parameters()).dtype).removeprefix("torch."),
-            ): (lambda: (CACHES["growing"](model.config, kv_dtype), model.lm_head, attention)),
-        }
-        columns = ("attention", "KV cache dtype")
+    # the towers quantised, the head left float: each head variant is then applied on top
+    model, _ = build("h2ovl-800m", "int8-dynamic-towers" if args.precision == "int8-dynamic" else "float32")
     embeds = model.get_input_embeddings()(torch.randint(3, 32000, (1, PROMPT_TOKENS)))
+    available = heads(model, args.precision)
+    variants = [(cache, head) for cache in ("dynamic", "growing") for head in available]
     rounds: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
     for _ in range(args.rounds):
-        for variant, make in variants.items():
-            cache, head, attention_name = make()
-            rounds[variant].append(decode_ms(model, head, cache, embeds, args.steps, attention_name))
+        for cache, head in variants:
+            made = CACHES[cache](model.config)
+            rounds[(cache, head)].append(decode_ms(model, available[head], made, embeds, args.steps))
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {torch.get_num_threads()} threads, torch {torch.__version__}"
     )
     print(f"Command: python bench/decode_cache.py {' '.join(sys.argv[1:])}\n")
-    print(f"| precision | {columns[0]} | {columns[1]} | decode ms/token (median of rounds) | rounds |")
+    print("| precision | KV cache | head | decode ms/token (median of rounds) | rounds |")
     print("|---|---|---|---|---|")
-    for (first, second), values in rounds.items():
+    for (cache, head), values in rounds.items():
+        name = "DynamicCache (transformers)" if cache == "dynamic" else "GrowingCache (bayou)"
         shown = ", ".join(f"{v:.1f}" for v in values)
-        print(f"| {args.precision} | {first} | {second} | {statistics.median(values):.1f} | {shown} |")
+        print(f"| {args.precision} | {name} | {head} | {statistics.median(values):.1f} | {shown} |")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from extractor.constrained import (
 )
 from extractor.kv_cache import GrowingCache
 from extractor.model import LoadedModel
-from extractor.model.attention import cache_dtype
 
 VISION_CHUNK_TILES = 32  # bounds the vision tower's activation memory on large batches
 
@@ -140,9 +139,7 @@ class Generator:
             embeds = embeds.masked_scatter(slots, image_features.to(embeds.dtype))
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         masks_ready = self._masks.submit(self._fill_masks, sequences, bitmask)
-        hidden, cache = self._forward(
-            embeds, mask, positions, GrowingCache(self.model.config, cache_dtype(device, self.loaded.dtype))
-        )
+        hidden, cache = self._forward(embeds, mask, positions, GrowingCache(self.model.config))
         logits = self.model.lm_head(hidden[:, -1, :]).float()
         prefill_ms = _elapsed_ms(started, device)
         next_position = mask.sum(-1)

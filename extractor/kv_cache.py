@@ -8,9 +8,6 @@ it, and hands attention views of the filled part; when the buffer is full it gro
 BLOCK_TOKENS), so the copies amortise to a few per document. The values attention sees are the same
 tensors as DynamicCache's, so outputs are identical. Layer kinds other than full attention (none in the
 published configs) keep transformers' own classes.
-
-`dtype` keeps the buffers in another dtype than the model's: float32 for a bfloat16 model on a CPU, whose
-decoding attention runs in float32 (extractor/model/attention.py); a bfloat16 value is exact in float32.
 """
 
 from __future__ import annotations
@@ -31,9 +28,8 @@ BLOCK_TOKENS = 256
 class GrowingLayer(DynamicLayer):
     """One layer's cache: `keys`/`values` are views of the filled part of larger buffers."""
 
-    def __init__(self, dtype: torch.dtype | None = None, **kwargs) -> None:
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.dtype = dtype  # None: the dtype of the keys and values it is given
         self._key_buffer: torch.Tensor | None = None
         self._value_buffer: torch.Tensor | None = None
 
@@ -80,11 +76,8 @@ class GrowingLayer(DynamicLayer):
         length = self.get_seq_length()
         capacity = end + max(end // 2, BLOCK_TOKENS)
         batch, heads, _, key_dim = key_states.shape
-        dtype = self.dtype or key_states.dtype
-        keys = key_states.new_empty((batch, heads, capacity, key_dim), dtype=dtype)
-        values = value_states.new_empty(
-            (batch, value_states.shape[1], capacity, value_states.shape[-1]), dtype=dtype
-        )
+        keys = key_states.new_empty((batch, heads, capacity, key_dim))
+        values = value_states.new_empty((batch, value_states.shape[1], capacity, value_states.shape[-1]))
         if length:
             keys[:, :, :length].copy_(self.keys)
             values[:, :, :length].copy_(self.values)
@@ -95,13 +88,11 @@ class GrowingLayer(DynamicLayer):
 class GrowingCache(DynamicCache):
     """A DynamicCache whose full-attention layers are GrowingLayers, laid out from the model's config."""
 
-    def __init__(self, config: PretrainedConfig, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, config: PretrainedConfig) -> None:
         super().__init__()
         layer_types, per_layer_kwargs = get_layer_types_and_kwargs(config.get_text_config(decoder=True))
         self.layers = [
-            GrowingLayer(dtype, **kwargs)
-            if kind == "full_attention"
-            else DYNAMIC_LAYER_TYPE_MAPPING[kind](**kwargs)
+            GrowingLayer(**kwargs) if kind == "full_attention" else DYNAMIC_LAYER_TYPE_MAPPING[kind](**kwargs)
             for kind, kwargs in zip(layer_types, per_layer_kwargs, strict=True)
         ]
         self.layer_class_to_replicate = None
