@@ -14,6 +14,7 @@ import importlib.util
 import inspect
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -23,7 +24,6 @@ from extractor.errors import BayouError, ConfigurationError
 from extractor.registry import FALLBACK_MODEL, ModelEntry, lookup
 
 if TYPE_CHECKING:
-    from extractor.constrained import GrammarCache
     from extractor.engine import Engine
     from extractor.pipeline import Extractor
 
@@ -31,8 +31,8 @@ logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 # by model name: each engine built for it, with the settings its build read (see SettingsReads)
 _engines: dict[str, list[tuple[dict[str, Any], Engine]]] = {}
-# (engine, BAYOU_MAX_NEW_TOKENS) pairs whose budget was held against each type's shortest answer
-_budgets_checked: set[tuple[int, int]] = set()
+# each engine's BAYOU_MAX_NEW_TOKENS values already held against each type's shortest answer
+_budgets_checked: weakref.WeakKeyDictionary[Any, set[int]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,10 @@ def extractor_for(
     """The pipeline around `engine` with the settings' input caps and answer budget."""
     from extractor.pipeline import Extractor
 
-    grammars = getattr(getattr(engine, "generator", None), "grammars", None)  # engines that constrain here
-    if grammars is not None and (id(engine), settings.max_new_tokens) not in _budgets_checked:
-        _budgets_checked.add((id(engine), settings.max_new_tokens))
-        warn_of_short_budgets(grammars, settings.max_new_tokens, engine.name)
+    checked = _budgets_checked.setdefault(engine, set())
+    if settings.max_new_tokens not in checked:
+        checked.add(settings.max_new_tokens)
+        warn_of_short_budgets(engine, settings.max_new_tokens)
     return Extractor(
         engine,
         constrained=constrained,
@@ -156,27 +156,23 @@ def _build_transformers(entry: ModelEntry, settings: Settings) -> Engine:
     return TransformersEngine(loaded, name=entry.alias, json_layout=settings.json_layout)
 
 
-def warn_of_short_budgets(grammars: GrammarCache, max_new_tokens: int, model: str) -> list[str]:
-    """At an engine's first use with a budget: the document types whose shortest valid answer, as the grammar's closing
-    strategy writes it in this model's tokens, is longer than BAYOU_MAX_NEW_TOKENS, each logged once: their
-    documents would end cut off, invalid (jump-forward may fit an answer in a few tokens less)."""
-    from extractor.schemas import available_types, load_schema
-
-    short = []
-    for doc_type in available_types():
-        needed = grammars.shortest_answer(load_schema(doc_type))
-        if max_new_tokens < needed:
-            short.append(doc_type)
-            logger.warning(
-                "BAYOU_MAX_NEW_TOKENS=%d is below the shortest valid %s answer (%d tokens for %s): %s "
-                "documents would be cut off and invalid; raise it",
-                max_new_tokens,
-                doc_type,
-                needed,
-                model,
-                doc_type,
-            )
-    return short
+def warn_of_short_budgets(engine: Engine, max_new_tokens: int) -> list[str]:
+    """The document types whose shortest valid answer is longer than BAYOU_MAX_NEW_TOKENS, each logged: their
+    documents would end cut off, invalid (jump-forward may fit an answer in a few tokens less). Engines that
+    constrain in this process say it (`budget_shortfalls`); a vLLM server constrains on its side."""
+    shortfalls = getattr(engine, "budget_shortfalls", None)
+    short = shortfalls(max_new_tokens) if shortfalls is not None else {}
+    for doc_type, needed in short.items():
+        logger.warning(
+            "BAYOU_MAX_NEW_TOKENS=%d is below the shortest valid %s answer (%d tokens for %s): %s "
+            "documents would be cut off and invalid; raise it",
+            max_new_tokens,
+            doc_type,
+            needed,
+            engine.name,
+            doc_type,
+        )
+    return list(short)
 
 
 # The vLLM engine's module. The contract with it: `VLLMEngine.from_settings(entry, settings)` builds an

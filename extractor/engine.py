@@ -94,6 +94,14 @@ class TransformersEngine:
         )
         return generation, round((time.perf_counter() - started) * 1000, 2)
 
+    def budget_shortfalls(self, max_new_tokens: int) -> dict[str, int]:
+        """The document types whose shortest valid answer, as the grammar's closing strategy writes it in
+        this model's tokens, is longer than `max_new_tokens`: type -> the tokens it needs."""
+        from extractor.schemas import available_types, load_schema
+
+        needed = {t: self.generator.grammars.shortest_answer(load_schema(t)) for t in available_types()}
+        return {doc_type: n for doc_type, n in needed.items() if n > max_new_tokens}
+
     def run(self, requests: list[EngineRequest]) -> list[GenerationOutput]:
         prepared = [self.preprocess(r) for r in requests]
         outputs = self.generator.generate([g for g, _ in prepared])

@@ -275,8 +275,8 @@ def test_a_budget_below_a_types_shortest_answer_is_warned_of_once(
     assert all(m.startswith("BAYOU_MAX_NEW_TOKENS=16 is below the shortest valid ") for m in warned)
     grammars = engine.generator.grammars
     receipt = grammars.shortest_answer(load_schema("receipt"))
-    assert "receipt" not in engines.warn_of_short_budgets(grammars, receipt, "tiny")
-    assert "receipt" in engines.warn_of_short_budgets(grammars, receipt - 1, "tiny")
+    assert "receipt" not in engines.warn_of_short_budgets(engine, receipt)
+    assert engine.budget_shortfalls(receipt - 1)["receipt"] == receipt
     # what the warning is about: with such a budget the answer is cut off
     (output,) = engine.run(
         [
