@@ -47,17 +47,13 @@ SECOND_PASS_SCALE = 2
 # no second pass for a page this large at twice the size: it has no small print to speak of (a 200 dpi
 # letter page is 3.7 Mpx), and four times a page near BAYOU_MAX_PIXELS would not fit a worker's memory
 SECOND_PASS_MAX_PIXELS = 40_000_000
-# light text on dark areas turned dark, rules and dark surroundings painted over before reading: Tesseract's
-# one global threshold otherwise lost whole receipt rows photographed on a dark table; docs/benchmarks.md
-CLEAN_PAGE = True
 # words still unsure after the second pass are cut out and read once more each on its own (one more Tesseract
-# run for all of them); at most this many a page, a cut-out under REREAD_SMALL_PX tall read at twice its size
-REREAD_ALONE = True
+# run for all of them, OcrSteps.reread_alone); at most this many a page, a cut-out under REREAD_SMALL_PX tall
+# read at twice its size
 REREAD_MAX_WORDS = 80
 REREAD_SMALL_PX = 24
-# numeric words (2+ digits, half the characters or more) read once more with each column's contrast restored,
-# at most this many a page, at this scale, all in one more Tesseract run; docs/benchmarks.md
-ALTERNATIVES = True
+# numeric words (2+ digits, half the characters or more) read once more with each column's contrast restored
+# (OcrSteps.alternatives), at most this many a page, at this scale, all in one more Tesseract run
 ALTERNATIVE_MAX_WORDS = 100
 ALTERNATIVE_SCALE = 2
 # a column's ink is darkened at most this many times, and only where it is at least this share of the
@@ -126,11 +122,30 @@ class PageWords:
         )
 
 
+@dataclass(frozen=True)
+class OcrSteps:
+    """Which of OCR's steps run: all of them in bayou; a bench or a test switches one off to see what it
+    gives (docs/benchmarks.md, "Grounding")."""
+
+    # light text on dark areas turned dark, rules and dark surroundings painted over before reading:
+    # Tesseract's one global threshold otherwise lost whole receipt rows photographed on a dark table
+    clean_page: bool = True
+    # a page with a word read with confidence under SECOND_PASS_BELOW read again at twice the size
+    second_pass: bool = True
+    # after it, words still unsure cut out and read each on its own
+    reread_alone: bool = True
+    # numeric words read once more with each column's contrast restored, the reading kept beside the word
+    alternatives: bool = True
+
+
+ALL_STEPS = OcrSteps()
+ONE_PASS = OcrSteps(second_pass=False, reread_alone=False, alternatives=False)
+
+
 def read_words(
-    image: Image.Image, *, timeout_s: float = DEFAULT_TIMEOUT_S, second_pass: bool = True
+    image: Image.Image, *, timeout_s: float = DEFAULT_TIMEOUT_S, steps: OcrSteps = ALL_STEPS
 ) -> PageWords:
-    """The words on `image` with their boxes; never raises for a bad page (see the status).
-    `second_pass`: read the page again at twice the size where the first pass was unsure of a word."""
+    """The words on `image` with their boxes; never raises for a bad page (see the status)."""
     started = time.perf_counter()
     binary = shutil.which("tesseract")
     if binary is None:
@@ -140,7 +155,7 @@ def read_words(
     skew = skew_degrees(grey)
     levelled = rotated(grey, skew) if skew else grey
     # dark areas inverted, rules and dark surroundings painted over (extractor/ocr_cleanup.py)
-    page = clean_page(levelled) if CLEAN_PAGE else levelled
+    page = clean_page(levelled) if steps.clean_page else levelled
     status, words = _tesseract(binary, page, timeout_s)
     if status != "ok":
         return PageWords(status=status, ms=_ms(started), skew=skew)
@@ -150,7 +165,7 @@ def read_words(
     left = timeout_s - (time.perf_counter() - started)
     larger = page.width * page.height * SECOND_PASS_SCALE**2
     if (
-        second_pass
+        steps.second_pass
         and left > 0
         and larger <= SECOND_PASS_MAX_PIXELS
         and any(w.confidence < SECOND_PASS_BELOW for w in words)
@@ -164,12 +179,12 @@ def read_words(
         words = merge_passes(words, again) if status == "ok" else words
         left = timeout_s - (time.perf_counter() - started)
         unsure = [w for w in words if w.confidence < SECOND_PASS_BELOW][:REREAD_MAX_WORDS]
-        if REREAD_ALONE and status == "ok" and unsure and left > 0:
+        if steps.reread_alone and status == "ok" and unsure and left > 0:
             passes = 3
             status, alone = reread_alone(binary, page, unsure, left)
             words = merge_passes(words, alone) if status == "ok" else words
     left = timeout_s - (time.perf_counter() - started)
-    if ALTERNATIVES and second_pass and left > 0:
+    if steps.alternatives and left > 0:
         # past the budget: the words stand without alternatives
         words = read_alternatives(binary, page, words, left)
     if skew:

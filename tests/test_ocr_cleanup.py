@@ -77,9 +77,8 @@ def test_tesseract_gets_the_cleaned_page_and_boxes_stay_on_the_page(monkeypatch:
     words = read_words(image)
     assert np.asarray(seen[0])[150:152, 30:370].min() > 200
     assert words.words == [Word("TOTAL", (0.1, 0.1, 0.3, 0.2), 0.9, 0)]
-    monkeypatch.setattr(ocr, "CLEAN_PAGE", False)
     seen.clear()
-    read_words(image)
+    read_words(image, steps=ocr.OcrSteps(clean_page=False))
     assert np.asarray(seen[0])[150:152, 30:370].max() < 50
 
 
@@ -94,6 +93,6 @@ def test_faint_rows_beside_a_dark_table_are_read() -> None:
     rows = ["GREEK YOGURT 1.22", "DISH SOAP 3.46", "GREEN TEA 4.47", "RED GRAPES 11.02", "FROZEN PIZZA 6.60"]
     for n, row in enumerate(rows):
         draw.text((215, 90 + 60 * n), row, fill=150, font=font)
-    text = " ".join(w.text for w in read_words(image, second_pass=False).words)
+    text = " ".join(w.text for w in read_words(image, steps=ocr.ONE_PASS).words)
     for row in rows:
         assert row in text

@@ -40,14 +40,16 @@ def _scripted(monkeypatch: pytest.MonkeyPatch, answers: list[tuple[str, list[Wor
 
     monkeypatch.setattr(ocr.shutil, "which", lambda _: "/usr/bin/tesseract")
     monkeypatch.setattr(ocr, "_tesseract", fake)
-    # numeric words read once more (tests/test_ocr_alternatives.py): not what these tests are about
-    monkeypatch.setattr(ocr, "ALTERNATIVES", False)
     return seen
+
+
+# numeric words read once more (tests/test_ocr_alternatives.py) and the clean-up: not what these tests are about
+STEPS = ocr.OcrSteps(alternatives=False)
 
 
 def test_a_page_read_confidently_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = _scripted(monkeypatch, [("ok", [Word("TOTAL", (0.1, 0.1, 0.3, 0.2), 0.9, 0)])])
-    words = read_words(Image.new("RGB", (200, 100), "white"))
+    words = read_words(Image.new("RGB", (200, 100), "white"), steps=STEPS)
     assert (words.passes, len(seen), [w.text for w in words.words]) == (1, 1, ["TOTAL"])
 
 
@@ -55,7 +57,7 @@ def test_an_unsure_page_is_read_again_at_twice_the_size(monkeypatch: pytest.Monk
     unsure = [Word("TOTAL", (0.1, 0.1, 0.3, 0.2), 0.9, 0), Word("2626", (0.5, 0.1, 0.7, 0.2), 0.4, 0)]
     again = [Word("26.26", (0.5, 0.1, 0.7, 0.2), 0.93, 0)]
     seen = _scripted(monkeypatch, [("ok", unsure), ("ok", again)])
-    words = read_words(Image.new("RGB", (200, 100), "white"))
+    words = read_words(Image.new("RGB", (200, 100), "white"), steps=STEPS)
     assert [image.size for image in seen] == [(200, 100), (400, 200)]
     assert (words.passes, [w.text for w in words.words]) == (2, ["TOTAL", "26.26"])
     assert ocr.PageWords.from_json(words.to_json()) == words
@@ -64,10 +66,10 @@ def test_an_unsure_page_is_read_again_at_twice_the_size(monkeypatch: pytest.Monk
 def test_a_second_pass_past_the_budget_leaves_the_first_pass_words(monkeypatch: pytest.MonkeyPatch) -> None:
     unsure = [Word("2626", (0.5, 0.1, 0.7, 0.2), 0.4, 0)]
     _scripted(monkeypatch, [("ok", unsure), ("timeout", [])])
-    words = read_words(Image.new("RGB", (200, 100), "white"))
+    words = read_words(Image.new("RGB", (200, 100), "white"), steps=STEPS)
     assert (words.status, words.words, words.passes) == ("ok", unsure, 2)
     _scripted(monkeypatch, [("ok", unsure)])
-    assert read_words(Image.new("RGB", (200, 100), "white"), second_pass=False).passes == 1
+    assert read_words(Image.new("RGB", (200, 100), "white"), steps=ocr.ONE_PASS).passes == 1
 
 
 def test_a_page_too_large_to_read_at_twice_the_size_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,7 +77,7 @@ def test_a_page_too_large_to_read_at_twice_the_size_is_read_once(monkeypatch: py
     seen = _scripted(monkeypatch, [("ok", unsure), ("ok", [])])
     large = Image.new("L", (4000, 3000), 255)  # 48 Mpx at twice the size
     assert large.width * large.height * ocr.SECOND_PASS_SCALE**2 > ocr.SECOND_PASS_MAX_PIXELS
-    words = read_words(large)
+    words = read_words(large, steps=STEPS)
     assert (words.passes, len(seen), words.words) == (1, 1, unsure)
 
 
@@ -99,13 +101,12 @@ def test_words_still_unsure_are_read_again_each_on_its_own(monkeypatch: pytest.M
 
     monkeypatch.setattr(ocr.shutil, "which", lambda _: "/usr/bin/tesseract")
     monkeypatch.setattr(ocr, "_tesseract", fake)
-    monkeypatch.setattr(ocr, "CLEAN_PAGE", False)
-    monkeypatch.setattr(ocr, "ALTERNATIVES", False)
-    words = read_words(Image.new("L", (400, 200), 255))
+    steps = ocr.OcrSteps(clean_page=False, alternatives=False)
+    words = read_words(Image.new("L", (400, 200), 255), steps=steps)
     assert [image.size for image in seen] == [(400, 200), (800, 400), (232, 112)]
     assert words.passes == 3
     assert [(w.text, w.line) for w in words.words] == [("TOTAL", 0), ("01/21/2023", 3)]
     assert words.words[1].box == pytest.approx((0.5, 0.5, 0.7, 0.6))
-    monkeypatch.setattr(ocr, "REREAD_ALONE", False)
     seen.clear()
-    assert (read_words(Image.new("L", (400, 200), 255)).passes, len(seen)) == (2, 2)
+    without = ocr.OcrSteps(clean_page=False, reread_alone=False, alternatives=False)
+    assert (read_words(Image.new("L", (400, 200), 255), steps=without).passes, len(seen)) == (2, 2)
