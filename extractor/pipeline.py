@@ -10,12 +10,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from extractor.engine import Engine, EngineRequest
 from extractor.errors import BayouError, InputError
-from extractor.generation import GenerationOutput
 from extractor.grounding.barcode import LICENCE_TYPE, BarcodeReading, read_barcodes
 from extractor.grounding.verify import ground, witness_barcode
 from extractor.ocr import PageWords, read_words
@@ -27,6 +26,10 @@ from extractor.rasterize import rasterize
 from extractor.result import Result
 from extractor.schemas import load_schema
 from extractor.validation import validate
+
+if TYPE_CHECKING:  # the model side (torch, transformers, xgrammar): the CPU stage must not import it
+    from extractor.engine import Engine, EngineRequest
+    from extractor.generation import GenerationOutput
 
 LOW_CONFIDENCE = 0.5  # a field below this sends the document to review
 
@@ -256,6 +259,8 @@ class Extractor:
         return rasterized, request
 
     def _request(self, rasterized: Rasterized) -> EngineRequest:
+        from extractor.engine import EngineRequest  # here: see the TYPE_CHECKING import above
+
         doc_type = rasterized.document.doc_type
         return EngineRequest(
             images=rasterized.images,
