@@ -47,7 +47,7 @@ from extractor.grounding.barcode import read_licence_barcode  # noqa: E402
 from extractor.grounding.locate import leaves, locate  # noqa: E402
 from extractor.grounding.measure import iou  # noqa: E402
 from extractor.grounding.verify import not_on_page  # noqa: E402
-from extractor.ocr import ALL_STEPS, ONE_PASS, PageWords, read_words  # noqa: E402
+from extractor.ocr import ALL_STEPS, ONE_PASS, OcrSteps, PageWords, read_words  # noqa: E402
 from extractor.pipeline import DocumentInput, Limits, rasterize_document  # noqa: E402
 
 NAMES = ("/family_name", "/given_names", "/payee", "/payer_name", "/merchant_name", "/items/0/description")
@@ -66,14 +66,12 @@ SWAPPED = (
 )
 
 
-def _ocr(args: tuple[list[Path], str, bool]) -> tuple[list[dict[str, Any]], dict[str, Any] | None, float]:
+def _ocr(args: tuple[list[Path], str, OcrSteps]) -> tuple[list[dict[str, Any]], dict[str, Any] | None, float]:
     """Each page's words; a licence's barcode fields (None: not read) and the decoding milliseconds."""
-    paths, doc_type, one_pass = args
+    paths, doc_type, steps = args
     rasterized = rasterize_document(DocumentInput(sources=list(paths), doc_type=doc_type), Limits())
     assert rasterized.error is None, rasterized.error
-    words = [
-        read_words(image, steps=ONE_PASS if one_pass else ALL_STEPS).to_json() for image in rasterized.images
-    ]
+    words = [read_words(image, steps=steps).to_json() for image in rasterized.images]
     if doc_type != "drivers_license":
         return words, None, 0.0
     started = time.perf_counter()
@@ -163,7 +161,7 @@ def main() -> None:
     load_before = os.getloadavg()
     started = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
-        jobs = [(list(e.paths), e.doc_type, args.one_pass) for e in entries]
+        jobs = [(list(e.paths), e.doc_type, ONE_PASS if args.one_pass else ALL_STEPS) for e in entries]
         ocr = list(pool.map(_ocr, jobs))
     ocr_wall = time.perf_counter() - started
     rng = random.Random(args.seed)

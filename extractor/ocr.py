@@ -220,13 +220,12 @@ def read_alternatives(binary: str, page: Image.Image, words: list[Word], timeout
     status, read = _tesseract(binary, strip, timeout_s)
     if status != "ok":
         return words
+    numbers = list(cuts)  # the word each cut-out is of, in the strip's order
     texts: dict[int, str] = {}
     for word in read:
-        centre = (word.box[1] + word.box[3]) / 2 * strip.height
-        for n, (top, (box, scale)) in zip(cuts, placed, strict=True):
-            if top <= centre < top + (box[3] - box[1]) * scale:
-                texts[n] = texts.get(n, "") + word.text
-                break
+        at = _cut_under(word, placed, strip.height)
+        if at is not None:
+            texts[numbers[at]] = texts.get(numbers[at], "") + word.text
     return [
         replace(word, alternatives=(texts[n],)) if texts.get(n, word.text) != word.text else word
         for n, word in enumerate(words)
@@ -265,15 +264,19 @@ def _cut_outs(page: Image.Image, unsure: list[Word]) -> list[_Cut]:
     for word in unsure:
         box = _cut_box(page, word)
         if box is not None:
-            height = round(word.box[3] * page.height) - round(word.box[1] * page.height)
-            cuts.append((box, 2 if max(1, height) < REREAD_SMALL_PX else 1))
+            cuts.append((box, 2 if _height_px(page, word) < REREAD_SMALL_PX else 1))
     return cuts
+
+
+def _height_px(page: Image.Image, word: Word) -> int:
+    """The word's height on `page` in pixels, at least 1."""
+    return max(1, round(word.box[3] * page.height) - round(word.box[1] * page.height))
 
 
 def _cut_box(page: Image.Image, word: Word) -> tuple[int, int, int, int] | None:
     """The word's box on `page` in pixels with half its height around it; None when nothing is left."""
     x0, y0, x1, y1 = (round(v * size) for v, size in zip(word.box, page.size * 2, strict=True))
-    height = max(1, y1 - y0)
+    height = _height_px(page, word)
     box = (
         max(0, x0 - height // 2),
         max(0, y0 - height // 2),
@@ -313,22 +316,26 @@ def _back_on_page(
     width, height = strip_size
     words = []
     for word in read:
-        centre = (word.box[1] + word.box[3]) / 2 * height
-        for top, (box, scale) in placed:
-            if top <= centre < top + (box[3] - box[1]) * scale:
-                xs = [(v * width - _STRIP_GAP) / scale + box[0] for v in (word.box[0], word.box[2])]
-                ys = [(v * height - top) / scale + box[1] for v in (word.box[1], word.box[3])]
-                fractions = (
-                    xs[0] / page_size[0],
-                    ys[0] / page_size[1],
-                    xs[1] / page_size[0],
-                    ys[1] / page_size[1],
-                )
-                words.append(
-                    Word(word.text, tuple(round(v, 5) for v in fractions), word.confidence, word.line)
-                )  # type: ignore[arg-type]
-                break
+        at = _cut_under(word, placed, height)
+        if at is None:
+            continue
+        top, (box, scale) = placed[at]
+        xs = [(v * width - _STRIP_GAP) / scale + box[0] for v in (word.box[0], word.box[2])]
+        ys = [(v * height - top) / scale + box[1] for v in (word.box[1], word.box[3])]
+        fractions = (xs[0] / page_size[0], ys[0] / page_size[1], xs[1] / page_size[0], ys[1] / page_size[1])
+        words.append(
+            Word(word.text, tuple(round(v, 5) for v in fractions), word.confidence, word.line)  # type: ignore[arg-type]
+        )
     return words
+
+
+def _cut_under(word: Word, placed: list[tuple[int, _Cut]], strip_height: int) -> int | None:
+    """Which cut-out on the strip a word read there belongs to (its vertical centre lies in it), if any."""
+    centre = (word.box[1] + word.box[3]) / 2 * strip_height
+    for at, (top, (box, scale)) in enumerate(placed):
+        if top <= centre < top + (box[3] - box[1]) * scale:
+            return at
+    return None
 
 
 def _tesseract(binary: str, grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
