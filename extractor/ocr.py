@@ -1,4 +1,5 @@
-"""Word boxes of a page image from Tesseract (Debian's `tesseract-ocr`), run as a subprocess.
+"""Word boxes of a page image from Tesseract (Debian's `tesseract-ocr`), run in a helper process
+(extractor/tesseract.py).
 
 Tesseract ships its English model in the Debian package, so nothing is fetched at run time; it runs on CPU
 in the rasterising stage, never on the GPU worker. Why Tesseract and not RapidOCR: docs/benchmarks.md.
@@ -23,9 +24,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -34,12 +32,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
+from extractor import tesseract
 from extractor.deskew import box_back, rotated, skew_degrees
 from extractor.ocr_cleanup import clean_page
 
 # Page segmentation 6 (one uniform block of text): the automatic layout (3) dropped a receipt's amount
 # column next to a dark table edge, and sparse text (11) splits "24.66" at the point; docs/benchmarks.md
-PAGE_SEGMENTATION = "6"
+PAGE_SEGMENTATION = 6
 DEFAULT_TIMEOUT_S = 20.0
 # words read with less confidence than this are looked at again in the second pass, at this scale
 SECOND_PASS_BELOW = 0.7
@@ -60,8 +59,6 @@ ALTERNATIVE_SCALE = 2
 # word's darkest (fainter: paper, noise)
 _COLUMN_GAIN = 4.0
 _COLUMN_INK = 0.15
-# Tesseract's own threads: one, so that two pages on a 2-core machine run side by side without oversubscribing
-_ENV = {**os.environ, "OMP_THREAD_LIMIT": "1"}
 
 
 @dataclass(frozen=True)
@@ -147,8 +144,7 @@ def read_words(
 ) -> PageWords:
     """The words on `image` with their boxes; never raises for a bad page (see the status)."""
     started = time.perf_counter()
-    binary = shutil.which("tesseract")
-    if binary is None:
+    if not tesseract.available():
         return PageWords(status="unavailable")
     # grey with the contrast stretched: faded thermal print and tinted check paper read better
     grey = ImageOps.autocontrast(image.convert("L"), cutoff=1)
@@ -156,7 +152,7 @@ def read_words(
     levelled = rotated(grey, skew) if skew else grey
     # dark areas inverted, rules and dark surroundings painted over (extractor/ocr_cleanup.py)
     page = clean_page(levelled) if steps.clean_page else levelled
-    status, words = _tesseract(binary, page, timeout_s)
+    status, words = _tesseract(page, timeout_s)
     if status != "ok":
         return PageWords(status=status, ms=_ms(started), skew=skew)
     if not words:
@@ -174,27 +170,25 @@ def read_words(
         bigger = page.resize(
             (page.width * SECOND_PASS_SCALE, page.height * SECOND_PASS_SCALE), Image.Resampling.LANCZOS
         )
-        status, again = _tesseract(binary, bigger, left)
+        status, again = _tesseract(bigger, left)
         # past the budget or unreadable at the larger size: the first pass's words stand
         words = merge_passes(words, again) if status == "ok" else words
         left = timeout_s - (time.perf_counter() - started)
         unsure = [w for w in words if w.confidence < SECOND_PASS_BELOW][:REREAD_MAX_WORDS]
         if steps.reread_alone and status == "ok" and unsure and left > 0:
             passes = 3
-            status, alone = reread_alone(binary, page, unsure, left)
+            status, alone = reread_alone(page, unsure, left)
             words = merge_passes(words, alone) if status == "ok" else words
     left = timeout_s - (time.perf_counter() - started)
     if steps.alternatives and left > 0:
         # past the budget: the words stand without alternatives
-        words = read_alternatives(binary, page, words, left)
+        words = read_alternatives(page, words, left)
     if skew:
         words = [replace(w, box=box_back(w.box, skew, grey.size, page.size)) for w in words]
     return PageWords(words=words, ms=_ms(started), passes=passes, skew=skew)
 
 
-def reread_alone(
-    binary: str, page: Image.Image, unsure: list[Word], timeout_s: float
-) -> tuple[str, list[Word]]:
+def reread_alone(page: Image.Image, unsure: list[Word], timeout_s: float) -> tuple[str, list[Word]]:
     """Each unsure word's place cut out with a margin and read on its own, all in one Tesseract run (the
     cut-outs stacked on a white strip); the words as page fractions of `page`. Read with its neighbours, a
     check's date in a larger script than the "DATE" label beside it came out as "\\e2v2023"; alone, right."""
@@ -202,13 +196,13 @@ def reread_alone(
     if not cuts:
         return "ok", []
     strip, placed = _stacked(page, cuts)
-    status, read = _tesseract(binary, strip, timeout_s)
+    status, read = _tesseract(strip, timeout_s)
     if status != "ok":
         return status, []
     return "ok", _back_on_page(read, placed, strip.size, page.size)
 
 
-def read_alternatives(binary: str, page: Image.Image, words: list[Word], timeout_s: float) -> list[Word]:
+def read_alternatives(page: Image.Image, words: list[Word], timeout_s: float) -> list[Word]:
     """`words`, each numeric one with what it reads as once cut out, at ALTERNATIVE_SCALE, with each column's
     ink darkened to the word's darkest (`column_contrast`), as an alternative where that differs; all cut-outs
     in one Tesseract run. A faint streak through a digit's strokes made Tesseract read 20.34 as "20.24"."""
@@ -217,7 +211,7 @@ def read_alternatives(binary: str, page: Image.Image, words: list[Word], timeout
     if not cuts:
         return words
     strip, placed = _stacked(page, [(box, ALTERNATIVE_SCALE) for box in cuts.values()], column_contrast)
-    status, read = _tesseract(binary, strip, timeout_s)
+    status, read = _tesseract(strip, timeout_s)
     if status != "ok":
         return words
     numbers = list(cuts)  # the word each cut-out is of, in the strip's order
@@ -338,23 +332,11 @@ def _cut_under(word: Word, placed: list[tuple[int, _Cut]], strip_height: int) ->
     return None
 
 
-def _tesseract(binary: str, grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
-    buffer = io.BytesIO()
-    grey.save(buffer, format="PNG", compress_level=1)
-    try:
-        run = subprocess.run(
-            [binary, "stdin", "stdout", "--psm", PAGE_SEGMENTATION, "tsv"],
-            input=buffer.getvalue(),
-            capture_output=True,
-            timeout=timeout_s,
-            env=_ENV,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return "timeout", []
-    if run.returncode != 0:
-        return "unreadable", []
-    return "ok", _parse_tsv(run.stdout.decode("utf-8", "replace"), grey.width, grey.height)
+def _tesseract(grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
+    status, tsv = tesseract.read_tsv(grey, PAGE_SEGMENTATION, timeout_s)
+    if status != "ok":
+        return status, []
+    return "ok", _parse_tsv(tsv, grey.width, grey.height)
 
 
 def merge_passes(first: list[Word], second: list[Word]) -> list[Word]:
@@ -388,7 +370,8 @@ def _same_place(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 def _parse_tsv(tsv: str, width: int, height: int) -> list[Word]:
     words: list[Word] = []
     lines: dict[tuple[str, str, str, str], int] = {}
-    for row in csv.DictReader(io.StringIO(tsv), delimiter="\t", quoting=csv.QUOTE_NONE):
+    rows = csv.DictReader(io.StringIO(tsv), tesseract.TSV_COLUMNS, delimiter="\t", quoting=csv.QUOTE_NONE)
+    for row in rows:
         text = (row.get("text") or "").strip()
         if row.get("level") != "5" or not text:
             continue

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import struct
 import zlib
 
@@ -11,8 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from extractor import tesseract
+
 # the tests that read pages with Debian's Tesseract (extractor/ocr.py) skip, saying why, where it is missing
-needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr not installed")
+needs_tesseract = pytest.mark.skipif(
+    not tesseract.available(), reason="tesseract-ocr (libtesseract) not installed"
+)
 
 
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:

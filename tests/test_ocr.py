@@ -45,7 +45,7 @@ def test_a_page_past_its_time_budget_is_cut_off_and_said_so() -> None:
 
 
 def test_no_engine_installed_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ocr.shutil, "which", lambda _: None)
+    monkeypatch.setattr(ocr.tesseract, "available", lambda: False)
     assert read_words(Image.new("RGB", (10, 10))).status == "unavailable"
 
 

@@ -3,8 +3,6 @@ kept beside the word, and the locator taking such a reading where the word's tex
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -14,6 +12,7 @@ from extractor import ocr
 from extractor.grounding.locate import locate
 from extractor.grounding.verify import FOUND, not_on_page
 from extractor.ocr import PageWords, Word, column_contrast, read_words
+from tests.imaging import needs_tesseract
 
 _LINES = (
     "PEANUT BUTTER        20.34",
@@ -38,7 +37,7 @@ def _streaked_receipt() -> Image.Image:
     return Image.fromarray((236 * (1 - ink) + 50 * ink).astype(np.uint8))
 
 
-@pytest.mark.skipif(shutil.which("tesseract") is None, reason="needs Debian's tesseract-ocr")
+@needs_tesseract
 def test_a_streaked_amount_misread_confidently_is_found_by_its_other_reading(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -119,7 +118,7 @@ def test_only_numeric_words_are_read_again_in_one_run(monkeypatch: pytest.Monkey
     ]
     seen: list[Image.Image] = []
 
-    def fake(binary: str, grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
+    def fake(grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
         seen.append(grey)
         width, height = grey.size
         # the strip: the two numeric words' cut-outs (100 x 40 page pixels each: the 80 x 20 px word with
@@ -132,6 +131,6 @@ def test_only_numeric_words_are_read_again_in_one_run(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(ocr, "_tesseract", fake)
     page = Image.new("L", (400, 200), 236)
-    again = ocr.read_alternatives("tesseract", page, words, 5.0)
+    again = ocr.read_alternatives(page, words, 5.0)
     assert len(seen) == 1 and seen[0].size == (2 * 100 + 2 * 16, 2 * 80 + 3 * 16)
     assert [(w.text, w.alternatives) for w in again] == [("TOTAL", ()), ("4.38", ("4.88",)), ("9.34", ())]

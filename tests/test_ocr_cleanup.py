@@ -65,11 +65,11 @@ def test_long_runs_are_the_runs_at_least_that_long() -> None:
 def test_tesseract_gets_the_cleaned_page_and_boxes_stay_on_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Image.Image] = []
 
-    def fake(binary: str, grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
+    def fake(grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
         seen.append(grey)
         return "ok", [Word("TOTAL", (0.1, 0.1, 0.3, 0.2), 0.9, 0)]
 
-    monkeypatch.setattr(ocr.shutil, "which", lambda _: "/usr/bin/tesseract")
+    monkeypatch.setattr(ocr.tesseract, "available", lambda: True)
     monkeypatch.setattr(ocr, "_tesseract", fake)
     image, draw = _page()
     draw.rectangle((0, 0, 20, 20), fill=0)  # autocontrast's black point

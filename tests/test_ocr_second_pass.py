@@ -34,11 +34,11 @@ def _scripted(monkeypatch: pytest.MonkeyPatch, answers: list[tuple[str, list[Wor
     """FAKE Tesseract: each call answers the next scripted (status, words); returns the images it saw."""
     seen: list[Image.Image] = []
 
-    def fake(binary: str, grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
+    def fake(grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
         seen.append(grey)
         return answers[len(seen) - 1]
 
-    monkeypatch.setattr(ocr.shutil, "which", lambda _: "/usr/bin/tesseract")
+    monkeypatch.setattr(ocr.tesseract, "available", lambda: True)
     monkeypatch.setattr(ocr, "_tesseract", fake)
     return seen
 
@@ -87,7 +87,7 @@ def test_words_still_unsure_are_read_again_each_on_its_own(monkeypatch: pytest.M
     unsure = [Word("TOTAL", (0.1, 0.1, 0.3, 0.2), 0.9, 0), Word("\\e2v2023", (0.5, 0.5, 0.7, 0.6), 0.1, 3)]
     seen: list[Image.Image] = []
 
-    def fake(binary: str, grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
+    def fake(grey: Image.Image, timeout_s: float) -> tuple[str, list[Word]]:
         seen.append(grey)
         if len(seen) < 3:
             return "ok", unsure
@@ -99,7 +99,7 @@ def test_words_still_unsure_are_read_again_each_on_its_own(monkeypatch: pytest.M
             Word("01/21/2023", (box[0] / width, box[1] / height, box[2] / width, box[3] / height), 0.97, 0)
         ]
 
-    monkeypatch.setattr(ocr.shutil, "which", lambda _: "/usr/bin/tesseract")
+    monkeypatch.setattr(ocr.tesseract, "available", lambda: True)
     monkeypatch.setattr(ocr, "_tesseract", fake)
     steps = ocr.OcrSteps(clean_page=False, alternatives=False)
     words = read_words(Image.new("L", (400, 200), 255), steps=steps)
