@@ -131,6 +131,17 @@ def build_vocabulary(
     )
 
 
+def json_grammar(schema: dict[str, Any], layout: str = DEFAULT_JSON_LAYOUT) -> xgr.Grammar:
+    """The grammar an answer to `schema` is held to, by either engine: bayou's decoding schema (finite
+    patterns and lengths, extractor/decoding_schema.py), in the schema's property order, laid out as `layout`
+    says. The vLLM engine sends its EBNF text, so that the server constrains exactly as bayou does."""
+    if layout not in JSON_LAYOUTS:
+        raise ValueError(f"unknown JSON layout {layout!r}; one of {', '.join(JSON_LAYOUTS)}")
+    return xgr.Grammar.from_json_schema(
+        json.dumps(decoding_schema(schema)), strict_mode=True, **JSON_LAYOUTS[layout]
+    )
+
+
 class GrammarCache:
     """Compiled grammars per schema; compiling is the slow part (milliseconds to a second), matching is cheap."""
 
@@ -147,10 +158,7 @@ class GrammarCache:
     def compiled(self, schema: dict[str, Any]) -> xgr.CompiledGrammar:
         key = json.dumps(schema, sort_keys=True)
         if key not in self._compiled:
-            # in the schema's property order, laid out as the setting says
-            self._compiled[key] = self._compiler.compile_json_schema(
-                json.dumps(decoding_schema(schema)), strict_mode=True, **JSON_LAYOUTS[self.layout]
-            )
+            self._compiled[key] = self._compiler.compile_grammar(json_grammar(schema, self.layout))
         return self._compiled[key]
 
     def matcher(self, schema: dict[str, Any]) -> xgr.GrammarMatcher:

@@ -15,8 +15,11 @@ input with extractor/template.py (the one template module); the server's chat te
 vLLM's native H2OVL processor expands into `<img>` + 256 `<IMG_CONTEXT>` per tile + `</img>`, tiles and MSAC
 as the checkpoint's config says; the tile cap the context rule chose goes as `mm_processor_kwargs`
 (`max_dynamic_patch`), so the server needs `--trust-request-mm-kwargs` (only bayou's workers reach it).
-Images travel as PNG (lossless: the server tiles the same pixels). A schema becomes `response_format`
-json_schema (vLLM's structured outputs); logprobs (`--logprobs-mode processed_logprobs`, after the grammar
+Images travel as PNG (lossless: the server tiles the same pixels). A schema becomes the grammar the
+transformers engine holds its answer to (extractor/constrained.py `json_grammar`: bayou's decoding schema,
+laid out as BAYOU_JSON_LAYOUT says), sent as EBNF text in vLLM's `structured_outputs.grammar`; given the
+schema itself (`response_format`), vLLM would let the answer have any whitespace anywhere and no length
+caps, which a model can wander off into. Logprobs (`--logprobs-mode processed_logprobs`, after the grammar
 mask) give per-field confidence as in the transformers engine.
 
 No code from the checkpoint runs: vLLM knows `model_type: h2ovl_chat` through bayou's config class, which
@@ -48,6 +51,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -59,12 +63,14 @@ import httpx
 from PIL import Image
 
 from extractor.confidence import field_confidence
+from extractor.constrained import DEFAULT_JSON_LAYOUT, json_grammar
 from extractor.context import TileFit, fit_tiles
 from extractor.engine import EngineRequest
 from extractor.errors import CheckpointError, ConfigurationError, InputError
 from extractor.generation import GenerationOutput
 from extractor.model.config import ModelSettings, model_settings
 from extractor.model.tokenizer import FastPathTokenizer, PromptTokenizer
+from extractor.schemas import available_types, load_schema
 from extractor.template import IMAGE_PLACEHOLDER, build_prompt, question_with_images
 
 if TYPE_CHECKING:
@@ -227,8 +233,11 @@ class VLLMEngine:
         setting: str = "BAYOU_VLLM_URL",
         timeout_s: float = 600.0,
         concurrency: int = 16,
+        json_layout: str = DEFAULT_JSON_LAYOUT,
     ) -> None:
         self.url = url.rstrip("/")
+        self.json_layout = json_layout
+        self._grammars: dict[str, str] = {}  # EBNF text per schema
         self.setting = setting
         self.name = name
         self.settings = checkpoint.settings
@@ -243,6 +252,7 @@ class VLLMEngine:
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="vllm-request")
         self.stop_ids = [_token_id(checkpoint.prompt, token) for token in STOP_TOKENS]
         self._check_prompt_ids(checkpoint.prompt)
+        self._check_grammars()
 
     @classmethod
     def from_settings(cls, entry: ModelEntry, settings: Settings) -> VLLMEngine:
@@ -256,6 +266,7 @@ class VLLMEngine:
             setting=setting,
             timeout_s=settings.vllm_timeout_s,
             concurrency=max(settings.batch_size, 1),
+            json_layout=settings.json_layout,
         )
 
     # --- the server's tokenizer (the one that counts against its context) ---
@@ -272,6 +283,27 @@ class VLLMEngine:
                 f"{self.setting}={self.url}: the server's prompt ids are not the published tokenizer's; "
                 f"start vllm serve with --tokenizer-mode {TOKENIZER_MODE} (bayou-vllm-plugin installed)"
             )
+
+    def _check_grammars(self) -> None:
+        """The server compiles the grammar of every document type's schema (one 1-token request each; the
+        server keeps what it compiled). xgrammar 0.2.8, which vLLM 0.32 pins, fails on the receipt's and the
+        check's: its compile cache, which vLLM always uses, loses track of their bounded patterns (0.2.9
+        mends it; vllm_plugin/install-cpu-venv.sh and vllm_plugin/Dockerfile install it)."""
+        for doc_type in available_types():
+            body = {
+                "model": self.model,
+                "messages": [{"role": "user", "content": "{"}],
+                "max_tokens": 1,
+                "structured_outputs": {"grammar": self.grammar(load_schema(doc_type))},
+            }
+            try:
+                self._post("/v1/chat/completions", body)
+            except (VLLMUnavailable, InputError) as error:
+                raise ConfigurationError(
+                    f"{self.setting}={self.url}: the server cannot hold answers to the {doc_type} schema's "
+                    f"grammar ({error}); install xgrammar==0.2.9 in its environment (0.2.8's compile cache "
+                    "fails on it; vllm_plugin/install-cpu-venv.sh and vllm_plugin/Dockerfile do)"
+                ) from None
 
     # --- requests ---
 
@@ -310,11 +342,15 @@ class VLLMEngine:
                 "min_dynamic_patch": min(self.settings.min_dynamic_patch, fitted.max_tiles),
             }
         if request.schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "document", "schema": request.schema},
-            }
+            body["structured_outputs"] = {"grammar": self.grammar(request.schema)}
         return Prepared(body, fitted, round((time.perf_counter() - started) * 1000, 2))
+
+    def grammar(self, schema: dict[str, Any]) -> str:
+        """The EBNF of the grammar the transformers engine would hold an answer to `schema` to."""
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            self._grammars[key] = str(json_grammar(schema, self.json_layout))
+        return self._grammars[key]
 
     def run(self, requests: list[EngineRequest]) -> list[GenerationOutput]:
         if not requests:

@@ -152,6 +152,7 @@ ENGINE_SETTINGS = {
         "vllm_url_800m": "http://vllm-800m:8000",
         "vllm_timeout_s": 30.0,
         "batch_size": 2,
+        "json_layout": "compact",
     },
 }
 
@@ -217,6 +218,27 @@ def test_extract_with_an_engine_that_cannot_start_exits_2(env, tmp_path: Path) -
     result = CliRunner().invoke(_cli("extract"), ["extract", str(page), "--type", "receipt"])
     assert result.exit_code == 2
     _one_line_error(result.output, "BAYOU_ENGINE=vllm")
+
+
+def test_extract_whose_server_fails_mid_request_is_one_line_and_exit_1(env, tmp_path: Path) -> None:
+    from extractor.vllm_engine import VLLMUnavailable
+
+    class ServerDiedMidRequest:
+        """FAKE extractor: its engine's server answers 500, as a vLLM whose worker process died does."""
+
+        def extract(self, documents: list[object]) -> list[object]:
+            raise VLLMUnavailable("vLLM server http://127.0.0.1:8001: HTTP 500 on /v1/chat/completions")
+
+    env.setattr(engines, "get_engine", lambda name, settings: object())
+    env.setattr(engines, "extractor_for", lambda engine, settings, **options: ServerDiedMidRequest())
+    pages = [tmp_path / f"r{n}.png" for n in range(3)]
+    for page in pages:
+        page.write_bytes(b"not read: the fake extractor fails first")
+    result = CliRunner().invoke(
+        _cli("extract"), ["extract", *map(str, pages), "--type", "receipt", "--batch-size", "2"]
+    )
+    assert result.exit_code == 1
+    _one_line_error(result.output, "HTTP 500 on /v1/chat/completions; 3 document(s) not extracted")
 
 
 def test_worker_with_an_engine_that_cannot_start_exits_2_before_taking_work(env) -> None:

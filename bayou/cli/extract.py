@@ -60,7 +60,17 @@ def extract(
     )
     failed = 0
     for start in range(0, len(documents), batch_size):
-        for result in extractor.extract(documents[start : start + batch_size]):
+        try:
+            results = extractor.extract(documents[start : start + batch_size])
+        except ConnectionError as error:
+            # the engine's server (vLLM) went away or failed mid-request; a worker would retry the batch,
+            # here the user is told, once, and the documents not yet written are left undone
+            left = len(documents) - start
+            typer.echo(
+                f"error: {error}; {left} document(s) not extracted (the server's log says why)", err=True
+            )
+            raise typer.Exit(1) from None
+        for result in results:
             failed += result.failed
             sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
             sys.stdout.flush()
