@@ -128,9 +128,12 @@ def _read_exactly(stream: BinaryIO, size: int, deadline: float) -> bytes | str:
     """`size` bytes from the helper by the deadline, else 'timeout' or, where it ended, 'unreadable'."""
     chunks: list[bytes] = []
     wanted = size
+    # poll, not select: a server's worker may hold more than select's 1,024 descriptors
+    ready = select.poll()
+    ready.register(stream.fileno(), select.POLLIN)
     while wanted:
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([stream], [], [], left)[0]:
+        if left <= 0 or not ready.poll(left * 1000):
             return "timeout"
         chunk = os.read(stream.fileno(), min(wanted, 1 << 20))
         if not chunk:
