@@ -163,7 +163,10 @@ def _helper(page_segmentation: int, deadline: float) -> _Helper | str:
         helper.stop()
         helper = None
     if helper is None:
-        helper = _Helper(page_segmentation)
+        try:
+            helper = _Helper(page_segmentation)
+        except OSError:  # no process to be had (out of memory, of processes): the page goes unread
+            return "unavailable"
         with _started_lock:
             _started.append(helper)
         try:

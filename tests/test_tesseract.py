@@ -156,3 +156,11 @@ def test_a_page_interrupted_midway_does_not_answer_for_the_next(monkeypatch: pyt
 
     ok, tsv = _in_a_new_thread(interrupt_then_read)
     assert ok and "FIRST" not in tsv, tsv
+
+
+def test_no_process_to_start_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_more_processes(*args: object, **kwargs: object) -> None:
+        raise BlockingIOError("Resource temporarily unavailable")  # FAKE: fork failing, as at a process limit
+
+    monkeypatch.setattr(tesseract.subprocess, "Popen", no_more_processes)
+    assert _in_a_new_thread(lambda: tesseract.read_tsv(_page(), PSM, 20)) == ("unavailable", "")
