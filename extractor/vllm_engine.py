@@ -120,15 +120,44 @@ def server_url(entry: ModelEntry, settings: Settings) -> tuple[str, str]:
 
 
 def check(entry: ModelEntry, settings: Settings) -> str:
-    """At worker start: the model's server is configured and answers (nothing is loaded here); returns the
-    model it serves."""
+    """At worker start: the model's server is configured, answers and compiles bayou's grammars (nothing is
+    loaded here); returns the model it serves."""
     url, setting = server_url(entry, settings)
     if not url:
         raise ConfigurationError(
             f"{settings.engine_for(entry.alias)[1]}=vllm for {entry.alias}, but no vLLM server is set: "
             f"set BAYOU_{entry.vllm_url_setting.upper()} (or BAYOU_VLLM_URL) to its address, e.g. http://vllm:8000"
         )
-    return served_model(url, setting)
+    model = served_model(url, setting)
+    check_grammars(url, setting, model, settings.json_layout, settings.vllm_timeout_s)
+    return model
+
+
+def check_grammars(url: str, setting: str, model: str, layout: str, timeout_s: float) -> None:
+    """At start: the server compiles the grammar of every document type's schema (a 1-token request each;
+    the server keeps what it compiled). xgrammar 0.2.8, which vLLM 0.32 pins, fails on the receipt's and the
+    check's: its compile cache, which vLLM always uses, loses track of their bounded patterns (0.2.9 mends
+    it; vllm_plugin/install-cpu-venv.sh and vllm_plugin/Dockerfile install it)."""
+    for doc_type in available_types():
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": "{"}],
+            "max_tokens": 1,
+            "structured_outputs": {"grammar": str(json_grammar(load_schema(doc_type), layout))},
+        }
+        try:
+            response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            raise ConfigurationError(
+                f"{setting}={url}: the vLLM server does not answer ({type(exc).__name__}: {exc}); start it "
+                f"(docker compose up vllm) or fix {setting}"
+            ) from exc
+        if response.status_code != 200:
+            raise ConfigurationError(
+                f"{setting}={url}: the server cannot hold answers to the {doc_type} schema's grammar (HTTP "
+                f"{response.status_code}); install xgrammar==0.2.9 in its environment (0.2.8's compile cache "
+                "fails on it; vllm_plugin/install-cpu-venv.sh and vllm_plugin/Dockerfile do)"
+            )
 
 
 def served_model(url: str, setting: str) -> str:
@@ -252,7 +281,6 @@ class VLLMEngine:
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="vllm-request")
         self.stop_ids = [_token_id(checkpoint.prompt, token) for token in STOP_TOKENS]
         self._check_prompt_ids(checkpoint.prompt)
-        self._check_grammars()
 
     @classmethod
     def from_settings(cls, entry: ModelEntry, settings: Settings) -> VLLMEngine:
@@ -283,27 +311,6 @@ class VLLMEngine:
                 f"{self.setting}={self.url}: the server's prompt ids are not the published tokenizer's; "
                 f"start vllm serve with --tokenizer-mode {TOKENIZER_MODE} (bayou-vllm-plugin installed)"
             )
-
-    def _check_grammars(self) -> None:
-        """The server compiles the grammar of every document type's schema (one 1-token request each; the
-        server keeps what it compiled). xgrammar 0.2.8, which vLLM 0.32 pins, fails on the receipt's and the
-        check's: its compile cache, which vLLM always uses, loses track of their bounded patterns (0.2.9
-        mends it; vllm_plugin/install-cpu-venv.sh and vllm_plugin/Dockerfile install it)."""
-        for doc_type in available_types():
-            body = {
-                "model": self.model,
-                "messages": [{"role": "user", "content": "{"}],
-                "max_tokens": 1,
-                "structured_outputs": {"grammar": self.grammar(load_schema(doc_type))},
-            }
-            try:
-                self._post("/v1/chat/completions", body)
-            except (VLLMUnavailable, InputError) as error:
-                raise ConfigurationError(
-                    f"{self.setting}={self.url}: the server cannot hold answers to the {doc_type} schema's "
-                    f"grammar ({error}); install xgrammar==0.2.9 in its environment (0.2.8's compile cache "
-                    "fails on it; vllm_plugin/install-cpu-venv.sh and vllm_plugin/Dockerfile do)"
-                ) from None
 
     # --- requests ---
 

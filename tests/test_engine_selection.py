@@ -123,6 +123,7 @@ def light_builders(env):
     env.setattr(extractor.model.quantize, "quantize", lambda model, mode: 0)
     env.setattr(extractor.engine, "TransformersEngine", lambda loaded, **kwargs: {**vars(loaded), **kwargs})
     env.setattr(vllm_engine, "served_model", lambda url, setting: "tiny")
+    env.setattr(vllm_engine, "check_grammars", lambda url, setting, model, layout, timeout_s: None)
     env.setattr(vllm_engine, "read_checkpoint", lambda source: source)
 
     def client(self: object, url: str, **kwargs: object) -> None:

@@ -27,6 +27,8 @@ import pytest
 from PIL import Image
 
 from bayou.settings import Settings
+from extractor import vllm_engine
+from extractor.constrained import json_grammar
 from extractor.engine import EngineRequest
 from extractor.errors import ConfigurationError, InputError
 from extractor.prompts import build_prompt as document_prompt
@@ -323,25 +325,26 @@ def test_constrained_answers_agree_token_for_token(vllm_server: str, vllm_checkp
         assert json.loads(theirs.text) == json.loads(mine.text)
 
 
-def test_a_server_that_cannot_compile_the_grammars_is_refused_at_start() -> None:
-    engine = VLLMEngine.__new__(VLLMEngine)
-    engine.url, engine.setting, engine.model = "http://vllm:8000", "BAYOU_VLLM_URL_800M", "tiny"
-    engine.json_layout, engine._grammars = "spaced", {}
+def test_a_server_that_cannot_compile_the_grammars_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    receipt = str(json_grammar(load_schema("receipt"), "spaced"))
     sent: list[dict] = []
 
-    def compile_fails_for_receipts(path: str, body: dict) -> dict:
+    def compile_fails_for_receipts(url: str, json: dict, timeout: float) -> httpx.Response:
         """FAKE server: as vLLM with xgrammar 0.2.8 answers a request with the receipt's grammar."""
-        sent.append(body)
-        if body["structured_outputs"]["grammar"] == engine.grammar(load_schema("receipt")):
-            raise VLLMUnavailable("vLLM server http://vllm:8000: HTTP 500 on /v1/chat/completions")
-        return {}
+        sent.append(json)
+        return httpx.Response(500 if json["structured_outputs"]["grammar"] == receipt else 200, json={})
 
-    engine._post = compile_fails_for_receipts
+    monkeypatch.setattr(vllm_engine.httpx, "post", compile_fails_for_receipts)
     with pytest.raises(ConfigurationError) as raised:
-        engine._check_grammars()
+        vllm_engine.check_grammars("http://vllm:8000", "BAYOU_VLLM_URL_800M", "tiny", "spaced", 5.0)
     assert "BAYOU_VLLM_URL_800M=http://vllm:8000" in raised.value.message
     assert "receipt" in raised.value.message and "xgrammar==0.2.9" in raised.value.message
     assert all(body["max_tokens"] == 1 for body in sent)
+    # a server that compiles them all passes
+    monkeypatch.setattr(vllm_engine.httpx, "post", lambda url, json, timeout: httpx.Response(200, json={}))
+    vllm_engine.check_grammars("http://vllm:8000", "BAYOU_VLLM_URL_800M", "tiny", "spaced", 5.0)
 
 
 @pytest.mark.slow
