@@ -9,9 +9,10 @@ started on first use in each process and thread, is given one page at a time, an
 again when a page overruns its time or the helper dies; the caller then gets a status, never an exception.
 
 The wire, both ways little-endian: the helper says it is ready with (status, 0) where status 0 means the
-model loaded; each request is (width, height) and the 8-bit grey pixels, row by row; each answer is
-(status, length) and Tesseract's TSV without its header line (`TSV_COLUMNS`), UTF-8. This file is also the
-helper (`python tesseract.py PSM`) and imports nothing but the standard library for that reason.
+model loaded; each request is (width, height, page segmentation mode) and the 8-bit grey pixels, row by
+row; each answer is (status, length) and Tesseract's TSV without its header line (`TSV_COLUMNS`), UTF-8.
+This file is also the helper (`python tesseract.py LIBRARY`) and imports nothing but the standard library
+for that reason.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 TSV_COLUMNS = "level page_num block_num par_num line_num word_num left top width height conf text".split()
 _ANSWER = struct.Struct("<iI")
-_REQUEST = struct.Struct("<II")
+_REQUEST = struct.Struct("<III")
 # Tesseract's own threads: one, so that two pages on a 2-core machine run side by side without oversubscribing
 _ENV = {"OMP_THREAD_LIMIT": "1"}
 # starting the helper (Python and the English model) takes ~0.2 s; a helper that is not ready in this long
@@ -58,18 +59,17 @@ def read_tsv(grey: Image.Image, page_segmentation: int, timeout_s: float) -> tup
     if library() is None:
         return "unavailable", ""
     deadline = time.monotonic() + timeout_s
-    helper = _helper(page_segmentation, deadline)
+    helper = _helper(deadline)
     if isinstance(helper, str):
         return helper, ""
-    return helper.read(grey, deadline)
+    return helper.read(grey, page_segmentation, deadline)
 
 
 class _Helper:
-    def __init__(self, page_segmentation: int) -> None:
+    def __init__(self) -> None:
         self.pid = os.getpid()
-        self.page_segmentation = page_segmentation
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-S", __file__, str(page_segmentation), str(library())],
+            [sys.executable, "-I", "-S", __file__, str(library())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -82,11 +82,11 @@ class _Helper:
             return "unavailable" if answer == "unreadable" else answer
         return "ok" if answer[0] == 0 else "unavailable"
 
-    def read(self, grey: Image.Image, deadline: float) -> tuple[str, str]:
+    def read(self, grey: Image.Image, page_segmentation: int, deadline: float) -> tuple[str, str]:
         assert self.process.stdin is not None
         try:
             pixels = (grey if grey.mode == "L" else grey.convert("L")).tobytes()
-            self.process.stdin.write(_REQUEST.pack(grey.width, grey.height) + pixels)
+            self.process.stdin.write(_REQUEST.pack(grey.width, grey.height, page_segmentation) + pixels)
             self.process.stdin.flush()
             answer = self._answer(deadline)
         except OSError:
@@ -148,7 +148,7 @@ _started: list[_Helper] = []
 _started_lock = threading.Lock()
 
 
-def _helper(page_segmentation: int, deadline: float) -> _Helper | str:
+def _helper(deadline: float) -> _Helper | str:
     """This thread's helper, started (and waited for) if it has none or its one has stopped."""
     helper: _Helper | None = getattr(_local, "helper", None)
     if helper is not None and helper.pid != os.getpid():
@@ -157,17 +157,16 @@ def _helper(page_segmentation: int, deadline: float) -> _Helper | str:
             if stream is not None:
                 stream.close()
         helper = None
-    if helper is not None and (
-        helper.process.poll() is not None or helper.page_segmentation != page_segmentation
-    ):
+    if helper is not None and helper.process.poll() is not None:
         helper.stop()
         helper = None
     if helper is None:
         try:
-            helper = _Helper(page_segmentation)
+            helper = _Helper()
         except OSError:  # no process to be had (out of memory, of processes): the page goes unread
             return "unavailable"
-        with _started_lock:
+        with _started_lock:  # those stopped (overrun, died) are done with
+            _started[:] = [h for h in _started if h.process.returncode is None]
             _started.append(helper)
         try:
             status = helper.ready(min(deadline, time.monotonic() + _START_S))
@@ -220,7 +219,7 @@ def _bind(path: str) -> ctypes.CDLL:
     return lib
 
 
-def _serve(page_segmentation: int, path: str, requests: BinaryIO, answers: BinaryIO) -> int:
+def _serve(path: str, requests: BinaryIO, answers: BinaryIO) -> int:
     lib = _bind(path)
     api = lib.TessBaseAPICreate()
     loaded = lib.TessBaseAPIInit3(api, None, b"eng")
@@ -230,12 +229,12 @@ def _serve(page_segmentation: int, path: str, requests: BinaryIO, answers: Binar
         return 1
     # Tesseract's messages ("Estimating resolution as ...") would otherwise go to the worker's log
     lib.TessBaseAPISetVariable(api, b"debug_file", os.devnull.encode())
-    lib.TessBaseAPISetPageSegMode(api, page_segmentation)
     while head := requests.read(_REQUEST.size):
-        width, height = _REQUEST.unpack(head)
+        width, height, page_segmentation = _REQUEST.unpack(head)
         pixels = requests.read(width * height)
         if len(pixels) != width * height:
             break  # the worker went away mid-request
+        lib.TessBaseAPISetPageSegMode(api, page_segmentation)
         lib.TessBaseAPISetImage(api, pixels, width, height, 1, width)
         status = lib.TessBaseAPIRecognize(api, None)
         tsv = b""
@@ -252,4 +251,4 @@ def _serve(page_segmentation: int, path: str, requests: BinaryIO, answers: Binar
 
 
 if __name__ == "__main__":
-    sys.exit(_serve(int(sys.argv[1]), sys.argv[2], sys.stdin.buffer, sys.stdout.buffer))
+    sys.exit(_serve(sys.argv[1], sys.stdin.buffer, sys.stdout.buffer))

@@ -148,10 +148,7 @@ def check_grammars(url: str, setting: str, model: str, layout: str, timeout_s: f
         try:
             response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=timeout_s)
         except httpx.HTTPError as exc:
-            raise ConfigurationError(
-                f"{setting}={url}: the vLLM server does not answer ({type(exc).__name__}: {exc}); start it "
-                f"(docker compose up vllm) or fix {setting}"
-            ) from exc
+            raise _no_answer(url, setting, exc) from exc
         if response.status_code != 200:
             raise ConfigurationError(
                 f"{setting}={url}: the server cannot hold answers to the {doc_type} schema's grammar (HTTP "
@@ -167,13 +164,17 @@ def served_model(url: str, setting: str) -> str:
         response.raise_for_status()
         models = [m["id"] for m in response.json()["data"]]
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigurationError(
-            f"{setting}={url}: the vLLM server does not answer ({type(exc).__name__}: {exc}); start it "
-            f"(docker compose up vllm) or fix {setting}"
-        ) from exc
+        raise _no_answer(url, setting, exc) from exc
     if len(models) != 1:
         raise ConfigurationError(f"{setting}={url}: expected one served model, the server has {models}")
     return models[0]
+
+
+def _no_answer(url: str, setting: str, exc: Exception) -> ConfigurationError:
+    return ConfigurationError(
+        f"{setting}={url}: the vLLM server does not answer ({type(exc).__name__}: {exc}); start it "
+        f"(docker compose up vllm) or fix {setting}"
+    )
 
 
 @dataclass(frozen=True)

@@ -342,7 +342,7 @@ def test_a_server_that_cannot_compile_the_grammars_is_refused_at_start(
     assert "BAYOU_VLLM_URL_800M=http://vllm:8000" in raised.value.message
     assert "receipt" in raised.value.message and "xgrammar==0.2.9" in raised.value.message
     assert all(body["max_tokens"] == 1 for body in sent)
-    # a server that compiles them all passes
+    # FAKE server that compiles them all: the check passes
     monkeypatch.setattr(vllm_engine.httpx, "post", lambda url, json, timeout: httpx.Response(200, json={}))
     vllm_engine.check_grammars("http://vllm:8000", "BAYOU_VLLM_URL_800M", "tiny", "spaced", 5.0)
 
