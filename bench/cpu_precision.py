@@ -173,13 +173,15 @@ def run(
 
 
 class _OneLayer(torch.nn.Module):
-    """One Linear layer where quantize() looks for the towers (model.language_model, model.vision_tower)."""
+    """One Linear layer where quantize() looks for the towers (model.language_model, model.vision_tower),
+    beside an empty head (quantize() converts lm_head too)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.model = torch.nn.Module()
         self.model.language_model = torch.nn.Sequential(torch.nn.Linear(1024, 4096))
         self.model.vision_tower = torch.nn.Sequential()
+        self.lm_head = torch.nn.Linear(1, 1)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.model.language_model(inputs)
