@@ -9,7 +9,8 @@ the prompt's prefill) and then decodes `--new-tokens` steps (by default as many 
 the median over the committed sample receipts, jump-forward included), forced to the float32 run's greedy tokens, so
 every variant does the same work and its logits can be compared step by step with float32's: the numeric
 cost is the largest logit difference and the share of steps whose greedy token is float32's. The forward
-calls are bayou's own (extractor.generation's, with its in-place KV cache), without the grammar, whose cost
+calls are bayou's own (extractor.generation's, with its in-place KV cache and its CPU decoding attention,
+extractor/model/attention.py; `--attention sdpa` for transformers' throughout), without the grammar, whose cost
 does not depend on precision. Each variant runs in a process of its own, one after the other.
 
 Peak memory: the process's resident high-water mark (VmHWM), reset after the variant is built, so it is
@@ -20,7 +21,8 @@ gives each precision without the model around it.
 
 Usage: python bench/cpu_precision.py [--models h2ovl-800m,h2ovl-2b]
        [--precisions float32,bfloat16,int8,int8-dynamic] [--max-tiles 2] [--new-tokens receipt|N]
-       [--prompt-text-tokens 633] [--threads N] [--cache growing|dynamic] [--matmul]
+       [--prompt-text-tokens 633] [--threads N] [--cache growing|dynamic] [--attention bayou|sdpa]
+       [--matmul]
 
 Precisions: float32, bfloat16, int8, int8-dynamic (as BAYOU_QUANTIZE does them), and int8-dynamic-towers
 (int8-dynamic with the language model's head left in float32, to see what quantising the head gives).
@@ -55,6 +57,7 @@ from extractor.context import tiling_of  # noqa: E402
 from extractor.kv_cache import GrowingCache  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
 from extractor.model.device import configure_threads, cpu_flags, cpu_has_native_bf16  # noqa: E402
+from extractor.model.loader import attention_implementation  # noqa: E402
 from extractor.model.published import published_config  # noqa: E402
 from extractor.model.quantize import quantize  # noqa: E402
 from extractor.tiling import pixel_values  # noqa: E402
@@ -64,6 +67,7 @@ VOCAB = 32010  # the published vocabulary: 32,000 sentencepiece pieces and ten a
 IMAGE_TOKEN_ID = 32002  # <IMG_CONTEXT>, as in the published tokenizer
 # the engine's KV cache, and transformers' default (which copies the whole cache each token) to compare
 CACHES = {"growing": GrowingCache, "dynamic": lambda config: DynamicCache()}
+CPU = torch.device("cpu")
 
 
 def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, dict]:
@@ -73,7 +77,7 @@ def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, 
     config = to_internvl_config(raw, image_token_id=IMAGE_TOKEN_ID)
     torch.manual_seed(SEED)
     model = InternVLForConditionalGeneration._from_config(
-        config, dtype=torch.float32, attn_implementation="sdpa"
+        config, dtype=torch.float32, attn_implementation=attention_implementation(CPU)
     )
     model.eval().requires_grad_(False)
     if precision == "bfloat16":
@@ -122,6 +126,7 @@ def run(
     forced: list[int] | None,
     steps: int,
     cache: str = "growing",
+    attention: str = "bayou",
 ):
     """One document: preprocess, vision, prefill, then `steps` decode steps (greedy, or `forced`), the KV
     cache bayou's (`growing`) or transformers' DynamicCache (`dynamic`, for comparison)."""
@@ -217,11 +222,22 @@ def measure(name: str, precision: str, args: argparse.Namespace, reference: Path
     configure_threads(args.threads)
     started = time.perf_counter()
     model, raw = build(name, precision)
+    if args.attention == "sdpa":  # transformers' SDPA for every step, the cache in the model's dtype
+        model.set_attn_implementation("sdpa")
     built_s = time.perf_counter() - started
     gc.collect()
     reset_peak_rss()  # from here: what running the variant needs, not what building it from float32 did
     forced = torch.load(reference)["tokens"] if precision != "float32" else None
-    result = run(model, raw, args.prompt_text_tokens, args.max_tiles, forced, args.new_tokens, args.cache)
+    result = run(
+        model,
+        raw,
+        args.prompt_text_tokens,
+        args.max_tiles,
+        forced,
+        args.new_tokens,
+        args.cache,
+        args.attention,
+    )
     peak = peak_rss_mib()
     if precision == "float32":
         torch.save({"tokens": result["tokens"], "logits": result["logits"]}, reference)
@@ -270,6 +286,12 @@ def main() -> None:
     parser.add_argument("--prompt-text-tokens", type=int, default=633)  # the receipt question's length
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--cache", choices=list(CACHES), default="growing")
+    parser.add_argument(
+        "--attention",
+        choices=["bayou", "sdpa"],
+        default="bayou",
+        help="bayou: the engine's (SDPA, its own CPU decoding step); sdpa: transformers' SDPA throughout",
+    )
     parser.add_argument("--matmul", action="store_true", help="only the one-matmul comparison, GFLOP/s")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # name:precision:reference, run in a child
     args = parser.parse_args()

@@ -1,11 +1,14 @@
-"""Decode step cost behind a receipt's prompt: transformers' DynamicCache against bayou's GrowingCache, and
-(int8-dynamic) the language model's head in float32 against int8, interleaved in one process.
+"""Decode step cost behind a receipt's prompt, variants interleaved in one process: `--compare cache`
+(default): transformers' DynamicCache against bayou's GrowingCache, and (int8-dynamic) the language model's
+head in float32 against int8; `--compare attention`: transformers' SDPA against bayou's CPU decoding step
+(extractor/model/attention.py), both with GrowingCache in the model's dtype and the head as the engine has it.
 
 The full-size 0.8B with the seed's random weights (bench/cpu_precision.build), the 1,401-token receipt
 prompt prefilled once per variant and round, then `--steps` greedy decode steps; each round runs every
 variant once, in turn, so the machine's drift falls on all of them alike; the median round is reported.
 
-Usage: python bench/decode_cache.py [--precision int8-dynamic|float32] [--steps 60] [--rounds 5]
+Usage: python bench/decode_cache.py [--compare cache|attention] [--precision int8-dynamic|float32|bfloat16]
+       [--steps 60] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -39,7 +42,11 @@ def heads(model: torch.nn.Module, precision: str) -> dict[str, torch.nn.Module]:
 
 
 @torch.inference_mode()
-def decode_ms(model, head: torch.nn.Module, cache, embeds: torch.Tensor, steps: int) -> float:
+def decode_ms(
+    model, head: torch.nn.Module, cache, embeds: torch.Tensor, steps: int, attention: str | None = None
+) -> float:
+    if attention is not None:
+        model.set_attn_implementation(attention)
     language_model = model.model.language_model
     cache = language_model(inputs_embeds=embeds, cache=cache, use_cache=True).cache
     token = 5
@@ -55,31 +62,54 @@ def decode_ms(model, head: torch.nn.Module, cache, embeds: torch.Tensor, steps: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--precision", choices=["int8-dynamic", "float32"], default="int8-dynamic")
+    parser.add_argument("--compare", choices=["cache", "attention"], default="cache")
+    parser.add_argument(
+        "--precision", choices=["int8-dynamic", "float32", "bfloat16"], default="int8-dynamic"
+    )
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     configure_threads(None)
-    # the towers quantised, the head left float: each head variant is then applied on top
-    model, _ = build("h2ovl-800m", "int8-dynamic-towers" if args.precision == "int8-dynamic" else "float32")
+    if args.compare == "cache":
+        if args.precision == "bfloat16":
+            parser.error("--compare cache measures float32 and int8-dynamic")
+        # the towers quantised, the head left float: each head variant is then applied on top
+        model, _ = build(
+            "h2ovl-800m", "int8-dynamic-towers" if args.precision == "int8-dynamic" else "float32"
+        )
+        available = heads(model, args.precision)
+        variants = {
+            ("DynamicCache (transformers)" if cache == "dynamic" else "GrowingCache (bayou)", head): (
+                lambda cache=cache, head=head: (CACHES[cache](model.config), available[head], None)
+            )
+            for cache in ("dynamic", "growing")
+            for head in available
+        }
+        columns = ("KV cache", "head")
+    else:
+        model, _ = build("h2ovl-800m", args.precision)
+        attention = model.config.get_text_config()._attn_implementation  # the engine's, as build made it
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        variants = {
+            (name, dtype): (lambda name=name: (CACHES["growing"](model.config), model.lm_head, name))
+            for name in ("sdpa", attention)
+        }
+        columns = ("attention", "dtype")
     embeds = model.get_input_embeddings()(torch.randint(3, 32000, (1, PROMPT_TOKENS)))
-    available = heads(model, args.precision)
-    variants = [(cache, head) for cache in ("dynamic", "growing") for head in available]
     rounds: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
     for _ in range(args.rounds):
-        for cache, head in variants:
-            made = CACHES[cache](model.config)
-            rounds[(cache, head)].append(decode_ms(model, available[head], made, embeds, args.steps))
+        for variant, make in variants.items():
+            cache, head, attention_name = make()
+            rounds[variant].append(decode_ms(model, head, cache, embeds, args.steps, attention_name))
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {torch.get_num_threads()} threads, torch {torch.__version__}"
     )
     print(f"Command: python bench/decode_cache.py {' '.join(sys.argv[1:])}\n")
-    print("| precision | KV cache | head | decode ms/token (median of rounds) | rounds |")
+    print(f"| precision | {columns[0]} | {columns[1]} | decode ms/token (median of rounds) | rounds |")
     print("|---|---|---|---|---|")
-    for (cache, head), values in rounds.items():
-        name = "DynamicCache (transformers)" if cache == "dynamic" else "GrowingCache (bayou)"
+    for (first, second), values in rounds.items():
         shown = ", ".join(f"{v:.1f}" for v in values)
-        print(f"| {args.precision} | {name} | {head} | {statistics.median(values):.1f} | {shown} |")
+        print(f"| {args.precision} | {first} | {second} | {statistics.median(values):.1f} | {shown} |")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,12 @@ sys.path.insert(0, str(ROOT))
 from extractor.engine import EngineRequest, TransformersEngine  # noqa: E402
 from extractor.generation import Generator  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
-from extractor.model.loader import CheckpointTokenizers, LoadedModel, load_tokenizers  # noqa: E402
+from extractor.model.loader import (  # noqa: E402
+    CheckpointTokenizers,
+    LoadedModel,
+    attention_implementation,
+    load_tokenizers,
+)
 from extractor.model.published import published_config  # noqa: E402
 from extractor.model.tiny_tokenizer import write_published_tokenizer  # noqa: E402
 from extractor.prompts import build_prompt  # noqa: E402
@@ -71,7 +76,9 @@ def random_model(name: str, device: torch.device, dtype: torch.dtype) -> LoadedM
     config = to_internvl_config(raw, image_token_id=tokens.image_token_id)
     torch.manual_seed(0)
     with torch.device(device):
-        model = InternVLForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
+        model = InternVLForConditionalGeneration._from_config(
+            config, dtype=dtype, attn_implementation=attention_implementation(device)
+        )
     model.eval().requires_grad_(False)
     return LoadedModel(
         model=model,

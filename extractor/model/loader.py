@@ -18,6 +18,7 @@ from safetensors import safe_open
 from transformers import AutoTokenizer, InternVLForConditionalGeneration, PreTrainedTokenizerBase
 
 from extractor.errors import CheckpointError
+from extractor.model import attention
 from extractor.model.config import ModelSettings, check_h2ovl_config, model_settings, to_internvl_config
 from extractor.model.device import resolve_device, resolve_dtype
 from extractor.model.published import REQUIRED_TOKENS
@@ -199,7 +200,8 @@ def _revision(directory: Path, raw: dict[str, Any]) -> str:
     return "local-" + digest.hexdigest()[:12]
 
 
-def _attention_implementation(device: torch.device) -> str:
+def attention_implementation(device: torch.device) -> str:
+    """The attn_implementation the model is built with on `device`."""
     if device.type == "cuda":
         try:
             import flash_attn  # noqa: F401
@@ -207,6 +209,8 @@ def _attention_implementation(device: torch.device) -> str:
             return "flash_attention_2"
         except ImportError:
             pass
+    if device.type == "cpu":
+        return attention.register()  # SDPA, with a faster decoding step on CPUs
     return "sdpa"
 
 
@@ -226,7 +230,7 @@ def load_model(
 
     with no_init_weights():  # every tensor is overwritten below: random init would be wasted time
         model = InternVLForConditionalGeneration._from_config(
-            config, dtype=torch_dtype, attn_implementation=_attention_implementation(torch_device)
+            config, dtype=torch_dtype, attn_implementation=attention_implementation(torch_device)
         )
     _check_against(model, state)
     model.load_state_dict(state, strict=False, assign=False)

@@ -1,0 +1,146 @@
+"""bayou's CPU decoding step for attention: SDPA's results for one new token per document."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from extractor.kv_cache import GrowingCache
+from extractor.model.attention import ATTENTION, cpu_sdpa_attention, one_query_attention
+from extractor.model.loader import attention_implementation
+
+
+def _reference(query, key, value, mask=None):
+    """SDPA in float64 with the key/value heads repeated for the query heads that share them."""
+    repeat = query.shape[1] // key.shape[1]
+    key, value = (t.double().repeat_interleave(repeat, dim=1) for t in (key, value))
+    out = F.scaled_dot_product_attention(query.double(), key, value, attn_mask=mask)
+    return out.transpose(1, 2)  # (batch, queries, heads, dim), as transformers' attention functions return
+
+
+def _inputs(batch=2, heads=8, kv_heads=2, keys=37, dim=16, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    query = torch.randn(batch, heads, 1, dim, generator=generator)
+    key = torch.randn(batch, kv_heads, keys, dim, generator=generator)
+    value = torch.randn(batch, kv_heads, keys, dim, generator=generator)
+    return query, key, value
+
+
+def test_one_query_matches_sdpa_with_grouped_heads() -> None:
+    query, key, value = _inputs()
+    got = one_query_attention(query, key, value, None)
+    assert got.shape == (2, 1, 8, 16)
+    torch.testing.assert_close(got.double(), _reference(query, key, value), rtol=1e-5, atol=1e-5)
+
+
+def test_one_query_honours_a_padding_mask_bool_or_additive() -> None:
+    query, key, value = _inputs()
+    allowed = torch.ones(2, 1, 1, 37, dtype=torch.bool)
+    allowed[1, ..., :10] = False  # the second document is left-padded by 10 positions
+    expected = _reference(query, key, value, allowed)
+    torch.testing.assert_close(
+        one_query_attention(query, key, value, allowed).double(), expected, rtol=1e-5, atol=1e-5
+    )
+    additive = torch.zeros(2, 1, 1, 37).masked_fill(~allowed, float("-inf"))
+    torch.testing.assert_close(
+        one_query_attention(query, key, value, additive).double(), expected, rtol=1e-5, atol=1e-5
+    )
+    # padding must matter: the padded row differs from attending everything
+    unmasked = _reference(query, key, value)
+    assert not torch.allclose(unmasked[1], expected[1], atol=1e-3)
+
+
+def test_a_bfloat16_cache_is_read_in_bfloat16_with_a_float32_softmax() -> None:
+    query, key, value = (t.bfloat16() for t in _inputs())
+    got = one_query_attention(query, key, value, None, scaling=0.25)
+    assert got.dtype == torch.bfloat16
+    expected = F.scaled_dot_product_attention(
+        query.double(),
+        key.double().repeat_interleave(4, 1),
+        value.double().repeat_interleave(4, 1),
+        scale=0.25,
+    ).transpose(1, 2)
+    # the scores' and the output's bfloat16 rounding, no more
+    torch.testing.assert_close(got.double(), expected, rtol=2e-2, atol=2e-2)
+
+
+def test_keys_and_values_read_in_place_from_a_larger_buffer() -> None:
+    """The cache hands attention views of the filled part of bigger buffers: same results as compact."""
+    query, key, value = _inputs(keys=37)
+    buffers = [torch.randn(2, 2, 64, 16) for _ in range(2)]
+    buffers[0][:, :, :37] = key
+    buffers[1][:, :, :37] = value
+    viewed = one_query_attention(query, buffers[0][:, :, :37], buffers[1][:, :, :37], None)
+    torch.testing.assert_close(viewed, one_query_attention(query, key, value, None), rtol=0, atol=0)
+
+
+def test_a_prompt_goes_through_transformers_sdpa() -> None:
+    module = torch.nn.Module()
+    module.num_key_value_groups = 4
+    module.is_causal = True
+    generator = torch.Generator().manual_seed(3)
+    query = torch.randn(1, 8, 5, 16, generator=generator)
+    key = torch.randn(1, 2, 5, 16, generator=generator)
+    value = torch.randn(1, 2, 5, 16, generator=generator)
+    got, weights = cpu_sdpa_attention(module, query, key, value, None, scaling=0.25)
+    expected, _ = sdpa_attention_forward(module, query, key, value, None, scaling=0.25)
+    assert weights is None and got.shape == (1, 5, 8, 16)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    torch.testing.assert_close(got.double(), _reference(query, key, value, causal), rtol=1e-5, atol=1e-5)
+
+
+def test_cpus_get_the_decoding_step_gpus_sdpa(monkeypatch) -> None:
+    assert attention_implementation(torch.device("cpu")) == ATTENTION
+    monkeypatch.setitem(__import__("sys").modules, "flash_attn", None)  # no flash-attn installed
+    assert attention_implementation(torch.device("cuda")) == "sdpa"
+
+
+@pytest.fixture(scope="module")
+def config() -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
+
+
+def _greedy_logits(model, cache, prompt, mask, steps):
+    seen = []
+    with torch.inference_mode():
+        out = model(input_ids=prompt, attention_mask=mask, cache=cache, use_cache=True)
+        for _ in range(steps):
+            logits = out.logits[:, -1].float()
+            seen.append(logits)
+            token = logits.argmax(-1, keepdim=True)
+            mask = torch.cat([mask, torch.ones_like(token)], dim=-1)
+            out = model(input_ids=token, attention_mask=mask, cache=out.cache, use_cache=True)
+    return torch.stack(seen)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_model_decodes_as_with_sdpa(config, dtype) -> None:
+    """Greedy decoding of a left-padded batch: the same tokens and (to float rounding) the same logits as
+    transformers' SDPA."""
+    torch.manual_seed(0)
+    model = LlamaForCausalLM._from_config(
+        config, attn_implementation=attention_implementation(torch.device("cpu"))
+    )
+    model = model.eval().to(dtype)
+    prompt = torch.randint(3, 97, (2, 9), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(prompt)
+    mask[1, :4] = 0  # the second document's prompt is 4 tokens shorter: padded on the left
+    ours = _greedy_logits(model, GrowingCache(config), prompt, mask, 12)
+    model.set_attn_implementation("sdpa")
+    theirs = _greedy_logits(model, GrowingCache(config), prompt, mask, 12)
+    model.set_attn_implementation(ATTENTION)
+    assert torch.equal(ours.argmax(-1), theirs.argmax(-1))
+    tolerance = 1e-5 if dtype == torch.float32 else 0.1
+    torch.testing.assert_close(ours, theirs, rtol=tolerance, atol=tolerance)
