@@ -57,7 +57,7 @@ from extractor.context import tiling_of  # noqa: E402
 from extractor.kv_cache import GrowingCache  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
 from extractor.model.device import configure_threads, cpu_flags, cpu_has_native_bf16  # noqa: E402
-from extractor.model.loader import attention_implementation  # noqa: E402
+from extractor.model.loader import build_network  # noqa: E402
 from extractor.model.published import published_config  # noqa: E402
 from extractor.model.quantize import quantize  # noqa: E402
 from extractor.tiling import pixel_values  # noqa: E402
@@ -76,10 +76,7 @@ def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, 
     raw["llm_config"]["vocab_size"] = VOCAB
     config = to_internvl_config(raw, image_token_id=IMAGE_TOKEN_ID)
     torch.manual_seed(SEED)
-    model = InternVLForConditionalGeneration._from_config(
-        config, dtype=torch.float32, attn_implementation=attention_implementation(CPU)
-    )
-    model.eval().requires_grad_(False)
+    model = build_network(config, torch.float32, CPU)
     if precision == "bfloat16":
         model.to(torch.bfloat16)
     elif precision in ("int8", "int8-dynamic"):

@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from transformers import InternVLForConditionalGeneration
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,7 +48,7 @@ from extractor.model.config import model_settings, to_internvl_config  # noqa: E
 from extractor.model.loader import (  # noqa: E402
     CheckpointTokenizers,
     LoadedModel,
-    attention_implementation,
+    build_network,
     load_tokenizers,
 )
 from extractor.model.published import published_config  # noqa: E402
@@ -76,10 +75,7 @@ def random_model(name: str, device: torch.device, dtype: torch.dtype) -> LoadedM
     config = to_internvl_config(raw, image_token_id=tokens.image_token_id)
     torch.manual_seed(0)
     with torch.device(device):
-        model = InternVLForConditionalGeneration._from_config(
-            config, dtype=dtype, attn_implementation=attention_implementation(device)
-        )
-    model.eval().requires_grad_(False)
+        model = build_network(config, dtype, device)
     return LoadedModel(
         model=model,
         tokenizer=tokens.vocabulary,

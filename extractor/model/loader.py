@@ -15,12 +15,18 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from transformers import AutoTokenizer, InternVLForConditionalGeneration, PreTrainedTokenizerBase
+from transformers import (
+    AutoTokenizer,
+    InternVLConfig,
+    InternVLForConditionalGeneration,
+    PreTrainedTokenizerBase,
+)
 
 from extractor.errors import CheckpointError
 from extractor.model import attention
 from extractor.model.config import ModelSettings, check_h2ovl_config, model_settings, to_internvl_config
 from extractor.model.device import resolve_device, resolve_dtype
+from extractor.model.in_place import activations_in_place
 from extractor.model.published import REQUIRED_TOKENS
 from extractor.model.tokenizer import (
     FastPathTokenizer,
@@ -214,6 +220,18 @@ def attention_implementation(device: torch.device) -> str:
     return "sdpa"
 
 
+def build_network(
+    config: InternVLConfig, dtype: torch.dtype, device: torch.device
+) -> InternVLForConditionalGeneration:
+    """transformers' network for `config`, as bayou runs it: its attention for `device`, activations in
+    place, eval mode, no gradients. Its weights are whatever initialisation is in force."""
+    model = InternVLForConditionalGeneration._from_config(
+        config, dtype=dtype, attn_implementation=attention_implementation(device)
+    )
+    activations_in_place(model)
+    return model.eval().requires_grad_(False)
+
+
 def load_model(
     source: str | Path, *, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None
 ) -> LoadedModel:
@@ -229,16 +247,12 @@ def load_model(
     from transformers.initialization import no_init_weights
 
     with no_init_weights():  # every tensor is overwritten below: random init would be wasted time
-        model = InternVLForConditionalGeneration._from_config(
-            config, dtype=torch_dtype, attn_implementation=attention_implementation(torch_device)
-        )
+        model = build_network(config, torch_dtype, torch_device)
     _check_against(model, state)
     model.load_state_dict(state, strict=False, assign=False)
     if config.tie_word_embeddings:
         model.tie_weights()
     model.to(device=torch_device, dtype=torch_dtype)
-    model.eval()
-    model.requires_grad_(False)
     log.info("loaded %s (%s) on %s as %s", source, _revision(directory, raw), torch_device, torch_dtype)
     return LoadedModel(
         model=model,
