@@ -158,10 +158,9 @@ def _build_transformers(entry: ModelEntry, settings: Settings) -> Engine:
 
 def warn_of_short_budgets(engine: Engine, max_new_tokens: int) -> list[str]:
     """The document types whose shortest valid answer is longer than BAYOU_MAX_NEW_TOKENS, each logged: their
-    documents would end cut off, invalid (jump-forward may fit an answer in a few tokens less). Engines that
-    constrain in this process say it (`budget_shortfalls`); a vLLM server constrains on its side."""
-    shortfalls = getattr(engine, "budget_shortfalls", None)
-    short = shortfalls(max_new_tokens) if shortfalls is not None else {}
+    documents would end cut off, invalid (the transformers engine's jump-forward may fit an answer in a few
+    tokens less; a vLLM server, which does not close an answer early, needs the whole answer's budget)."""
+    short = engine.budget_shortfalls(max_new_tokens)
     for doc_type, needed in short.items():
         logger.warning(
             "BAYOU_MAX_NEW_TOKENS=%d is below the shortest valid %s answer (%d tokens for %s): %s "

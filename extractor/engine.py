@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from extractor.constrained import DEFAULT_JSON_LAYOUT
+from extractor.constrained import DEFAULT_JSON_LAYOUT, GrammarCache
 from extractor.context import TileFit, fit_tiles, tiling_of
 from extractor.generation import GenerationOutput, GenerationRequest, Generator
 from extractor.model import LoadedModel, ModelSettings, load_model
@@ -41,6 +41,20 @@ class Engine(Protocol):
         ...
 
     def run(self, requests: list[EngineRequest]) -> list[GenerationOutput]: ...
+
+    def budget_shortfalls(self, max_new_tokens: int) -> dict[str, int]:
+        """The document types whose shortest valid answer in this model's tokens is longer than
+        `max_new_tokens`: type -> the tokens it needs (their answers would end cut off, invalid)."""
+        ...
+
+
+def shortfalls(grammars: GrammarCache, max_new_tokens: int) -> dict[str, int]:
+    """The document types whose shortest valid answer, as `grammars` writes it (the closing strategy from
+    the start: the least a valid answer takes), is longer than `max_new_tokens`: type -> tokens it needs."""
+    from extractor.schemas import available_types, load_schema
+
+    needed = {t: grammars.shortest_answer(load_schema(t)) for t in available_types()}
+    return {doc_type: n for doc_type, n in needed.items() if n > max_new_tokens}
 
 
 class TransformersEngine:
@@ -95,12 +109,7 @@ class TransformersEngine:
         return generation, round((time.perf_counter() - started) * 1000, 2)
 
     def budget_shortfalls(self, max_new_tokens: int) -> dict[str, int]:
-        """The document types whose shortest valid answer, as the grammar's closing strategy writes it in
-        this model's tokens, is longer than `max_new_tokens`: type -> the tokens it needs."""
-        from extractor.schemas import available_types, load_schema
-
-        needed = {t: self.generator.grammars.shortest_answer(load_schema(t)) for t in available_types()}
-        return {doc_type: n for doc_type, n in needed.items() if n > max_new_tokens}
+        return shortfalls(self.generator.grammars, max_new_tokens)
 
     def run(self, requests: list[EngineRequest]) -> list[GenerationOutput]:
         prepared = [self.preprocess(r) for r in requests]

@@ -63,9 +63,9 @@ import httpx
 from PIL import Image
 
 from extractor.confidence import field_confidence
-from extractor.constrained import DEFAULT_JSON_LAYOUT, json_grammar
+from extractor.constrained import DEFAULT_JSON_LAYOUT, GrammarCache, build_vocabulary, json_grammar
 from extractor.context import TileFit, fit_tiles
-from extractor.engine import EngineRequest
+from extractor.engine import EngineRequest, shortfalls
 from extractor.errors import CheckpointError, ConfigurationError, InputError
 from extractor.generation import GenerationOutput
 from extractor.model.config import ModelSettings, model_settings
@@ -74,6 +74,8 @@ from extractor.schemas import available_types, load_schema
 from extractor.template import IMAGE_PLACEHOLDER, build_prompt, question_with_images
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
     from bayou.settings import Settings
     from extractor.registry import ModelEntry
 
@@ -185,6 +187,7 @@ class CheckpointFacts:
     vocabulary_size: int  # ids the tokenizer can produce
     rows: int  # the language model's output rows (padded past the vocabulary in the published models)
     prompt: PromptTokenizer | FastPathTokenizer  # the ids the model must be fed: the server's must equal them
+    vocabulary: PreTrainedTokenizerBase  # transformers' view of the vocabulary, for bayou's grammar engine
 
 
 _CLIENT_PATTERNS = ["*.json", "tokenizer*", "*.model"]  # config and tokenizer: no weights
@@ -220,7 +223,18 @@ def read_checkpoint(source: str) -> CheckpointFacts:
         vocabulary_size=tokenizers.prompt.size,
         rows=int(raw["llm_config"]["vocab_size"]),
         prompt=tokenizers.prompt,
+        vocabulary=tokenizers.vocabulary,
     )
+
+
+def checkpoint_grammars(checkpoint: CheckpointFacts, layout: str) -> GrammarCache:
+    """bayou's grammars in the checkpoint's tokens, as the transformers engine compiles them: what an answer
+    needs at least is counted in the same tokens the server writes it in."""
+    stop_ids = sorted(_token_id(checkpoint.prompt, token) for token in STOP_TOKENS)
+    vocabulary = build_vocabulary(
+        checkpoint.vocabulary, checkpoint.rows, stop_ids, checkpoint.prompt.continuation
+    )
+    return GrammarCache(vocabulary, layout)
 
 
 def png_data_url(image: Image.Image) -> str:
@@ -281,6 +295,8 @@ class VLLMEngine:
         # one request per document, sent together: the server batches them (continuous batching)
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="vllm-request")
         self.stop_ids = [_token_id(checkpoint.prompt, token) for token in STOP_TOKENS]
+        self._checkpoint = checkpoint
+        self._grammar_cache: GrammarCache | None = None  # compiled only to count (budget_shortfalls)
         self._check_prompt_ids(checkpoint.prompt)
 
     @classmethod
@@ -359,6 +375,11 @@ class VLLMEngine:
         if key not in self._grammars:
             self._grammars[key] = str(json_grammar(schema, self.json_layout))
         return self._grammars[key]
+
+    def budget_shortfalls(self, max_new_tokens: int) -> dict[str, int]:
+        if self._grammar_cache is None:
+            self._grammar_cache = checkpoint_grammars(self._checkpoint, self.json_layout)
+        return shortfalls(self._grammar_cache, max_new_tokens)
 
     def run(self, requests: list[EngineRequest]) -> list[GenerationOutput]:
         if not requests:

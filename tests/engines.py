@@ -20,6 +20,9 @@ class FakeScriptedEngine:
     def fit(self, request: Any) -> None:
         return None
 
+    def budget_shortfalls(self, max_new_tokens: int) -> dict[str, int]:
+        return {}  # its answers take no tokens
+
     def run(self, requests: list[Any]) -> list[GenerationOutput]:
         return [
             GenerationOutput(self.text, [], [], [], {}, prompt_tokens=1, finish_reason="stop")

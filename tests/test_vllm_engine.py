@@ -28,12 +28,12 @@ from PIL import Image
 
 from bayou.settings import Settings
 from extractor import vllm_engine
-from extractor.constrained import json_grammar
+from extractor.constrained import DEFAULT_JSON_LAYOUT, json_grammar
 from extractor.engine import EngineRequest
 from extractor.errors import ConfigurationError, InputError
 from extractor.prompts import build_prompt as document_prompt
 from extractor.registry import MODELS
-from extractor.schemas import load_schema
+from extractor.schemas import available_types, load_schema
 from extractor.template import build_prompt
 from extractor.vllm_engine import (
     CHAT_TEMPLATE,
@@ -43,6 +43,7 @@ from extractor.vllm_engine import (
     VLLMEngine,
     VLLMUnavailable,
     check,
+    checkpoint_grammars,
     message_parts,
     parse_completion,
     read_checkpoint,
@@ -375,8 +376,27 @@ def test_bayou_engine_vllm_builds_the_client_from_the_settings(
     engine = engines.build_engine(str(vllm_checkpoint), settings)
 
     assert isinstance(engine, VLLMEngine) and engine.model == "tiny"
+    # the answer budget is checked as for the transformers engine: a budget of 4 fits no type's answer
+    assert set(engine.budget_shortfalls(4)) == set(available_types())
     (output,) = engine.run([EngineRequest(images=[_image(300, 300, 5)], question="hi", max_new_tokens=4)])
     assert output.generated_tokens == 4 and output.tiles_per_page == [1]
+
+
+def test_the_client_counts_the_shortest_answers_as_the_transformers_engine(
+    published_vllm_checkpoint: Path,
+) -> None:
+    """The vLLM client warns of a short answer budget from the same grammar in the same tokens (the
+    published tokenizer) as the transformers engine, without the weights."""
+    from extractor.engine import TransformersEngine
+    from extractor.model import load_model
+
+    client = checkpoint_grammars(read_checkpoint(str(published_vllm_checkpoint)), DEFAULT_JSON_LAYOUT)
+    local = TransformersEngine(load_model(published_vllm_checkpoint, dtype="float32"), name="tiny")
+    for doc_type in available_types():
+        schema = load_schema(doc_type)
+        assert client.shortest_answer(schema) == local.generator.grammars.shortest_answer(schema) > 10
+    receipt = client.shortest_answer(load_schema("receipt"))
+    assert "receipt" in local.budget_shortfalls(receipt - 1)
 
 
 _VLLM_TILES = """

@@ -158,6 +158,9 @@ class OutOfMemoryBeyondOneTileEngine:
     def fit(self, request: Any) -> Any:
         return self.real.fit(request)
 
+    def budget_shortfalls(self, max_new_tokens: int) -> dict[str, int]:
+        return self.real.budget_shortfalls(max_new_tokens)
+
     def run(self, requests: list[Any]) -> list[Any]:
         import torch
 
