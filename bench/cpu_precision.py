@@ -56,7 +56,6 @@ from tokenization import forward_steps, published_grammars, sample_rows  # noqa:
 from extractor.context import tiling_of  # noqa: E402
 from extractor.kv_cache import GrowingCache  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
-from extractor.model.cpu_linear import PackedLinear, pack_linears  # noqa: E402
 from extractor.model.device import configure_threads, cpu_flags, cpu_has_native_bf16  # noqa: E402
 from extractor.model.loader import build_network  # noqa: E402
 from extractor.model.published import published_config  # noqa: E402
@@ -80,7 +79,6 @@ def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, 
     model = build_network(config, torch.float32, CPU)
     if precision == "bfloat16":
         model.to(torch.bfloat16)
-        pack_linears(model)  # as the engine does on a CPU
     elif precision in ("int8", "int8-dynamic"):
         quantize(model, precision)
     elif precision == "int8-dynamic-towers":  # the head left in float32, as int8-dynamic was before it
@@ -91,8 +89,7 @@ def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, 
 
 
 def weights_mib(model: torch.nn.Module) -> float:
-    """Memory of the model's state: float tensors, torchao's int8 weights, torch's packed int8 weights, and
-    the bfloat16 weights packed for oneDNN (not part of the state)."""
+    """Memory of the model's state: float tensors, torchao's int8 weights, torch's packed int8 weights."""
 
     def size(value) -> int:
         if isinstance(value, (tuple, list)):
@@ -103,8 +100,7 @@ def weights_mib(model: torch.nn.Module) -> float:
             return size(value.qdata) + size(value.scale)
         return value.numel() * value.element_size()
 
-    packed = sum(m.weight_bytes() for m in model.modules() if isinstance(m, PackedLinear))
-    return (sum(size(v) for v in model.state_dict().values()) + packed) / 2**20
+    return sum(size(v) for v in model.state_dict().values()) / 2**20
 
 
 def reset_peak_rss() -> None:

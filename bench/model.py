@@ -45,7 +45,6 @@ sys.path.insert(0, str(ROOT))
 from extractor.engine import EngineRequest, TransformersEngine  # noqa: E402
 from extractor.generation import Generator  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
-from extractor.model.cpu_linear import pack_linears  # noqa: E402
 from extractor.model.loader import (  # noqa: E402
     CheckpointTokenizers,
     LoadedModel,
@@ -77,7 +76,6 @@ def random_model(name: str, device: torch.device, dtype: torch.dtype) -> LoadedM
     torch.manual_seed(0)
     with torch.device(device):
         model = build_network(config, dtype, device)
-    pack_linears(model)  # the engine's bfloat16 layers on a CPU (nothing elsewhere)
     return LoadedModel(
         model=model,
         tokenizer=tokens.vocabulary,
