@@ -11,6 +11,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from extractor.kv_cache import GrowingCache
 from extractor.model.attention import ATTENTION, cpu_sdpa_attention, one_query_attention
 from extractor.model.loader import attention_implementation
+from tests.small_llama import greedy, small_llama_config
 
 
 def _reference(query, key, value, mask=None):
@@ -101,28 +102,7 @@ def test_cpus_get_the_decoding_step_gpus_sdpa(monkeypatch) -> None:
 
 @pytest.fixture(scope="module")
 def config() -> LlamaConfig:
-    return LlamaConfig(
-        vocab_size=97,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-    )
-
-
-def _greedy_logits(model, cache, prompt, mask, steps):
-    seen = []
-    with torch.inference_mode():
-        out = model(input_ids=prompt, attention_mask=mask, cache=cache, use_cache=True)
-        for _ in range(steps):
-            logits = out.logits[:, -1].float()
-            seen.append(logits)
-            token = logits.argmax(-1, keepdim=True)
-            mask = torch.cat([mask, torch.ones_like(token)], dim=-1)
-            out = model(input_ids=token, attention_mask=mask, cache=out.cache, use_cache=True)
-    return torch.stack(seen)
+    return small_llama_config()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -137,9 +117,9 @@ def test_a_model_decodes_as_with_sdpa(config, dtype) -> None:
     prompt = torch.randint(3, 97, (2, 9), generator=torch.Generator().manual_seed(1))
     mask = torch.ones_like(prompt)
     mask[1, :4] = 0  # the second document's prompt is 4 tokens shorter: padded on the left
-    ours = _greedy_logits(model, GrowingCache(config), prompt, mask, 12)
+    ours = torch.stack(greedy(model, GrowingCache(config), prompt, 12, mask)[0])
     model.set_attn_implementation("sdpa")
-    theirs = _greedy_logits(model, GrowingCache(config), prompt, mask, 12)
+    theirs = torch.stack(greedy(model, GrowingCache(config), prompt, 12, mask)[0])
     model.set_attn_implementation(ATTENTION)
     assert torch.equal(ours.argmax(-1), theirs.argmax(-1))
     tolerance = 1e-5 if dtype == torch.float32 else 0.1

@@ -4,51 +4,25 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 from transformers.cache_utils import DynamicCache
 
 from extractor import kv_cache
 from extractor.kv_cache import GrowingCache, GrowingLayer
+from tests.small_llama import greedy, small_llama_config
 
 
 @pytest.fixture(scope="module")
 def model() -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=97,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
-def _greedy(model, cache, prompt: torch.Tensor, steps: int, keep_after: int | None = None):
-    """Greedy decoding of a batch; after `keep_after` steps only the first row goes on."""
-    logits_seen = []
-    mask = torch.ones_like(prompt)
-    with torch.inference_mode():
-        out = model(input_ids=prompt, attention_mask=mask, cache=cache, use_cache=True)
-        for step in range(steps):
-            logits = out.logits[:, -1]
-            logits_seen.append(logits.clone())
-            if keep_after is not None and step == keep_after:
-                out.cache.batch_select_indices(torch.tensor([0]))
-                logits, mask = logits[:1], mask[:1]
-            token = logits.argmax(-1, keepdim=True)
-            mask = torch.cat([mask, torch.ones_like(token)], dim=-1)
-            out = model(input_ids=token, attention_mask=mask, cache=out.cache, use_cache=True)
-    return logits_seen, out.cache
+    return LlamaForCausalLM(small_llama_config()).eval()
 
 
 def test_same_logits_as_dynamic_cache_across_growth_and_batch_select(model, monkeypatch) -> None:
     monkeypatch.setattr(kv_cache, "BLOCK_TOKENS", 3)  # the buffers grow several times in 30 steps
     prompt = torch.randint(0, 97, (2, 7), generator=torch.Generator().manual_seed(1))
-    expected, _ = _greedy(model, DynamicCache(), prompt, 30, keep_after=12)
-    got, cache = _greedy(model, GrowingCache(model.config), prompt, 30, keep_after=12)
+    expected, _ = greedy(model, DynamicCache(), prompt, 30, keep_after=12)
+    got, cache = greedy(model, GrowingCache(model.config), prompt, 30, keep_after=12)
     assert isinstance(cache, GrowingCache)
     assert all(isinstance(layer, GrowingLayer) for layer in cache.layers)
     assert cache.get_seq_length() == 7 + 30
@@ -76,7 +50,7 @@ def test_a_decode_step_writes_in_place_until_the_buffer_is_full(model) -> None:
 
 def test_keys_replaced_by_a_parent_method_are_taken_back_into_a_buffer(model) -> None:
     prompt = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(2))
-    expected, _ = _greedy(model, DynamicCache(), prompt, 1)
+    expected, _ = greedy(model, DynamicCache(), prompt, 1)
     with torch.inference_mode():
         cache = GrowingCache(model.config)
         model(input_ids=prompt, cache=cache, use_cache=True)
