@@ -1,8 +1,8 @@
 """H2OVL-Mississippi as a thin adaptation of transformers' InternVLForConditionalGeneration.
 
 We own only the mapping (config.py, weights.py), the checkpoint reading (loader.py), attention's decoding
-step on CPUs (attention.py) and a tiny test checkpoint writer (tiny.py); the network itself is
-transformers' maintained implementation.
+step on CPUs (attention.py), activations run in place (in_place.py) and a tiny test checkpoint writer
+(tiny.py); the network itself is transformers' maintained implementation.
 
 The package's names load on first use (PEP 562), not at import: the vLLM server's environment imports
 extractor.model.tokenizer alone (no torch-side bayou there), which must not pull in the loader.
