@@ -123,7 +123,6 @@ def run(
     forced: list[int] | None,
     steps: int,
     cache: str = "growing",
-    attention: str = "bayou",
 ):
     """One document: preprocess, vision, prefill, then `steps` decode steps (greedy, or `forced`), the KV
     cache bayou's (`growing`) or transformers' DynamicCache (`dynamic`, for comparison)."""
@@ -225,16 +224,7 @@ def measure(name: str, precision: str, args: argparse.Namespace, reference: Path
     gc.collect()
     reset_peak_rss()  # from here: what running the variant needs, not what building it from float32 did
     forced = torch.load(reference)["tokens"] if precision != "float32" else None
-    result = run(
-        model,
-        raw,
-        args.prompt_text_tokens,
-        args.max_tiles,
-        forced,
-        args.new_tokens,
-        args.cache,
-        args.attention,
-    )
+    result = run(model, raw, args.prompt_text_tokens, args.max_tiles, forced, args.new_tokens, args.cache)
     peak = peak_rss_mib()
     if precision == "float32":
         torch.save({"tokens": result["tokens"], "logits": result["logits"]}, reference)

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_precision import CACHES, build  # noqa: E402
 
 from extractor.model.device import configure_threads  # noqa: E402
+from extractor.model.loader import attention_implementation  # noqa: E402
 from extractor.model.quantize import int8_dynamic  # noqa: E402
 
 PROMPT_TOKENS = 1401  # the 3-tile receipt's prompt (bench/cpu_precision.py)
@@ -88,7 +89,7 @@ def main() -> None:
         columns = ("KV cache", "head")
     else:
         model, _ = build("h2ovl-800m", args.precision)
-        attention = model.config.get_text_config()._attn_implementation  # the engine's, as build made it
+        attention = attention_implementation(torch.device("cpu"))  # the engine's, as build made it
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         variants = {
             (name, dtype): (lambda name=name: (CACHES["growing"](model.config), model.lm_head, name))

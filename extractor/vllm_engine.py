@@ -230,9 +230,8 @@ def read_checkpoint(source: str) -> CheckpointFacts:
 def checkpoint_grammars(checkpoint: CheckpointFacts, layout: str) -> GrammarCache:
     """bayou's grammars in the checkpoint's tokens, as the transformers engine compiles them: what an answer
     needs at least is counted in the same tokens the server writes it in."""
-    stop_ids = sorted(_token_id(checkpoint.prompt, token) for token in STOP_TOKENS)
     vocabulary = build_vocabulary(
-        checkpoint.vocabulary, checkpoint.rows, stop_ids, checkpoint.prompt.continuation
+        checkpoint.vocabulary, checkpoint.rows, stop_ids(checkpoint.prompt), checkpoint.prompt.continuation
     )
     return GrammarCache(vocabulary, layout)
 
@@ -294,9 +293,9 @@ class VLLMEngine:
         self.client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=HEALTH_TIMEOUT_S))
         # one request per document, sent together: the server batches them (continuous batching)
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="vllm-request")
-        self.stop_ids = [_token_id(checkpoint.prompt, token) for token in STOP_TOKENS]
+        self.stop_ids = stop_ids(checkpoint.prompt)
         self._checkpoint = checkpoint
-        self._grammar_cache: GrammarCache | None = None  # compiled only to count (budget_shortfalls)
+        self._counting_grammars: GrammarCache | None = None  # compiled only to count (budget_shortfalls)
         self._check_prompt_ids(checkpoint.prompt)
 
     @classmethod
@@ -377,9 +376,9 @@ class VLLMEngine:
         return self._grammars[key]
 
     def budget_shortfalls(self, max_new_tokens: int) -> dict[str, int]:
-        if self._grammar_cache is None:
-            self._grammar_cache = checkpoint_grammars(self._checkpoint, self.json_layout)
-        return shortfalls(self._grammar_cache, max_new_tokens)
+        if self._counting_grammars is None:
+            self._counting_grammars = checkpoint_grammars(self._checkpoint, self.json_layout)
+        return shortfalls(self._counting_grammars, max_new_tokens)
 
     def run(self, requests: list[EngineRequest]) -> list[GenerationOutput]:
         if not requests:
@@ -406,6 +405,11 @@ class VLLMEngine:
         if response.status_code != 200:
             raise _request_error(response, path)
         return response.json()
+
+
+def stop_ids(prompt: PromptTokenizer | FastPathTokenizer) -> list[int]:
+    """The ids that end an answer (STOP_TOKENS), as the transformers engine stops on them."""
+    return [_token_id(prompt, token) for token in STOP_TOKENS]
 
 
 def _token_id(prompt: PromptTokenizer | FastPathTokenizer, token: str) -> int:

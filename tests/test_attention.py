@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,7 +98,7 @@ def test_a_prompt_goes_through_transformers_sdpa() -> None:
 
 def test_cpus_get_the_decoding_step_gpus_sdpa(monkeypatch) -> None:
     assert attention_implementation(torch.device("cpu")) == ATTENTION
-    monkeypatch.setitem(__import__("sys").modules, "flash_attn", None)  # no flash-attn installed
+    monkeypatch.setitem(sys.modules, "flash_attn", None)  # no flash-attn installed
     assert attention_implementation(torch.device("cuda")) == "sdpa"
 
 

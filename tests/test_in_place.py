@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers.activations import GELUActivation
 
 from extractor.model import load_model
 from extractor.model.in_place import InPlaceActivation, activations_in_place
@@ -53,23 +54,19 @@ def test_every_site_is_swapped_and_outputs_are_bit_for_bit(flavour: str, request
 
 
 def test_autograd_keeps_the_original_function() -> None:
-    mlp = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.GELU())
-    from transformers.activations import GELUActivation
-
+    linear = torch.nn.Linear(4, 8)
     activation = InPlaceActivation(torch.ops.aten.gelu_, GELUActivation())
     inputs = torch.randn(3, 8, requires_grad=True)
     kept = inputs.detach().clone()
     activation(inputs).sum().backward()  # in place on a leaf that needs grad would raise
     assert torch.equal(inputs.detach(), kept) and inputs.grad is not None
     with torch.inference_mode():
-        temporary = mlp[0](torch.randn(3, 4))
+        temporary = linear(torch.randn(3, 4))
         out = activation(temporary)
     assert out.data_ptr() == temporary.data_ptr()  # in place where nothing records gradients
 
 
 def test_other_modules_and_approximations_are_left_alone() -> None:
-    from transformers.activations import GELUActivation
-
     class LlamaMLP(torch.nn.Module):  # a swapped site's name, holding a Python-formula GELU
         def __init__(self) -> None:
             super().__init__()

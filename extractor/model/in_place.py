@@ -49,7 +49,7 @@ class InPlaceActivation(torch.nn.Module):
 def activations_in_place(model: torch.nn.Module) -> int:
     """Swap the activations at SITES for in-place ones, in `model`; returns how many were swapped."""
     swapped = 0
-    for module in model.modules():
+    for module in list(model.modules()):  # listed first: the loop replaces children as it goes
         attribute = SITES.get(type(module).__name__)
         activation = getattr(module, attribute, None) if attribute else None
         function = IN_PLACE.get(type(activation)) if activation is not None else None
