@@ -56,7 +56,13 @@ from tokenization import forward_steps, published_grammars, sample_rows  # noqa:
 from extractor.context import tiling_of  # noqa: E402
 from extractor.kv_cache import GrowingCache  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
-from extractor.model.device import configure_threads, cpu_flags, cpu_has_native_bf16  # noqa: E402
+from extractor.model.cpu_linear import PackedLinear, pack_linears  # noqa: E402
+from extractor.model.device import (  # noqa: E402
+    bound_onednn_caches,
+    configure_threads,
+    cpu_flags,
+    cpu_has_native_bf16,
+)
 from extractor.model.loader import build_network  # noqa: E402
 from extractor.model.published import published_config  # noqa: E402
 from extractor.model.quantize import quantize  # noqa: E402
@@ -85,11 +91,13 @@ def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, 
         head = model.lm_head
         quantize(model, "int8-dynamic")
         model.lm_head = head
+    pack_linears(model)  # as the engine does on a CPU: the bfloat16 layers left, if any
     return model, raw
 
 
 def weights_mib(model: torch.nn.Module) -> float:
-    """Memory of the model's state: float tensors, torchao's int8 weights, torch's packed int8 weights."""
+    """Memory of the model's state: float tensors, torchao's int8 weights, torch's packed int8 weights, and
+    the bfloat16 weights packed for oneDNN (not part of the state)."""
 
     def size(value) -> int:
         if isinstance(value, (tuple, list)):
@@ -100,7 +108,8 @@ def weights_mib(model: torch.nn.Module) -> float:
             return size(value.qdata) + size(value.scale)
         return value.numel() * value.element_size()
 
-    return sum(size(v) for v in model.state_dict().values()) / 2**20
+    packed = sum(m.weight_bytes() for m in model.modules() if isinstance(m, PackedLinear))
+    return (sum(size(v) for v in model.state_dict().values()) + packed) / 2**20
 
 
 def reset_peak_rss() -> None:
@@ -215,6 +224,7 @@ def matmul_gflops(repeats: int = 10) -> dict[str, float]:
 
 def measure(name: str, precision: str, args: argparse.Namespace, reference: Path) -> dict:
     """One variant, in this (fresh) process; the float32 one writes `reference`, the others read it."""
+    bound_onednn_caches()  # as the engine does
     configure_threads(args.threads)
     started = time.perf_counter()
     model, raw = build(name, precision)

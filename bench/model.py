@@ -45,6 +45,8 @@ sys.path.insert(0, str(ROOT))
 from extractor.engine import EngineRequest, TransformersEngine  # noqa: E402
 from extractor.generation import Generator  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
+from extractor.model.cpu_linear import pack_linears  # noqa: E402
+from extractor.model.device import bound_onednn_caches  # noqa: E402
 from extractor.model.loader import (  # noqa: E402
     CheckpointTokenizers,
     LoadedModel,
@@ -76,6 +78,7 @@ def random_model(name: str, device: torch.device, dtype: torch.dtype) -> LoadedM
     torch.manual_seed(0)
     with torch.device(device):
         model = build_network(config, dtype, device)
+    pack_linears(model)  # the engine's bfloat16 layers on a CPU (nothing elsewhere)
     return LoadedModel(
         model=model,
         tokenizer=tokens.vocabulary,
@@ -282,6 +285,7 @@ def main() -> None:
         args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
     )
     torch.set_num_threads(torch.get_num_threads())
+    bound_onednn_caches()  # as the engine does
 
     batches = [int(b) for b in args.batches.split(",")]
     rows, served, overhead = [], [], None

@@ -193,12 +193,16 @@ def test_the_transformers_builder_applies_threads_and_int8(tiny_checkpoint: Path
     monkeypatch.setenv("BAYOU_THREADS", "1")
     monkeypatch.setenv("BAYOU_DEVICE", "cpu")
     monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)  # auto alone would be bfloat16
+    for name in device_module.ONEDNN_CACHE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
     before = torch.get_num_threads()
     try:
         engine = engines.build_engine("h2ovl-800m", Settings())
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+    for name in device_module.ONEDNN_CACHE_SETTINGS:  # set for the worker's process before its model runs
+        assert os.environ[name] == str(device_module.ONEDNN_CACHE_ENTRIES)
     assert engine.loaded.dtype is torch.float32
     down = engine.loaded.model.model.language_model.layers[0].mlp.down_proj
     assert type(down).__module__.startswith("torch.ao.nn.quantized.dynamic")

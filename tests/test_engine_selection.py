@@ -112,6 +112,7 @@ def light_builders(env):
     each engine is a dict of what it was built from."""
     import extractor.engine
     import extractor.model
+    import extractor.model.cpu_linear
     import extractor.model.device
     import extractor.model.quantize
     import extractor.vllm_engine as vllm_engine
@@ -121,6 +122,7 @@ def light_builders(env):
     )
     env.setattr(extractor.model.device, "configure_threads", lambda threads: threads)
     env.setattr(extractor.model.quantize, "quantize", lambda model, mode: 0)
+    env.setattr(extractor.model.cpu_linear, "pack_linears", lambda model: 0)
     env.setattr(extractor.engine, "TransformersEngine", lambda loaded, **kwargs: {**vars(loaded), **kwargs})
     env.setattr(vllm_engine, "served_model", lambda url, setting: "tiny")
     env.setattr(vllm_engine, "check_grammars", lambda url, setting, model, layout, timeout_s: None)

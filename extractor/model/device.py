@@ -21,6 +21,13 @@ from extractor.precisions import DTYPE_NAMES
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 # /proc/cpuinfo flags of CPUs with bfloat16 dot products in hardware
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# oneDNN, which runs bfloat16 matmuls on CPUs, keeps what it compiled for each matmul shape it meets in two
+# caches of 1,024 entries (its own primitives, and torch's ideep layer above it). A decoding step's attention
+# meets a new shape every token (one key more), so a bfloat16 worker grew ~1.2 MB a token until both were
+# full (docs/benchmarks.md). A step reuses a handful of shapes (its Linear layers, attention's two products),
+# so 128 entries keep those warm (a batch adds a few more) and bound what the caches hold to ~60 MB.
+ONEDNN_CACHE_ENTRIES = 128
+ONEDNN_CACHE_SETTINGS = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -77,6 +84,13 @@ def available_cores(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     if quota == "max":
         return cores
     return max(1, min(cores, math.ceil(int(quota) / int(period))))
+
+
+def bound_onednn_caches(entries: int = ONEDNN_CACHE_ENTRIES) -> None:
+    """Cap oneDNN's compiled-shape caches at `entries`, unless the environment already sets them. oneDNN reads
+    the settings once, at the process's first bfloat16 matmul: call this before the model runs."""
+    for name in ONEDNN_CACHE_SETTINGS:
+        os.environ.setdefault(name, str(entries))
 
 
 def configure_threads(threads: int | None = None) -> int:
