@@ -54,8 +54,10 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,9 +123,10 @@ def server_url(entry: ModelEntry, settings: Settings) -> tuple[str, str]:
     return url, name
 
 
-def check(entry: ModelEntry, settings: Settings) -> str:
-    """At worker start: the model's server is configured, answers and compiles bayou's grammars (nothing is
-    loaded here); returns the model it serves."""
+def check(entry: ModelEntry, settings: Settings, checkpoint: CheckpointFacts | None = None) -> str:
+    """At worker start: the model's server is configured, answers, tokenises prompts as the checkpoint does
+    and compiles bayou's grammars (no weights are loaded here: the checkpoint's config and tokenizer are read
+    unless given); returns the model it serves."""
     url, setting = server_url(entry, settings)
     if not url:
         raise ConfigurationError(
@@ -131,8 +134,32 @@ def check(entry: ModelEntry, settings: Settings) -> str:
             f"set BAYOU_{entry.vllm_url_setting.upper()} (or BAYOU_VLLM_URL) to its address, e.g. http://vllm:8000"
         )
     model = served_model(url, setting)
+    checkpoint = checkpoint or read_checkpoint(settings.model_source(entry.alias))
+    server_ids = partial(tokenize, url, setting, model, timeout_s=settings.vllm_timeout_s)
+    check_prompt_ids(server_ids, checkpoint, f"{setting}={url}")
     check_grammars(url, setting, model, settings.json_layout, settings.vllm_timeout_s)
     return model
+
+
+def tokenize(url: str, setting: str, model: str, text: str, *, timeout_s: float) -> list[int]:
+    """The server's ids for `text` (its /tokenize, special tokens added as for a prompt)."""
+    body = {"model": model, "prompt": text, "add_special_tokens": True}
+    try:
+        response = httpx.post(f"{url}/tokenize", json=body, timeout=timeout_s)
+        response.raise_for_status()
+        return response.json()["tokens"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise _no_answer(url, setting, exc) from exc
+
+
+def check_prompt_ids(server_ids: Callable[[str], list[int]], checkpoint: CheckpointFacts, where: str) -> None:
+    """The server turns a prompt into the ids the checkpoint's published tokenizer gives (one probe)."""
+    probe = build_prompt(PROBE_QUESTION, [1], template=checkpoint.settings.template)
+    if server_ids(probe) != checkpoint.prompt.encode(probe):
+        raise ConfigurationError(
+            f"{where}: the server's prompt ids are not the published tokenizer's; "
+            f"start vllm serve with --tokenizer-mode {TOKENIZER_MODE} (bayou-vllm-plugin installed)"
+        )
 
 
 def check_grammars(url: str, setting: str, model: str, layout: str, timeout_s: float) -> None:
@@ -296,15 +323,16 @@ class VLLMEngine:
         self.stop_ids = stop_ids(checkpoint.prompt)
         self._checkpoint = checkpoint
         self._counting_grammars: GrammarCache | None = None  # compiled only to count (budget_shortfalls)
-        self._check_prompt_ids(checkpoint.prompt)
 
     @classmethod
     def from_settings(cls, entry: ModelEntry, settings: Settings) -> VLLMEngine:
+        """The engine for `entry`, once its server passes every start check (`check`)."""
         url, setting = server_url(entry, settings)
-        model = check(entry, settings)  # the one look at the server: __init__ need not ask it again
+        checkpoint = read_checkpoint(settings.model_source(entry.alias))
+        model = check(entry, settings, checkpoint)  # the one look at the server: __init__ need not ask again
         return cls(
             url,
-            checkpoint=read_checkpoint(settings.model_source(entry.alias)),
+            checkpoint=checkpoint,
             name=entry.alias,
             model=model,
             setting=setting,
@@ -318,15 +346,6 @@ class VLLMEngine:
     def _tokenize(self, text: str, *, special: bool = True) -> list[int]:
         body = {"model": self.model, "prompt": text, "add_special_tokens": special}
         return self._post("/tokenize", body)["tokens"]
-
-    def _check_prompt_ids(self, prompt: PromptTokenizer | FastPathTokenizer) -> None:
-        """The server turns a prompt into the ids the checkpoint's published tokenizer gives (one request)."""
-        probe = build_prompt(PROBE_QUESTION, [1], template=self.settings.template)
-        if self._tokenize(probe) != prompt.encode(probe):
-            raise ConfigurationError(
-                f"{self.setting}={self.url}: the server's prompt ids are not the published tokenizer's; "
-                f"start vllm serve with --tokenizer-mode {TOKENIZER_MODE} (bayou-vllm-plugin installed)"
-            )
 
     # --- requests ---
 

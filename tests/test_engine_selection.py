@@ -126,6 +126,7 @@ def light_builders(env):
     env.setattr(extractor.engine, "TransformersEngine", lambda loaded, **kwargs: {**vars(loaded), **kwargs})
     env.setattr(vllm_engine, "served_model", lambda url, setting: "tiny")
     env.setattr(vllm_engine, "check_grammars", lambda url, setting, model, layout, timeout_s: None)
+    env.setattr(vllm_engine, "check_prompt_ids", lambda server_ids, checkpoint, where: None)
     env.setattr(vllm_engine, "read_checkpoint", lambda source: source)
 
     def client(self: object, url: str, **kwargs: object) -> None:

@@ -247,22 +247,33 @@ def test_vllm_and_transformers_engines_agree_token_for_token(
 
 
 @pytest.mark.slow
-def test_a_server_without_the_tokenizer_mode_is_refused_at_start(published_vllm_checkpoint: Path) -> None:
-    """A server that tokenises as vLLM does by default (no --tokenizer-mode) is a one-line ConfigurationError."""
+def test_a_server_without_the_tokenizer_mode_is_refused_at_start(
+    published_vllm_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that tokenises as vLLM does by default (no --tokenizer-mode) fails the start check that
+    `bayou worker` and `bayou serve` make, in one line naming the flag."""
     checkpoint = read_checkpoint(str(published_vllm_checkpoint))
     probe = build_prompt(PROBE_QUESTION, [1])
     ((fast_ids, _, _),) = _default_mode_ids(
         published_vllm_checkpoint, [probe], [checkpoint.prompt.encode(probe)]
     )
-    engine = VLLMEngine.__new__(VLLMEngine)
-    engine.url, engine.setting, engine.settings = "http://vllm:8000", "BAYOU_VLLM_URL", checkpoint.settings
-    # FAKE /tokenize: the default-mode tokenizer's ids of the probe (computed by vLLM's code above)
-    engine._tokenize = lambda text, special=True: fast_ids
+    # FAKE server: it serves one model and compiles every grammar; its /tokenize gives the default mode's
+    # ids of the probe (computed by vLLM's code above)
+    monkeypatch.setattr(vllm_engine, "served_model", lambda url, setting: "tiny")
+    monkeypatch.setattr(vllm_engine, "check_grammars", lambda url, setting, model, layout, timeout_s: None)
+    monkeypatch.setattr(vllm_engine, "tokenize", lambda url, setting, model, text, timeout_s: fast_ids)
+    monkeypatch.setenv("BAYOU_ENGINE_800M", "vllm")
+    monkeypatch.setenv("BAYOU_VLLM_URL_800M", "http://vllm:8000")
     with pytest.raises(ConfigurationError, match="--tokenizer-mode h2ovl_slow") as raised:
-        engine._check_prompt_ids(checkpoint.prompt)
+        check(MODELS["h2ovl-800m"], Settings(), checkpoint)
+    assert raised.value.message.startswith("BAYOU_VLLM_URL_800M=http://vllm:8000: ")
     assert "\n" not in str(raised.value)
-    engine._tokenize = lambda text, special=True: checkpoint.prompt.encode(text)  # FAKE: one in the mode
-    engine._check_prompt_ids(checkpoint.prompt)
+
+    def in_the_mode(url: str, setting: str, model: str, text: str, timeout_s: float) -> list[int]:
+        return checkpoint.prompt.encode(text)  # FAKE: a server started with the mode
+
+    monkeypatch.setattr(vllm_engine, "tokenize", in_the_mode)
+    assert check(MODELS["h2ovl-800m"], Settings(), checkpoint) == "tiny"
 
 
 @pytest.mark.slow
