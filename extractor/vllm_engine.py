@@ -134,11 +134,20 @@ def check(entry: ModelEntry, settings: Settings, checkpoint: CheckpointFacts | N
             f"set BAYOU_{entry.vllm_url_setting.upper()} (or BAYOU_VLLM_URL) to its address, e.g. http://vllm:8000"
         )
     model = served_model(url, setting)
-    checkpoint = checkpoint or read_checkpoint(settings.model_source(entry.alias))
+    checkpoint = checkpoint or _checkpoint_at_start(entry, settings)
     server_ids = partial(tokenize, url, setting, model, timeout_s=settings.vllm_timeout_s)
     check_prompt_ids(server_ids, checkpoint, f"{setting}={url}")
     check_grammars(url, setting, model, settings.json_layout, settings.vllm_timeout_s)
     return model
+
+
+def _checkpoint_at_start(entry: ModelEntry, settings: Settings) -> CheckpointFacts:
+    source = settings.model_source(entry.alias)
+    try:
+        return read_checkpoint(source)
+    except CheckpointError as exc:  # one line naming the setting, as every other start check
+        where = f"BAYOU_{entry.source_setting.upper()}={source}" if entry.source_setting else source
+        raise ConfigurationError(f"{where}: {exc.message}") from exc
 
 
 def tokenize(url: str, setting: str, model: str, text: str, *, timeout_s: float) -> list[int]:

@@ -535,6 +535,20 @@ def test_unconfigured_server_is_one_line_naming_the_setting(monkeypatch: pytest.
     assert "\n" not in str(raised.value)
 
 
+def test_an_unreadable_checkpoint_at_start_names_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the client reads the checkpoint's config and tokenizer to check the server's prompt ids: a folder
+    # without them is one line naming BAYOU_MODEL_800M, not a traceback at worker start
+    monkeypatch.setattr(vllm_engine, "served_model", lambda url, setting: "tiny")  # FAKE: a server answers
+    monkeypatch.setenv("BAYOU_VLLM_URL_800M", "http://vllm:8000")
+    monkeypatch.setenv("BAYOU_MODEL_800M", str(tmp_path))
+    with pytest.raises(ConfigurationError) as raised:
+        check(MODELS["h2ovl-800m"], Settings())
+    assert raised.value.message.startswith(f"BAYOU_MODEL_800M={tmp_path}: ")
+    assert "\n" not in raised.value.message
+
+
 def test_unreachable_server_at_start_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     monkeypatch.setenv("BAYOU_VLLM_URL_2B", url)
