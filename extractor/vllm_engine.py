@@ -147,7 +147,7 @@ def _checkpoint_at_start(entry: ModelEntry, settings: Settings) -> CheckpointFac
         return read_checkpoint(source)
     except CheckpointError as exc:  # one line naming the setting, as every other start check
         where = f"BAYOU_{entry.source_setting.upper()}={source}" if entry.source_setting else source
-        raise ConfigurationError(f"{where}: {exc.message}") from exc
+        raise ConfigurationError(f"{where}: {exc.message.removeprefix(f'{source}: ')}") from exc
 
 
 def tokenize(url: str, setting: str, model: str, text: str, *, timeout_s: float) -> list[int]:
