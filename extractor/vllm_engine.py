@@ -150,11 +150,15 @@ def _checkpoint_at_start(entry: ModelEntry, settings: Settings) -> CheckpointFac
         raise ConfigurationError(f"{where}: {exc.message.removeprefix(f'{source}: ')}") from exc
 
 
+def tokenize_body(model: str, text: str, *, special: bool = True) -> dict[str, Any]:
+    """A /tokenize request: `special` adds the tokenizer's special tokens, as for a prompt."""
+    return {"model": model, "prompt": text, "add_special_tokens": special}
+
+
 def tokenize(url: str, setting: str, model: str, text: str, *, timeout_s: float) -> list[int]:
     """The server's ids for `text` (its /tokenize, special tokens added as for a prompt)."""
-    body = {"model": model, "prompt": text, "add_special_tokens": True}
     try:
-        response = httpx.post(f"{url}/tokenize", json=body, timeout=timeout_s)
+        response = httpx.post(f"{url}/tokenize", json=tokenize_body(model, text), timeout=timeout_s)
         response.raise_for_status()
         return response.json()["tokens"]
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
@@ -353,8 +357,7 @@ class VLLMEngine:
     # --- the server's tokenizer (the one that counts against its context) ---
 
     def _tokenize(self, text: str, *, special: bool = True) -> list[int]:
-        body = {"model": self.model, "prompt": text, "add_special_tokens": special}
-        return self._post("/tokenize", body)["tokens"]
+        return self._post("/tokenize", tokenize_body(self.model, text, special=special))["tokens"]
 
     # --- requests ---
 

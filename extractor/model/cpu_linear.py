@@ -5,7 +5,7 @@ kernel on every call. Reordered once at load (what torch's own compiler does wit
 the same kernel reads it directly: on a 2-core AVX-512 BF16 EPYC, sixteen of the 0.8B language model's
 Linear layers took 6.8 ms instead of 11.3 for one token, 7.9 instead of 11.9 for 16, and 502 instead of
 572 ms for a 1,401-token prompt (5 interleaved rounds, medians), with bit for bit the same outputs; the
-whole bfloat16 model decodes a token in 73 ms instead of 96 (docs/benchmarks.md). Used where the
+whole bfloat16 0.8B decodes a token in 60–70 ms instead of ~96 (docs/benchmarks.md). Used where the
 model computes in bfloat16 on a CPU whose oneDNN has bfloat16 kernels; after quantisation, so that only
 layers left in bfloat16 are packed.
 """
