@@ -15,6 +15,7 @@ from sqlalchemy import Select, and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from extractor.page_reading import PageReading
 from storage.blobs import BlobStore, StagedBlob
 from storage.errors import NotFound
 from storage.filenames import sanitize_filename
@@ -59,8 +60,7 @@ class PageImage:
     data: bytes
     width: int
     height: int
-    words: dict[str, Any] | None = None  # extractor.ocr.PageWords.to_json()
-    barcode: dict[str, Any] | None = None  # extractor.grounding.barcode.BarcodeReading.to_json()
+    reading: PageReading = PageReading()  # what the CPU stage read on it, stored in the page's row
 
 
 @dataclass(frozen=True)
@@ -274,8 +274,8 @@ def _replace_page_rows(
             blob_sha256=blob.sha256,
             width=image.width,
             height=image.height,
-            words=image.words,
-            barcode=image.barcode,
+            words=image.reading.words,
+            barcode=image.reading.barcode,
         )
         for n, (image, blob) in enumerate(zip(images, staged, strict=True), start=1)
     ]

@@ -69,7 +69,7 @@ def rasterize_stored(runtime: Runtime, document_id: str) -> Outcome:
 
 def _pages(rasterized: Rasterized) -> list[PageImage]:
     return [
-        PageImage(_png(image), image.width, image.height, words=reading.words, barcode=reading.barcode)
+        PageImage(_png(image), image.width, image.height, reading)
         for image, reading in zip(rasterized.images, rasterized.page_readings(), strict=True)
     ]
 
