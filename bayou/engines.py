@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from bayou.settings import Settings, get_settings
-from extractor.errors import BayouError, ConfigurationError
+from extractor.errors import BayouError, CheckpointError, ConfigurationError
 from extractor.registry import FALLBACK_MODEL, ModelEntry, lookup
 
 if TYPE_CHECKING:
@@ -159,6 +159,27 @@ def _build_transformers(entry: ModelEntry, settings: Settings) -> Engine:
     return TransformersEngine(loaded, name=entry.alias, json_layout=settings.json_layout)
 
 
+def _check_transformers(entry: ModelEntry, settings: Settings) -> None:
+    """At a worker's start, loading nothing: the device and precision settings go together, and a local
+    checkpoint directory is there with an H2OVL config (a hub id is fetched, or found cached, when loaded)."""
+    from extractor.model.device import resolve_device
+    from extractor.model.loader import local_checkpoint, read_config
+    from extractor.model.quantize import load_dtype
+
+    try:
+        device = resolve_device(settings.device)
+    except CheckpointError as exc:
+        raise ConfigurationError(f"BAYOU_DEVICE={settings.device}: {exc.message}") from exc
+    load_dtype(settings.quantize, settings.dtype, device)  # its ConfigurationError names the settings
+    source = settings.model_source(entry.alias)
+    try:
+        directory = local_checkpoint(source)
+        if directory is not None:
+            read_config(directory)
+    except CheckpointError as exc:
+        raise entry.unreadable_checkpoint(source, exc) from exc
+
+
 def warn_of_short_budgets(engine: Engine, max_new_tokens: int) -> list[str]:
     """The document types whose shortest valid answer is longer than BAYOU_MAX_NEW_TOKENS, each logged: their
     documents would end cut off, invalid (the transformers engine's jump-forward may fit an answer in a few
@@ -207,6 +228,6 @@ def _build_vllm(entry: ModelEntry, settings: Settings) -> Engine:
 
 
 ENGINES: dict[str, EngineKind] = {
-    "transformers": EngineKind(build=_build_transformers),
+    "transformers": EngineKind(build=_build_transformers, check=_check_transformers),
     "vllm": EngineKind(build=_build_vllm, check=_check_vllm),
 }

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from extractor.errors import CheckpointError, ConfigurationError
+
 # every engine kind a setting may name; bayou.engines registers one builder for each
 ENGINE_KINDS = ("transformers", "vllm")
 DEFAULT_ENGINE = "transformers"
@@ -28,6 +30,12 @@ class ModelEntry:
     # the Settings field (BAYOU_VLLM_URL_800M) naming this model's `vllm serve`; vllm_url, the shared one,
     # for a checkpoint directory (and the fallback when a model's own is unset)
     vllm_url_setting: str = "vllm_url"
+
+    def unreadable_checkpoint(self, source: str, error: CheckpointError) -> ConfigurationError:
+        """A worker's start refusing this model's checkpoint `source`: one line naming the setting that
+        chose it (BAYOU_MODEL_800M=...), or the checkpoint directory itself."""
+        where = f"BAYOU_{self.source_setting.upper()}={source}" if self.source_setting else source
+        return ConfigurationError(f"{where}: {error.message.removeprefix(f'{source}: ')}")
 
 
 def _entry(alias: str, *, hub_id: str, queue: str, suffix: str, default_types: tuple[str, ...]) -> ModelEntry:

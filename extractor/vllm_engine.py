@@ -146,8 +146,7 @@ def _checkpoint_at_start(entry: ModelEntry, settings: Settings) -> CheckpointFac
     try:
         return read_checkpoint(source)
     except CheckpointError as exc:  # one line naming the setting, as every other start check
-        where = f"BAYOU_{entry.source_setting.upper()}={source}" if entry.source_setting else source
-        raise ConfigurationError(f"{where}: {exc.message.removeprefix(f'{source}: ')}") from exc
+        raise entry.unreadable_checkpoint(source, exc) from exc
 
 
 def tokenize_body(model: str, text: str, *, special: bool = True) -> dict[str, Any]:

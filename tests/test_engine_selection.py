@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 import typer
 from pydantic import ValidationError
 from typer.testing import CliRunner
@@ -263,6 +264,47 @@ def test_worker_with_an_engine_that_cannot_start_exits_2_before_taking_work(env)
         assert result.exit_code == 0 and len(started) == 1, result.output
     finally:
         reset_runtime()
+
+
+def test_worker_whose_checkpoint_is_not_there_exits_2_before_taking_work(env, tmp_path: Path) -> None:
+    from workers import app as worker_app
+    from workers.runtime import reset_runtime
+
+    started: list[list[str]] = []
+    env.setattr(worker_app, "get_app", lambda: type("App", (), {"worker_main": started.append})())
+    reset_runtime()
+    try:
+        for source, complaint in (
+            (tmp_path / "missing", "no such checkpoint directory"),
+            (tmp_path, "has no config.json"),  # a folder, but no checkpoint in it
+        ):
+            env.setenv("BAYOU_MODEL_800M", str(source))
+            get_settings.cache_clear()  # the worker reads the settings afresh
+            reset_runtime()
+            result = CliRunner().invoke(_cli("worker"), ["worker", "--queues", "gpu.800m"])
+            assert result.exit_code == 2 and not started, result.output
+            _one_line_error(result.output, f"BAYOU_MODEL_800M={source}")
+            assert complaint in result.output
+        # the 2B's worker does not load the 0.8B; a hub id is fetched (or found cached) when loaded
+        result = CliRunner().invoke(_cli("worker"), ["worker", "--queues", "gpu.2b"])
+        assert result.exit_code == 0 and len(started) == 1, result.output
+    finally:
+        reset_runtime()
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="this machine has CUDA: BAYOU_DEVICE=cuda is valid here"
+)
+def test_a_cuda_device_without_cuda_is_refused_at_start_naming_the_setting(env) -> None:
+    env.setenv("BAYOU_DEVICE", "cuda")
+    with pytest.raises(ConfigurationError, match="BAYOU_DEVICE=cuda: .*CUDA is not available") as error:
+        engines.check_engines(["h2ovl-800m"], Settings())
+    assert "\n" not in error.value.message
+
+
+def test_a_tiny_checkpoint_passes_the_start_check(env, tiny_checkpoint: Path) -> None:
+    env.setenv("BAYOU_MODEL_800M", str(tiny_checkpoint))
+    engines.check_engines(["h2ovl-800m", "h2ovl-2b"], Settings())  # nothing loaded, nothing refused
 
 
 def test_serve_with_the_embedded_worker_checks_every_models_engine(env) -> None:

@@ -68,13 +68,21 @@ class LoadedModel:
         return sorted({end, eos} if eos >= 0 else {end})
 
 
-def resolve_source(source: str | Path) -> Path:
-    """A local checkpoint directory, or a hub id looked up in (then fetched into) huggingface_hub's cache."""
+def local_checkpoint(source: str | Path) -> Path | None:
+    """`source` as a local checkpoint directory; None for a hub id (org/name); CheckpointError for neither."""
     path = Path(source).expanduser()
     if path.is_dir():
         return path
-    if path.exists() or str(source).startswith((".", "/")) or str(source).count("/") != 1:
+    if path.exists() or str(source).startswith((".", "/", "~")) or str(source).count("/") != 1:
         raise CheckpointError(f"{source}: no such checkpoint directory (and not a hub id like org/name)")
+    return None
+
+
+def resolve_source(source: str | Path) -> Path:
+    """A local checkpoint directory, or a hub id looked up in (then fetched into) huggingface_hub's cache."""
+    path = local_checkpoint(source)
+    if path is not None:
+        return path
     from huggingface_hub import snapshot_download
 
     try:  # the cache first: a downloaded model works offline
