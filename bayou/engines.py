@@ -147,11 +147,10 @@ def _build_transformers(entry: ModelEntry, settings: Settings) -> Engine:
     from extractor.engine import TransformersEngine
     from extractor.model import load_model
     from extractor.model.cpu_linear import pack_linears
-    from extractor.model.device import bound_onednn_caches, configure_threads, resolve_device
+    from extractor.model.device import configure_cpu_runtime, resolve_device
     from extractor.model.quantize import load_dtype, quantize
 
-    bound_onednn_caches()
-    configure_threads(settings.threads)
+    configure_cpu_runtime(settings.threads)
     dtype = load_dtype(settings.quantize, settings.dtype, resolve_device(settings.device))
     loaded = load_model(settings.model_source(entry.alias), device=settings.device, dtype=dtype)
     quantize(loaded.model, settings.quantize)

@@ -58,8 +58,7 @@ from extractor.kv_cache import GrowingCache  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
 from extractor.model.cpu_linear import PackedLinear, pack_linears  # noqa: E402
 from extractor.model.device import (  # noqa: E402
-    bound_onednn_caches,
-    configure_threads,
+    configure_cpu_runtime,
     cpu_flags,
     cpu_has_native_bf16,
 )
@@ -224,8 +223,7 @@ def matmul_gflops(repeats: int = 10) -> dict[str, float]:
 
 def measure(name: str, precision: str, args: argparse.Namespace, reference: Path) -> dict:
     """One variant, in this (fresh) process; the float32 one writes `reference`, the others read it."""
-    bound_onednn_caches()  # as the engine does
-    configure_threads(args.threads)
+    configure_cpu_runtime(args.threads)  # as the engine does
     started = time.perf_counter()
     model, raw = build(name, precision)
     if args.attention == "sdpa":  # transformers' SDPA for every step, the cache in the model's dtype
@@ -293,7 +291,7 @@ def main() -> None:
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # name:precision:reference, run in a child
     args = parser.parse_args()
     if args.matmul:
-        configure_threads(args.threads)
+        configure_cpu_runtime(args.threads)
         print(json.dumps({"threads": torch.get_num_threads(), "gflops": matmul_gflops()}))
         return
     if args.variant:
@@ -323,7 +321,7 @@ def main() -> None:
                 rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
-    threads = configure_threads(args.threads)
+    threads = configure_cpu_runtime(args.threads)
     flags = cpu_flags(Path("/proc/cpuinfo"))
     simd = sorted(f for f in flags if f.startswith(("avx512", "amx", "avx_vnni", "avx2")))
     print(f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cpu_precision import CACHES, build  # noqa: E402
 
-from extractor.model.device import bound_onednn_caches, configure_threads  # noqa: E402
+from extractor.model.device import configure_cpu_runtime  # noqa: E402
 from extractor.model.loader import attention_implementation  # noqa: E402
 from extractor.model.quantize import int8_dynamic  # noqa: E402
 
@@ -70,8 +70,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    bound_onednn_caches()  # as the engine does
-    configure_threads(None)
+    configure_cpu_runtime()  # as the engine does
     if args.compare == "cache":
         if args.precision == "bfloat16":
             parser.error("--compare cache measures float32 and int8-dynamic")

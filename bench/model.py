@@ -46,7 +46,7 @@ from extractor.engine import EngineRequest, TransformersEngine  # noqa: E402
 from extractor.generation import Generator  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
 from extractor.model.cpu_linear import pack_linears  # noqa: E402
-from extractor.model.device import bound_onednn_caches  # noqa: E402
+from extractor.model.device import configure_cpu_runtime  # noqa: E402
 from extractor.model.loader import (  # noqa: E402
     CheckpointTokenizers,
     LoadedModel,
@@ -284,8 +284,8 @@ def main() -> None:
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(
         args.dtype or ("bfloat16" if device.type == "cuda" else "float32")
     )
-    torch.set_num_threads(torch.get_num_threads())
-    bound_onednn_caches()  # as the engine does
+    if device.type == "cpu":
+        configure_cpu_runtime()  # as the engine does
 
     batches = [int(b) for b in args.batches.split(",")]
     rows, served, overhead = [], [], None

@@ -121,7 +121,7 @@ def light_builders(env):
     env.setattr(
         extractor.model, "load_model", lambda source, **kwargs: SimpleNamespace(model=source, **kwargs)
     )
-    env.setattr(extractor.model.device, "configure_threads", lambda threads: threads)
+    env.setattr(extractor.model.device, "configure_cpu_runtime", lambda threads: threads)
     env.setattr(extractor.model.quantize, "quantize", lambda model, mode: 0)
     env.setattr(extractor.model.cpu_linear, "pack_linears", lambda model: 0)
     env.setattr(extractor.engine, "TransformersEngine", lambda loaded, **kwargs: {**vars(loaded), **kwargs})

@@ -12,7 +12,12 @@ import pytest
 import torch
 
 from extractor.model.cpu_linear import can_pack
-from extractor.model.device import ONEDNN_CACHE_ENTRIES, ONEDNN_CACHE_SETTINGS, bound_onednn_caches
+from extractor.model.device import (
+    ONEDNN_CACHE_ENTRIES,
+    ONEDNN_CACHE_SETTINGS,
+    bound_onednn_caches,
+    configure_cpu_runtime,
+)
 
 # a process that meets 600 bfloat16 matmul shapes, as 600 decoding steps' attention does (one key more each),
 # and prints how much more memory glibc's malloc holds afterwards, in MiB
@@ -53,6 +58,19 @@ def test_a_setting_from_the_environment_is_kept(monkeypatch: pytest.MonkeyPatch)
     bound_onednn_caches()
     assert os.environ[first] == "7"
     assert os.environ[second] == str(ONEDNN_CACHE_ENTRIES)
+
+
+def test_the_cpu_runtime_setup_bounds_the_caches_and_sizes_the_thread_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ONEDNN_CACHE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    before = torch.get_num_threads()
+    try:
+        assert configure_cpu_runtime(1) == 1 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert all(os.environ[name] == str(ONEDNN_CACHE_ENTRIES) for name in ONEDNN_CACHE_SETTINGS)
 
 
 @pytest.mark.skipif(

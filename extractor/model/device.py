@@ -102,3 +102,11 @@ def configure_threads(threads: int | None = None) -> int:
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count
+
+
+def configure_cpu_runtime(threads: int | None = None) -> int:
+    """What a process does before its model first runs on a CPU: bound oneDNN's shape caches and size torch's
+    thread pool (`configure_threads`); returns the thread count. One call, so that no caller sizes the pool
+    and forgets the caches, which oneDNN reads only once."""
+    bound_onednn_caches()
+    return configure_threads(threads)
