@@ -322,7 +322,9 @@ class VLLMEngine:
         self._grammars: dict[str, str] = {}  # EBNF text per schema
         self.setting = setting
         self.name = name
-        self.settings = checkpoint.settings
+        self.checkpoint = (
+            checkpoint  # its config, prompt template and tokenizer, read without running its code
+        )
         # the transformers engine never picks an id past the tokenizer's (the rows the published models pad
         # their output layer with): the same here, as a bias the server clamps to -100
         self.unused_ids = {str(i): -100 for i in range(checkpoint.vocabulary_size, checkpoint.rows)}
@@ -333,8 +335,12 @@ class VLLMEngine:
         # one request per document, sent together: the server batches them (continuous batching)
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="vllm-request")
         self.stop_ids = stop_ids(checkpoint.prompt)
-        self._checkpoint = checkpoint
         self._counting_grammars: GrammarCache | None = None  # compiled only to count (budget_shortfalls)
+
+    @property
+    def settings(self) -> ModelSettings:
+        """The model's settings (image size, tiling, template), as TransformersEngine.settings."""
+        return self.checkpoint.settings
 
     @classmethod
     def from_settings(cls, entry: ModelEntry, settings: Settings) -> VLLMEngine:
@@ -407,7 +413,7 @@ class VLLMEngine:
 
     def budget_shortfalls(self, max_new_tokens: int) -> dict[str, int]:
         if self._counting_grammars is None:
-            self._counting_grammars = checkpoint_grammars(self._checkpoint, self.json_layout)
+            self._counting_grammars = checkpoint_grammars(self.checkpoint, self.json_layout)
         return shortfalls(self._counting_grammars, max_new_tokens)
 
     def run(self, requests: list[EngineRequest]) -> list[GenerationOutput]:
