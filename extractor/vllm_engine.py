@@ -322,9 +322,8 @@ class VLLMEngine:
         self._grammars: dict[str, str] = {}  # EBNF text per schema
         self.setting = setting
         self.name = name
-        self.checkpoint = (
-            checkpoint  # its config, prompt template and tokenizer, read without running its code
-        )
+        # its config, prompt template and tokenizer, read without running any of its code
+        self.checkpoint = checkpoint
         # the transformers engine never picks an id past the tokenizer's (the rows the published models pad
         # their output layer with): the same here, as a bias the server clamps to -100
         self.unused_ids = {str(i): -100 for i in range(checkpoint.vocabulary_size, checkpoint.rows)}
