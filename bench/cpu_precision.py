@@ -11,7 +11,12 @@ every variant does the same work and its logits can be compared step by step wit
 cost is the largest logit difference and the share of steps whose greedy token is float32's. The forward
 calls are bayou's own (extractor.generation's, with its in-place KV cache and its CPU decoding attention,
 extractor/model/attention.py; `--attention sdpa` for transformers' throughout), without the grammar, whose cost
-does not depend on precision. Each variant runs in a process of its own, one after the other.
+does not depend on precision. Each variant runs in a process of its own; the processes are built one after the
+other, then read the document in turn, `--rounds` times (default 3), so that the machine's drift (these
+shared machines' memory bandwidth and clocks move from minute to minute) falls on every variant alike: the
+ratio to float32 is the median of the rounds' ratios, each round's shown beside it. Every variant's process
+is alive for the whole run: their memory together must fit (the 2B's four variants take ~20 GiB; pass fewer
+`--precisions` on a smaller machine).
 
 Peak memory: the process's resident high-water mark (VmHWM), reset after the variant is built, so it is
 what running the variant needs; "weights" is the model's state (int8 data and scales where quantised).
@@ -21,16 +26,19 @@ gives each precision without the model around it.
 
 Usage: python bench/cpu_precision.py [--models h2ovl-800m,h2ovl-2b]
        [--precisions float32,bfloat16,int8,int8-dynamic] [--max-tiles 2] [--new-tokens receipt|N]
-       [--prompt-text-tokens 633] [--threads N] [--cache growing|dynamic] [--attention bayou|sdpa]
-       [--matmul]
+       [--prompt-text-tokens 633] [--threads N] [--rounds 3] [--cache growing|dynamic]
+       [--attention bayou|sdpa] [--matmul]
 
-Precisions: float32, bfloat16, int8, int8-dynamic (as BAYOU_QUANTIZE does them), and int8-dynamic-towers
-(int8-dynamic with the language model's head left in float32, to see what quantising the head gives).
+Precisions: float32, bfloat16, int8, int8-dynamic (as BAYOU_QUANTIZE does them: int8 in bfloat16 on a CPU
+with bfloat16 in hardware, as BAYOU_DTYPE=auto loads it there), and, to compare, int8-dynamic-towers
+(int8-dynamic with the language model's head left in float32, to see what quantising the head gives) and
+int8-torchao (int8 run by torchao's own CPU path, not extractor/model/cpu_linear.py's Int8WeightLinear).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import platform
@@ -55,6 +63,7 @@ from tokenization import forward_steps, published_grammars, sample_rows  # noqa:
 
 from extractor.context import tiling_of  # noqa: E402
 from extractor.kv_cache import GrowingCache  # noqa: E402
+from extractor.model import cpu_linear  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
 from extractor.model.cpu_linear import PackedLinear, pack_linears  # noqa: E402
 from extractor.model.device import (  # noqa: E402
@@ -84,7 +93,15 @@ def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, 
     model = build_network(config, torch.float32, CPU)
     if precision == "bfloat16":
         model.to(torch.bfloat16)
-    elif precision in ("int8", "int8-dynamic"):
+    elif precision in ("int8", "int8-torchao"):  # weight-only, in the dtype BAYOU_DTYPE=auto loads here
+        if cpu_has_native_bf16():
+            model.to(torch.bfloat16)
+        quantize(model, "int8")
+        if precision == "int8-torchao":  # torchao's own CPU path, as the engine ran int8 before session 11
+            with _torchao_layers_kept():
+                pack_linears(model)
+            return model, raw
+    elif precision == "int8-dynamic":
         quantize(model, precision)
     elif precision == "int8-dynamic-towers":  # the head left in float32, as int8-dynamic was before it
         head = model.lm_head
@@ -92,6 +109,17 @@ def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, 
         model.lm_head = head
     pack_linears(model)  # as the engine does on a CPU: the bfloat16 layers left, if any
     return model, raw
+
+
+@contextlib.contextmanager
+def _torchao_layers_kept():
+    """pack_linears leaves torchao's int8 layers as they are (only the bfloat16 ones are packed)."""
+    convertible = cpu_linear._int8_weight_only
+    cpu_linear._int8_weight_only = lambda weight: False
+    try:
+        yield
+    finally:
+        cpu_linear._int8_weight_only = convertible
 
 
 def weights_mib(model: torch.nn.Module) -> float:
@@ -221,40 +249,90 @@ def matmul_gflops(repeats: int = 10) -> dict[str, float]:
     return results
 
 
-def measure(name: str, precision: str, args: argparse.Namespace, reference: Path) -> dict:
-    """One variant, in this (fresh) process; the float32 one writes `reference`, the others read it."""
+def serve_variant(name: str, precision: str, args: argparse.Namespace, reference: Path) -> None:
+    """A child process: build one variant, say `ready`, then read a document for each `run` line on stdin
+    (one JSON line on stdout each) until stdin closes. The float32 variant's first document writes
+    `reference`; the others read it at their first document (the parent runs float32 first)."""
     configure_cpu_runtime(args.threads)  # as the engine does
     started = time.perf_counter()
     model, raw = build(name, precision)
     if args.attention == "sdpa":  # transformers' SDPA for every step, the cache in the model's dtype
         model.set_attn_implementation("sdpa")
     built_s = time.perf_counter() - started
+    weights = weights_mib(model)
     gc.collect()
     reset_peak_rss()  # from here: what running the variant needs, not what building it from float32 did
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        row = measure(model, raw, name, precision, args, reference)
+        print(json.dumps({**row, "build_s": round(built_s, 1), "weights_mib": round(weights)}), flush=True)
+
+
+def measure(model, raw: dict, name: str, precision: str, args: argparse.Namespace, reference: Path) -> dict:
+    """One document read by one variant, its timings and its logits against float32's."""
     forced = torch.load(reference)["tokens"] if precision != "float32" else None
     result = run(model, raw, args.prompt_text_tokens, args.max_tiles, forced, args.new_tokens, args.cache)
-    peak = peak_rss_mib()
-    if precision == "float32":
+    if precision == "float32" and not reference.exists():
         torch.save({"tokens": result["tokens"], "logits": result["logits"]}, reference)
     expected = torch.load(reference)["logits"]
     total_ms = sum(result[k] for k in ("preprocess_ms", "vision_ms", "prefill_ms", "decode_ms"))
     return {
         "model": name,
         "precision": precision,
-        "build_s": round(built_s, 1),
         "tiles": result["tiles"],
         "prompt_tokens": result["prompt_tokens"],
         **{k: round(result[k], 1) for k in ("preprocess_ms", "vision_ms", "prefill_ms")},
         "decode_ms_per_token": round(result["decode_ms"] / max(args.new_tokens - 1, 1), 1),
         "docs_per_s": round(1000 / total_ms, 4),
-        "peak_mib": round(peak),
-        "weights_mib": round(weights_mib(model)),
+        "peak_mib": round(peak_rss_mib()),
         "max_logit_diff": round((result["logits"] - expected).abs().max().item(), 4),
         "logit_scale": round(expected.abs().max().item(), 2),
         "greedy_agreement": round(
             (result["logits"].argmax(-1) == expected.argmax(-1)).float().mean().item(), 4
         ),
     }
+
+
+def measure_model(name: str, precisions: list[str], args: argparse.Namespace, scratch: Path) -> list[dict]:
+    """Every variant of one model, each in a process of its own (its peak memory its own), built one after
+    the other, then `--rounds` rounds in which each reads the document in turn: the machine's drift during
+    a round falls on all of them alike. Returns one row per variant: the median round, and its documents/s
+    over float32's in each round."""
+    reference = scratch / f"{name}.pt"
+    command = [*(sys.executable, __file__, *sys.argv[1:], "--new-tokens", str(args.new_tokens))]
+    children = {}
+    try:
+        for precision in precisions:
+            child = subprocess.Popen(
+                [*command, "--variant", f"{name}:{precision}:{reference}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            children[precision] = child
+            if child.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
+                raise RuntimeError(f"{name} {precision}: the variant's process did not start")
+        rounds: dict[str, list[dict]] = {precision: [] for precision in precisions}
+        for number in range(args.rounds):
+            for precision, child in children.items():
+                child.stdin.write("run\n")  # type: ignore[union-attr]
+                child.stdin.flush()  # type: ignore[union-attr]
+                line = child.stdout.readline()  # type: ignore[union-attr]
+                if not line:
+                    raise RuntimeError(f"{name} {precision}: the variant's process ended")
+                rounds[precision].append(json.loads(line))
+                print(f"round {number + 1}: {line.strip()}", file=sys.stderr, flush=True)
+    finally:
+        for child in children.values():
+            child.stdin.close()  # type: ignore[union-attr]
+            child.wait()
+    base = [row["docs_per_s"] for row in rounds["float32"]]
+    rows = []
+    for runs in rounds.values():
+        ratios = [row["docs_per_s"] / b for row, b in zip(runs, base, strict=True)]
+        median_run = sorted(runs, key=lambda row: row["docs_per_s"])[(len(runs) - 1) // 2]
+        rows.append({**median_run, "peak_mib": max(r["peak_mib"] for r in runs), "ratios": ratios})
+    return rows
 
 
 def decode_steps(value: str) -> int:
@@ -280,6 +358,12 @@ def main() -> None:
     )
     parser.add_argument("--prompt-text-tokens", type=int, default=633)  # the receipt question's length
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="documents each variant reads, the variants taking turns (their processes all alive at once)",
+    )
     parser.add_argument("--cache", choices=list(CACHES), default="growing")
     parser.add_argument(
         "--attention",
@@ -296,7 +380,7 @@ def main() -> None:
         return
     if args.variant:
         name, precision, reference = args.variant.split(":", 2)
-        print(json.dumps(measure(name, precision, args, Path(reference))))
+        serve_variant(name, precision, args, Path(reference))
         return
     print(f"decode steps per document: {args.new_tokens}", file=sys.stderr)
     precisions = args.precisions.split(",")
@@ -306,20 +390,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.models.split(","):
-            reference = Path(scratch) / f"{name}.pt"
-            for precision in precisions:
-                # a process per variant: its peak memory is its own, and nothing is left of the one before
-                child = subprocess.run(
-                    [
-                        *(sys.executable, __file__, *sys.argv[1:], "--new-tokens", str(args.new_tokens)),
-                        *("--variant", f"{name}:{precision}:{reference}"),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
-                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            rows += measure_model(name, precisions, args, Path(scratch))
 
     threads = configure_cpu_runtime(args.threads)
     flags = cpu_flags(Path("/proc/cpuinfo"))
@@ -331,17 +402,21 @@ def main() -> None:
     )
     print(f"Command: python bench/cpu_precision.py {' '.join(sys.argv[1:])}\n")
     print(
-        "| model | precision | tiles | prompt tokens | preprocess ms | vision ms | prefill ms | decode ms/token "
-        "| documents/s | × float32 | peak MiB | weights MiB | max \\|Δlogit\\| (scale) | greedy agreement |"
+        f"Each variant's median of {args.rounds} rounds (the variants take turns in each round); × float32: "
+        "the median of the rounds' ratios, then each round's.\n"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    base = {}
+    print(
+        "| model | precision | tiles | prompt tokens | preprocess ms | vision ms | prefill ms | decode ms/token "
+        "| documents/s | × float32 | × float32 by round | peak MiB | weights MiB | max \\|Δlogit\\| (scale) "
+        "| greedy agreement |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        base.setdefault(r["model"], r["docs_per_s"])  # the model's float32 row, which runs first
         print(
             f"| {r['model']} | {r['precision']} | {r['tiles']} | {r['prompt_tokens']} | {r['preprocess_ms']} | "
             f"{r['vision_ms']} | {r['prefill_ms']} | {r['decode_ms_per_token']} | {r['docs_per_s']} | "
-            f"{r['docs_per_s'] / base[r['model']]:.2f} | {r['peak_mib']} | {r['weights_mib']} | "
+            f"{statistics.median(r['ratios']):.2f} | {', '.join(f'{x:.2f}' for x in r['ratios'])} | "
+            f"{r['peak_mib']} | {r['weights_mib']} | "
             f"{r['max_logit_diff']} ({r['logit_scale']}) | {r['greedy_agreement']:.1%} of {args.new_tokens} |"
         )
 

@@ -1,5 +1,7 @@
 """bfloat16 Linear layers packed for oneDNN on CPUs: the same outputs as transformers' layers, used by the
-engine where the model computes in bfloat16 on a CPU, and never on float32 or quantised layers."""
+engine where the model computes in bfloat16 on a CPU, and never on float32 or int8-dynamic layers; torchao's
+weight-only int8 layers (BAYOU_QUANTIZE=int8) given to torch's int8-weight kernel: torchao's outputs, bit for
+bit where they keep its arithmetic, within a rounding of it where the kernel runs."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from extractor.model import load_model
-from extractor.model.cpu_linear import PackedLinear, can_pack, pack_linears
+from extractor.model.cpu_linear import Int8WeightLinear, PackedLinear, can_pack, pack_linears
 
 needs_bf16_onednn = pytest.mark.skipif(
     not can_pack(torch.device("cpu")),
@@ -55,19 +57,80 @@ def test_a_bfloat16_model_is_packed_and_answers_the_same(tiny_checkpoint: Path) 
         assert torch.equal(ours, theirs)
 
 
-def test_float32_and_quantised_layers_are_left_alone(tiny_checkpoint: Path) -> None:
-    model = load_model(tiny_checkpoint, dtype="float32").model
-    assert pack_linears(model) == 0
-    pytest.importorskip("torchao", reason="BAYOU_QUANTIZE=int8 needs torchao (the cpu-int8 extra)")
+def test_float32_and_int8_dynamic_layers_are_left_alone(tiny_checkpoint: Path) -> None:
     from extractor.model.quantize import quantize
 
-    quantized = load_model(tiny_checkpoint, dtype="bfloat16").model
-    quantize(quantized, "int8")  # torchao's int8 weights (tensor subclasses) in the towers
-    # the head and the projector stay bfloat16 under int8 weight-only: the layers left to pack
-    projector = sum(type(m) is torch.nn.Linear for m in quantized.model.multi_modal_projector.modules())
-    assert pack_linears(quantized) == (1 + projector if can_pack(torch.device("cpu")) else 0)
-    for tower in (quantized.model.language_model, quantized.model.vision_tower):
-        assert not any(isinstance(m, PackedLinear) for m in tower.modules())
+    model = load_model(tiny_checkpoint, dtype="float32").model
+    assert pack_linears(model) == 0
+    quantize(model, "int8-dynamic")  # torch's own int8 modules, float32 in and out
+    assert pack_linears(model) == 0
+
+
+def _torchao_int8(module: torch.nn.Module) -> torch.nn.Module:
+    pytest.importorskip("torchao", reason="BAYOU_QUANTIZE=int8 needs torchao (the cpu-int8 extra)")
+    from extractor.model.quantize import _torchao
+
+    config, quantize_ = _torchao()
+    quantize_(module, config())
+    return module
+
+
+@pytest.mark.parametrize("bias", [True, False])
+# 48 and 64 columns: the kernel's width (a multiple of 16); 40 and 37: the widened weight for any rows
+@pytest.mark.parametrize("features", [(64, 80), (48, 24), (40, 24), (37, 19)])
+@pytest.mark.parametrize("shape", [(1,), (3,), (2, 4), (9,), (2, 5)])
+def test_an_int8_weight_layer_gives_torchaos_outputs(
+    bias: bool, features: tuple[int, int], shape: tuple[int, ...]
+) -> None:
+    torch.manual_seed(0)
+    columns, rows_out = features
+    plain = torch.nn.Linear(columns, rows_out, bias=bias).to(torch.bfloat16).requires_grad_(False)
+    holder = _torchao_int8(torch.nn.Sequential(plain))
+    theirs = holder[0]
+    ours = Int8WeightLinear(theirs)
+    inputs = torch.randn(*shape, columns).to(torch.bfloat16)
+    with torch.inference_mode():
+        expected, got = theirs(inputs), ours(inputs)
+    assert got.shape == expected.shape == (*shape, rows_out) and got.dtype == torch.bfloat16
+    rows = inputs.numel() // columns
+    if rows > Int8WeightLinear.KERNEL_ROWS or columns % Int8WeightLinear.KERNEL_COLUMNS:
+        assert torch.equal(got, expected)  # torchao's arithmetic: the widened weight, then the scales
+    else:  # torch's kernel: the scales applied inside, one rounding to bfloat16 instead of two
+        scale = expected.abs().max().item()
+        assert (got.float() - expected.float()).abs().max().item() <= 0.02 * scale
+    state = ours.state_dict()  # int8 values and scales are the layer's state (its weight memory)
+    assert state["qdata"].dtype == torch.int8 and state["qdata"].shape == (rows_out, columns)
+    assert state["scale"].shape == (rows_out,)
+
+
+@needs_bf16_onednn
+def test_int8_weights_go_to_the_kernel_and_the_layers_left_in_bfloat16_are_packed(
+    tiny_checkpoint: Path,
+) -> None:
+    from extractor.model.quantize import quantize
+
+    torchao_model = load_model(tiny_checkpoint, dtype="bfloat16").model
+    pytest.importorskip("torchao", reason="BAYOU_QUANTIZE=int8 needs torchao (the cpu-int8 extra)")
+    quantize(torchao_model, "int8")
+    model = load_model(tiny_checkpoint, dtype="bfloat16").model
+    towers = quantize(model, "int8")  # torchao's int8 weights (tensor subclasses) in the towers
+    # the head and the projector stay bfloat16 under int8 weight-only: packed
+    projector = sum(type(m) is torch.nn.Linear for m in model.model.multi_modal_projector.modules())
+    assert pack_linears(model) == towers + 1 + projector
+    for tower in (model.model.language_model, model.model.vision_tower):
+        layers = [m for m in tower.modules() if isinstance(m, (torch.nn.Linear, Int8WeightLinear))]
+        assert layers and all(isinstance(m, Int8WeightLinear) for m in layers)
+    assert isinstance(model.lm_head, PackedLinear)
+    ids = torch.randint(3, 200, (1, 24), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = torchao_model(input_ids=ids).logits
+        got = model(input_ids=ids).logits
+        # one token behind the prompt: the kernel's path
+        step = model(input_ids=ids[:, :1]).logits
+        torchao_step = torchao_model(input_ids=ids[:, :1]).logits
+    assert torch.equal(got, expected)  # 24 rows: torchao's arithmetic, bit for bit
+    scale = torchao_step.abs().max().item()
+    assert (step.float() - torchao_step.float()).abs().max().item() <= 0.05 * scale
 
 
 @needs_bf16_onednn
@@ -83,6 +146,26 @@ def test_the_engine_packs_a_bfloat16_cpu_model(tiny_checkpoint: Path, monkeypatc
     monkeypatch.setenv("BAYOU_DTYPE", "bfloat16")
     engine = engines.build_engine("h2ovl-800m", Settings())
     assert any(isinstance(m, PackedLinear) for m in engine.loaded.model.modules())
+    (output,) = engine.run(
+        [EngineRequest(images=[Image.new("RGB", (300, 400), "white")], question="total?", max_new_tokens=8)]
+    )
+    assert output.generated_tokens == 8
+
+
+@needs_bf16_onednn
+def test_the_engine_runs_int8_weights_through_the_kernel(tiny_checkpoint: Path, monkeypatch) -> None:
+    pytest.importorskip("torchao", reason="BAYOU_QUANTIZE=int8 needs torchao (the cpu-int8 extra)")
+    from PIL import Image
+
+    import bayou.engines as engines
+    from bayou.settings import Settings
+    from extractor.engine import EngineRequest
+
+    monkeypatch.setenv("BAYOU_MODEL_800M", str(tiny_checkpoint))
+    monkeypatch.setenv("BAYOU_DEVICE", "cpu")
+    monkeypatch.setenv("BAYOU_QUANTIZE", "int8")  # BAYOU_DTYPE=auto: bfloat16 on such a CPU
+    engine = engines.build_engine("h2ovl-800m", Settings())
+    assert any(isinstance(m, Int8WeightLinear) for m in engine.loaded.model.modules())
     (output,) = engine.run(
         [EngineRequest(images=[Image.new("RGB", (300, 400), "white")], question="total?", max_new_tokens=8)]
     )
