@@ -15,8 +15,8 @@ does not depend on precision. Each variant runs in a process of its own; the pro
 other, then read the document in turn, `--rounds` times (default 3), so that the machine's drift (these
 shared machines' memory bandwidth and clocks move from minute to minute) falls on every variant alike: the
 ratio to float32 is the median of the rounds' ratios, each round's shown beside it. Every variant's process
-is alive for the whole run: their memory together must fit (the 2B's four variants take ~20 GiB; pass fewer
-`--precisions` on a smaller machine).
+is alive for the whole run, so their memory together must fit (the 2B's float32, bfloat16, int8 and
+int8-dynamic take ~21 GiB); `--rounds 1` runs them one after the other, each ending before the next starts.
 
 Peak memory: the process's resident high-water mark (VmHWM), reset after the variant is built, so it is
 what running the variant needs; "weights" is the model's state (int8 data and scales where quantised).
@@ -49,6 +49,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import torch
 from transformers import InternVLForConditionalGeneration
@@ -293,39 +294,72 @@ def measure(model, raw: dict, name: str, precision: str, args: argparse.Namespac
     }
 
 
+class Variant:
+    """One variant's process: built at start (`ready`), then one document read per `read()`."""
+
+    def __init__(self, name: str, precision: str, args: argparse.Namespace, reference: Path) -> None:
+        self.label = f"{name} {precision}"
+        command = [sys.executable, __file__, *sys.argv[1:], "--new-tokens", str(args.new_tokens)]
+        self.process = subprocess.Popen(
+            [*command, "--variant", f"{name}:{precision}:{reference}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if self._pipes()[1].readline().strip() != "ready":
+            self.close()
+            raise RuntimeError(f"{self.label}: the variant's process did not start")
+
+    def read(self) -> dict:
+        stdin, stdout = self._pipes()
+        stdin.write("run\n")
+        stdin.flush()
+        line = stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.label}: the variant's process ended")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self._pipes()[0].close()
+        self.process.wait()
+
+    def _pipes(self) -> tuple[IO[str], IO[str]]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        return self.process.stdin, self.process.stdout
+
+
 def measure_model(name: str, precisions: list[str], args: argparse.Namespace, scratch: Path) -> list[dict]:
-    """Every variant of one model, each in a process of its own (its peak memory its own), built one after
-    the other, then `--rounds` rounds in which each reads the document in turn: the machine's drift during
-    a round falls on all of them alike. Returns one row per variant: the median round, and its documents/s
-    over float32's in each round."""
+    """Every variant of one model, each in a process of its own (its peak memory its own). With one round,
+    each is built, reads the document and ends before the next starts; with more, all are built one after
+    the other and stay alive, then read the document in turn, round after round, so that the machine's drift
+    during a round falls on all of them alike. Returns one row per variant: its median round, and its
+    documents/s over float32's in each round."""
     reference = scratch / f"{name}.pt"
-    command = [*(sys.executable, __file__, *sys.argv[1:], "--new-tokens", str(args.new_tokens))]
-    children = {}
-    try:
+    rounds: dict[str, list[dict]] = {precision: [] for precision in precisions}
+    if args.rounds == 1:
         for precision in precisions:
-            child = subprocess.Popen(
-                [*command, "--variant", f"{name}:{precision}:{reference}"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            children[precision] = child
-            if child.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
-                raise RuntimeError(f"{name} {precision}: the variant's process did not start")
-        rounds: dict[str, list[dict]] = {precision: [] for precision in precisions}
-        for number in range(args.rounds):
-            for precision, child in children.items():
-                child.stdin.write("run\n")  # type: ignore[union-attr]
-                child.stdin.flush()  # type: ignore[union-attr]
-                line = child.stdout.readline()  # type: ignore[union-attr]
-                if not line:
-                    raise RuntimeError(f"{name} {precision}: the variant's process ended")
-                rounds[precision].append(json.loads(line))
-                print(f"round {number + 1}: {line.strip()}", file=sys.stderr, flush=True)
-    finally:
-        for child in children.values():
-            child.stdin.close()  # type: ignore[union-attr]
-            child.wait()
+            variant = Variant(name, precision, args, reference)
+            try:
+                rounds[precision].append(variant.read())
+            finally:
+                variant.close()
+            print(json.dumps(rounds[precision][-1]), file=sys.stderr, flush=True)
+    else:
+        variants: dict[str, Variant] = {}
+        try:
+            for precision in precisions:
+                variants[precision] = Variant(name, precision, args, reference)
+            for number in range(args.rounds):
+                for precision, variant in variants.items():
+                    rounds[precision].append(variant.read())
+                    print(
+                        f"round {number + 1}: {json.dumps(rounds[precision][-1])}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        finally:
+            for variant in variants.values():
+                variant.close()
     base = [row["docs_per_s"] for row in rounds["float32"]]
     rows = []
     for runs in rounds.values():
