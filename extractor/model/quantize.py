@@ -4,7 +4,9 @@ Weight-only int8: every Linear layer of the language model and the vision tower 
 with one scale per output channel, and computes in the model's dtype. Weights take a quarter of their
 float32 memory (half of bfloat16), and decoding, which streams every weight once per token, reads that
 much less. The projector and the language model's head stay in full precision: they are small, and the
-head's logits are the confidence scores. Needs torchao (`pip install -e ".[cpu-int8]"`).
+head's logits are the confidence scores. Needs torchao (`pip install -e ".[cpu-int8]"`), which quantises;
+on a CPU with bfloat16 kernels the engine then hands the layers to torch's own int8-weight kernel
+(extractor/model/cpu_linear.py: torchao's CPU path widens every weight on every call).
 """
 
 from __future__ import annotations
