@@ -13,7 +13,8 @@ layers left in bfloat16 are packed.
 
 torchao's weight-only int8 layers (BAYOU_QUANTIZE=int8) widen their whole weight to the input's dtype on
 every call before multiplying: for one token that reads and writes the weight three times over, so a
-bfloat16 0.8B decoded slower with int8 weights than without. `Int8WeightLinear` keeps torchao's int8 values
+bfloat16 0.8B decoded slower with int8 weights than without (97 against 51 ms a token; 45 with what
+follows, docs/benchmarks.md). `Int8WeightLinear` keeps torchao's int8 values
 and scales and, for a few rows (a decoding step), calls torch's `_weight_int8pack_mm`, which reads the int8
 weight as it lies: 0.13–0.16 ms for one token through a 1,024–1,536 × 4,096 layer, against 0.5–0.9 with
 the weight widened and 0.2–0.5 for the plain bfloat16 layer. From 16 rows on (a prompt, an image's tiles),
