@@ -159,17 +159,19 @@ def _build_transformers(entry: ModelEntry, settings: Settings) -> Engine:
 
 
 def _check_transformers(entry: ModelEntry, settings: Settings) -> None:
-    """At a worker's start, loading nothing: the device and precision settings go together, and a local
-    checkpoint directory is there with an H2OVL config (a hub id is fetched, or found cached, when loaded)."""
+    """At a worker's start, loading nothing: the device and precision settings go together, the quantisation's
+    library is installed, and a local checkpoint directory is there with an H2OVL config (a hub id is
+    fetched, or found cached, when loaded)."""
     from extractor.model.device import resolve_device
     from extractor.model.loader import local_checkpoint, read_config
-    from extractor.model.quantize import load_dtype
+    from extractor.model.quantize import check_available, load_dtype
 
     try:
         device = resolve_device(settings.device)
     except CheckpointError as exc:
         raise ConfigurationError(f"BAYOU_DEVICE={settings.device}: {exc.message}") from exc
     load_dtype(settings.quantize, settings.dtype, device)  # its ConfigurationError names the settings
+    check_available(settings.quantize)
     source = settings.model_source(entry.alias)
     try:
         directory = local_checkpoint(source)

@@ -302,6 +302,21 @@ def test_a_cuda_device_without_cuda_is_refused_at_start_naming_the_setting(env) 
     assert "\n" not in error.value.message
 
 
+def test_int8_without_torchao_is_refused_at_start_naming_the_setting(env) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    env.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torchao" else find_spec(name, *a)
+    )
+    env.setenv("BAYOU_QUANTIZE", "int8")
+    with pytest.raises(ConfigurationError, match=r"BAYOU_QUANTIZE=int8 needs torchao: pip install") as error:
+        engines.check_engines(["h2ovl-800m"], Settings())
+    assert "\n" not in error.value.message
+    env.setenv("BAYOU_QUANTIZE", "int8-dynamic")  # torch's own kernels: nothing more to install
+    engines.check_engines(["h2ovl-800m"], Settings())
+
+
 def test_a_tiny_checkpoint_passes_the_start_check(env, tiny_checkpoint: Path) -> None:
     env.setenv("BAYOU_MODEL_800M", str(tiny_checkpoint))
     engines.check_engines(["h2ovl-800m", "h2ovl-2b"], Settings())  # nothing loaded, nothing refused

@@ -11,6 +11,7 @@ on a CPU with bfloat16 kernels the engine then hands the layers to torch's own i
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 
 import torch
@@ -35,6 +36,18 @@ def load_dtype(mode: str, dtype: str, device: torch.device) -> str:
             "(set BAYOU_DTYPE=auto or float32)"
         )
     return "float32"
+
+
+TORCHAO_MISSING = (
+    "BAYOU_QUANTIZE=int8 needs torchao: pip install -e '.[cpu-int8]' (or set BAYOU_QUANTIZE=none)"
+)
+
+
+def check_available(mode: str) -> None:
+    """At a worker's start, importing nothing: the library `mode` quantises with is installed (torchao for
+    int8, an optional extra the Docker image leaves out unless built with EXTRAS=[cpu-int8])."""
+    if mode == "int8" and importlib.util.find_spec("torchao") is None:
+        raise ConfigurationError(TORCHAO_MISSING)
 
 
 def quantize(model: torch.nn.Module, mode: str) -> int:
@@ -97,9 +110,7 @@ def _torchao():
     try:
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
     except ImportError as exc:
-        raise ConfigurationError(
-            "BAYOU_QUANTIZE=int8 needs torchao: pip install -e '.[cpu-int8]' (or set BAYOU_QUANTIZE=none)"
-        ) from exc
+        raise ConfigurationError(TORCHAO_MISSING) from exc
     finally:
         logger.setLevel(level)
     return Int8WeightOnlyConfig, quantize_
