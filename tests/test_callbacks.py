@@ -526,7 +526,9 @@ def test_a_slow_callback_does_not_hold_up_documents_in_the_embedded_worker(
     try:
         assert receiver.connected.wait(30), "the callback never started"
         deadline = time.monotonic() + 20
-        while _status(runtime, queued.id) == S.QUEUED.value and time.monotonic() < deadline:
+        # queued, then processing while it is rasterised: wait for where it ends, not only for it to start
+        unfinished = {S.QUEUED.value, S.PROCESSING.value}
+        while _status(runtime, queued.id) in unfinished and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _status(runtime, queued.id) == S.FAILED.value  # rasterised (and failed) meanwhile
         assert not receiver.finished.is_set()  # while the callback's try was still waiting
