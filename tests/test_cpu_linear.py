@@ -109,8 +109,8 @@ def test_int8_weights_go_to_the_kernel_and_the_layers_left_in_bfloat16_are_packe
 ) -> None:
     from extractor.model.quantize import quantize
 
-    torchao_model = load_model(tiny_checkpoint, dtype="bfloat16").model
     pytest.importorskip("torchao", reason="BAYOU_QUANTIZE=int8 needs torchao (the cpu-int8 extra)")
+    torchao_model = load_model(tiny_checkpoint, dtype="bfloat16").model
     quantize(torchao_model, "int8")
     model = load_model(tiny_checkpoint, dtype="bfloat16").model
     towers = quantize(model, "int8")  # torchao's int8 weights (tensor subclasses) in the towers
@@ -134,7 +134,18 @@ def test_int8_weights_go_to_the_kernel_and_the_layers_left_in_bfloat16_are_packe
 
 
 @needs_bf16_onednn
-def test_the_engine_packs_a_bfloat16_cpu_model(tiny_checkpoint: Path, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("setting", "value", "layer"),
+    [
+        ("BAYOU_DTYPE", "bfloat16", PackedLinear),
+        ("BAYOU_QUANTIZE", "int8", Int8WeightLinear),  # BAYOU_DTYPE=auto: bfloat16 on such a CPU
+    ],
+)
+def test_the_engine_lays_out_a_bfloat16_cpu_models_layers(
+    tiny_checkpoint: Path, monkeypatch, setting: str, value: str, layer: type[torch.nn.Module]
+) -> None:
+    if value == "int8":
+        pytest.importorskip("torchao", reason="BAYOU_QUANTIZE=int8 needs torchao (the cpu-int8 extra)")
     from PIL import Image
 
     import bayou.engines as engines
@@ -143,29 +154,9 @@ def test_the_engine_packs_a_bfloat16_cpu_model(tiny_checkpoint: Path, monkeypatc
 
     monkeypatch.setenv("BAYOU_MODEL_800M", str(tiny_checkpoint))
     monkeypatch.setenv("BAYOU_DEVICE", "cpu")
-    monkeypatch.setenv("BAYOU_DTYPE", "bfloat16")
+    monkeypatch.setenv(setting, value)
     engine = engines.build_engine("h2ovl-800m", Settings())
-    assert any(isinstance(m, PackedLinear) for m in engine.loaded.model.modules())
-    (output,) = engine.run(
-        [EngineRequest(images=[Image.new("RGB", (300, 400), "white")], question="total?", max_new_tokens=8)]
-    )
-    assert output.generated_tokens == 8
-
-
-@needs_bf16_onednn
-def test_the_engine_runs_int8_weights_through_the_kernel(tiny_checkpoint: Path, monkeypatch) -> None:
-    pytest.importorskip("torchao", reason="BAYOU_QUANTIZE=int8 needs torchao (the cpu-int8 extra)")
-    from PIL import Image
-
-    import bayou.engines as engines
-    from bayou.settings import Settings
-    from extractor.engine import EngineRequest
-
-    monkeypatch.setenv("BAYOU_MODEL_800M", str(tiny_checkpoint))
-    monkeypatch.setenv("BAYOU_DEVICE", "cpu")
-    monkeypatch.setenv("BAYOU_QUANTIZE", "int8")  # BAYOU_DTYPE=auto: bfloat16 on such a CPU
-    engine = engines.build_engine("h2ovl-800m", Settings())
-    assert any(isinstance(m, Int8WeightLinear) for m in engine.loaded.model.modules())
+    assert any(isinstance(m, layer) for m in engine.loaded.model.modules())
     (output,) = engine.run(
         [EngineRequest(images=[Image.new("RGB", (300, 400), "white")], question="total?", max_new_tokens=8)]
     )
