@@ -18,6 +18,10 @@ ratio to float32 is the median of the rounds' ratios, each round's shown beside 
 is alive for the whole run, so their memory together must fit (the 2B's float32, bfloat16, int8 and
 int8-dynamic take ~21 GiB); `--rounds 1` runs them one after the other, each ending before the next starts.
 
+`--batch N` reads N receipts together, as a worker under load batches them (BAYOU_BATCH_SIZE, default 8):
+vision on all their tiles, one prefill, decoding steps for all of them at once, each step reading the
+weights once for the N documents; documents/s counts all N.
+
 Peak memory: the process's resident high-water mark (VmHWM), reset after the variant is built, so it is
 what running the variant needs; "weights" is the model's state (int8 data and scales where quantised).
 
@@ -26,7 +30,7 @@ gives each precision without the model around it.
 
 Usage: python bench/cpu_precision.py [--models h2ovl-800m,h2ovl-2b]
        [--precisions float32,bfloat16,int8,int8-dynamic] [--max-tiles 2] [--new-tokens receipt|N]
-       [--prompt-text-tokens 633] [--threads N] [--rounds 3] [--cache growing|dynamic]
+       [--prompt-text-tokens 633] [--threads N] [--rounds 3] [--batch 1] [--cache growing|dynamic]
        [--attention bayou|sdpa] [--matmul]
 
 Precisions: float32, bfloat16, int8, int8-dynamic (as BAYOU_QUANTIZE does them: int8 in bfloat16 on a CPU
@@ -157,16 +161,18 @@ def run(
     raw: dict,
     prompt_text_tokens: int,
     max_tiles: int,
-    forced: list[int] | None,
+    forced: list[list[int]] | None,
     steps: int,
     cache: str = "growing",
+    batch: int = 1,
 ):
-    """One document: preprocess, vision, prefill, then `steps` decode steps (greedy, or `forced`), the KV
-    cache bayou's (`growing`) or transformers' DynamicCache (`dynamic`, for comparison)."""
+    """`batch` documents read together, as a worker batches them: preprocess, vision on all their tiles,
+    one prefill, then `steps` decode steps for all of them (each greedy, or `forced`: a step's tokens, one
+    per document), the KV cache bayou's (`growing`) or transformers' DynamicCache (`dynamic`, to compare)."""
     settings = model_settings(raw)
     dtype = next(model.parameters()).dtype
     started = time.perf_counter()
-    pixels = pixel_values([receipt_image(0)], **tiling_of(settings, max_tiles))
+    pixels = pixel_values([receipt_image(seed) for seed in range(batch)], **tiling_of(settings, max_tiles))
     preprocess = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -175,9 +181,9 @@ def run(
 
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(SEED)
-    text = torch.randint(3, 32000, (prompt_text_tokens,), generator=generator)
-    image_slots = torch.full((features.shape[0] * features.shape[1],), IMAGE_TOKEN_ID)
-    ids = torch.cat([text[:20], image_slots, text[20:]]).unsqueeze(0)
+    text = torch.randint(3, 32000, (batch, prompt_text_tokens), generator=generator)
+    image_slots = torch.full((batch, features.shape[0] * features.shape[1] // batch), IMAGE_TOKEN_ID)
+    ids = torch.cat([text[:, :20], image_slots, text[:, 20:]], dim=1)
     embeds = model.get_input_embeddings()(ids)
     embeds = embeds.masked_scatter((ids == IMAGE_TOKEN_ID).unsqueeze(-1), features.to(embeds.dtype))
     out = model.model.language_model(inputs_embeds=embeds, cache=CACHES[cache](model.config), use_cache=True)
@@ -186,20 +192,22 @@ def run(
     prefill = time.perf_counter() - started
 
     started = time.perf_counter()
-    tokens: list[int] = []
+    tokens: list[list[int]] = []
     for step in range(steps):
-        token = forced[step] if forced is not None else int(logits[-1].argmax())
-        tokens.append(token)
+        step_tokens = forced[step] if forced is not None else logits[-1].argmax(-1).tolist()
+        tokens.append(step_tokens)
         if step == steps - 1:
             break
         out = model.model.language_model(
-            inputs_embeds=model.get_input_embeddings()(torch.tensor([[token]])), cache=cache, use_cache=True
+            inputs_embeds=model.get_input_embeddings()(torch.tensor(step_tokens).unsqueeze(1)),
+            cache=cache,
+            use_cache=True,
         )
         cache = out.cache
         logits.append(model.lm_head(out.last_hidden_state[:, -1]).float())
     decode = time.perf_counter() - started
     return {
-        "tiles": int(pixels.shape[0]),
+        "tiles": int(pixels.shape[0]) // batch,
         "prompt_tokens": int(ids.shape[1]),
         "preprocess_ms": preprocess * 1000,
         "vision_ms": vision * 1000,
@@ -272,7 +280,9 @@ def serve_variant(name: str, precision: str, args: argparse.Namespace, reference
 def measure(model, raw: dict, name: str, precision: str, args: argparse.Namespace, reference: Path) -> dict:
     """One document read by one variant, its timings and its logits against float32's."""
     forced = torch.load(reference)["tokens"] if precision != "float32" else None
-    result = run(model, raw, args.prompt_text_tokens, args.max_tiles, forced, args.new_tokens, args.cache)
+    result = run(
+        model, raw, args.prompt_text_tokens, args.max_tiles, forced, args.new_tokens, args.cache, args.batch
+    )
     if precision == "float32" and not reference.exists():
         torch.save({"tokens": result["tokens"], "logits": result["logits"]}, reference)
     expected = torch.load(reference)["logits"]
@@ -280,11 +290,13 @@ def measure(model, raw: dict, name: str, precision: str, args: argparse.Namespac
     return {
         "model": name,
         "precision": precision,
+        "batch": args.batch,
         "tiles": result["tiles"],
         "prompt_tokens": result["prompt_tokens"],
-        **{k: round(result[k], 1) for k in ("preprocess_ms", "vision_ms", "prefill_ms")},
+        # per document, as bench/model.py gives them; a decoding step is the whole batch's
+        **{k: round(result[k] / args.batch, 1) for k in ("preprocess_ms", "vision_ms", "prefill_ms")},
         "decode_ms_per_token": round(result["decode_ms"] / max(args.new_tokens - 1, 1), 1),
-        "docs_per_s": round(1000 / total_ms, 4),
+        "docs_per_s": round(1000 * args.batch / total_ms, 4),
         "peak_mib": round(peak_rss_mib()),
         "max_logit_diff": round((result["logits"] - expected).abs().max().item(), 4),
         "logit_scale": round(expected.abs().max().item(), 2),
@@ -398,6 +410,12 @@ def main() -> None:
         default=3,
         help="documents each variant reads, the variants taking turns (their processes all alive at once)",
     )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="documents read together, as a worker batches them (BAYOU_BATCH_SIZE; its default is 8)",
+    )
     parser.add_argument("--cache", choices=list(CACHES), default="growing")
     parser.add_argument(
         "--attention",
@@ -437,21 +455,26 @@ def main() -> None:
     print(f"Command: python bench/cpu_precision.py {' '.join(sys.argv[1:])}\n")
     print(
         f"Each variant's median of {args.rounds} rounds (the variants take turns in each round); × float32: "
-        "the median of the rounds' ratios, then each round's.\n"
+        "the median of the rounds' ratios, then each round's."
     )
+    if args.batch > 1:
+        print(
+            f"{args.batch} documents read together: stage times per document, decode ms per step (all of them)."
+        )
+    print()
     print(
-        "| model | precision | tiles | prompt tokens | preprocess ms | vision ms | prefill ms | decode ms/token "
+        "| model | precision | batch | tiles | prompt tokens | preprocess ms | vision ms | prefill ms | decode ms/token "
         "| documents/s | × float32 | × float32 by round | peak MiB | weights MiB | max \\|Δlogit\\| (scale) "
         "| greedy agreement |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['model']} | {r['precision']} | {r['tiles']} | {r['prompt_tokens']} | {r['preprocess_ms']} | "
+            f"| {r['model']} | {r['precision']} | {r['batch']} | {r['tiles']} | {r['prompt_tokens']} | {r['preprocess_ms']} | "
             f"{r['vision_ms']} | {r['prefill_ms']} | {r['decode_ms_per_token']} | {r['docs_per_s']} | "
             f"{statistics.median(r['ratios']):.2f} | {', '.join(f'{x:.2f}' for x in r['ratios'])} | "
             f"{r['peak_mib']} | {r['weights_mib']} | "
-            f"{r['max_logit_diff']} ({r['logit_scale']}) | {r['greedy_agreement']:.1%} of {args.new_tokens} |"
+            f"{r['max_logit_diff']} ({r['logit_scale']}) | {r['greedy_agreement']:.1%} of {args.new_tokens * args.batch} |"
         )
 
 

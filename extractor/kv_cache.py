@@ -4,10 +4,12 @@ transformers' DynamicCache appends each decoding step's keys and values with `to
 whole cache of every layer on every token: behind a 1,400-token receipt prompt that copy was 57% of a
 decode step on a 2-core CPU (torch.profiler, the 0.8B with int8-dynamic weights). GrowingCache keeps each
 full-attention layer's keys and values in a buffer with room to spare, writes a step's new entries into
-it, and hands attention views of the filled part; when the buffer is full it grows by half (at least
-BLOCK_TOKENS), so the copies amortise to a few per document. The values attention sees are the same
-tensors as DynamicCache's, so outputs are identical. Layer kinds other than full attention (none in the
-published configs) keep transformers' own classes.
+it, and hands attention views of the filled part; when the buffer is full it moves to one BLOCK_TOKENS
+longer (one copy per 256 tokens: a receipt's answer makes one or two). The spare room is kept small and
+zero-filled because bfloat16 decoding attention reads the buffers whole, spare rows weighted 0
+(extractor/model/attention.py): room it reads for nothing, and values that must be finite. The values
+attention sees are the same tensors as DynamicCache's, so outputs are identical. Layer kinds other than
+full attention (none in the published configs) keep transformers' own classes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from transformers.cache_utils import (
     get_layer_types_and_kwargs,
 )
 
-# the least room a buffer grows by: a decode step adds one token per document
+# the room a buffer grows by: a decode step adds one token per document
 BLOCK_TOKENS = 256
 
 
@@ -74,10 +76,10 @@ class GrowingLayer(DynamicLayer):
 
     def _move_to_new_buffers(self, key_states: torch.Tensor, value_states: torch.Tensor, end: int) -> None:
         length = self.get_seq_length()
-        capacity = end + max(end // 2, BLOCK_TOKENS)
+        capacity = end + BLOCK_TOKENS
         batch, heads, _, key_dim = key_states.shape
-        keys = key_states.new_empty((batch, heads, capacity, key_dim))
-        values = value_states.new_empty((batch, value_states.shape[1], capacity, value_states.shape[-1]))
+        keys = key_states.new_zeros((batch, heads, capacity, key_dim))
+        values = value_states.new_zeros((batch, value_states.shape[1], capacity, value_states.shape[-1]))
         if length:
             keys[:, :, :length].copy_(self.keys)
             values[:, :, :length].copy_(self.values)

@@ -345,7 +345,7 @@ class VLLMEngine:
     def from_settings(cls, entry: ModelEntry, settings: Settings) -> VLLMEngine:
         """The engine for `entry`, once its server passes every start check (`check`)."""
         url, setting = server_url(entry, settings)
-        checkpoint = read_checkpoint(settings.model_source(entry.alias))
+        checkpoint = _checkpoint_at_start(entry, settings)
         model = check(entry, settings, checkpoint)  # the one look at the server: __init__ need not ask again
         return cls(
             url,

@@ -11,7 +11,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from extractor.kv_cache import GrowingCache
-from extractor.model.attention import ATTENTION, cpu_sdpa_attention, one_query_attention
+from extractor.model.attention import ATTENTION, cpu_sdpa_attention, one_query_attention, whole_buffers
 from extractor.model.loader import attention_implementation
 from tests.small_llama import greedy, small_llama_config
 
@@ -70,14 +70,41 @@ def test_a_bfloat16_cache_is_read_in_bfloat16_with_a_float32_softmax() -> None:
     torch.testing.assert_close(got.double(), expected, rtol=2e-2, atol=2e-2)
 
 
-def test_keys_and_values_read_in_place_from_a_larger_buffer() -> None:
-    """The cache hands attention views of the filled part of bigger buffers: same results as compact."""
-    query, key, value = _inputs(keys=37)
-    buffers = [torch.randn(2, 2, 64, 16) for _ in range(2)]
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("padded", [False, True])
+def test_keys_and_values_read_in_place_from_a_larger_buffer(dtype, padded) -> None:
+    """The cache hands attention views of the filled part of bigger buffers: the same results as compact
+    tensors (bfloat16 reads the buffers whole: their spare rows, here large values, must weigh nothing)."""
+    query, key, value = (t.to(dtype) for t in _inputs(keys=37))
+    buffers = [torch.full((2, 2, 64, 16), 1e4, dtype=dtype) for _ in range(2)]
     buffers[0][:, :, :37] = key
     buffers[1][:, :, :37] = value
-    viewed = one_query_attention(query, buffers[0][:, :, :37], buffers[1][:, :, :37], None)
-    torch.testing.assert_close(viewed, one_query_attention(query, key, value, None), rtol=0, atol=0)
+    mask = None
+    if padded:
+        mask = torch.ones(2, 1, 1, 37, dtype=torch.bool)
+        mask[1, ..., :5] = False
+    viewed = one_query_attention(query, buffers[0][:, :, :37], buffers[1][:, :, :37], mask)
+    torch.testing.assert_close(viewed, one_query_attention(query, key, value, mask), rtol=0, atol=0)
+    if dtype == torch.bfloat16:
+        reference = _reference(query, key, value, mask).to(dtype)
+        torch.testing.assert_close(viewed, reference, rtol=2e-2, atol=2e-2)
+
+
+def test_a_growing_cache_view_is_widened_to_its_whole_buffer() -> None:
+    buffer = torch.zeros(2, 2, 64, 16, dtype=torch.bfloat16)
+    key, value = buffer[:, :, :37], buffer.clone()[:, :, :37]
+    widened_key, widened_value = whole_buffers(key, value)
+    assert widened_key.shape == (2, 2, 64, 16) and widened_key.data_ptr() == buffer.data_ptr()
+    assert widened_value.shape == (2, 2, 64, 16)
+    # compact tensors, a part of one document's buffer only, and mismatched buffers stay as they are
+    compact = key.contiguous()
+    assert whole_buffers(compact, compact)[0] is compact
+    one_document = buffer[1:, :, :37]
+    assert whole_buffers(one_document, one_document)[0].shape == (1, 2, 64, 16)
+    shorter = torch.zeros(2, 2, 48, 16, dtype=torch.bfloat16)[:, :, :37]
+    assert whole_buffers(key, shorter) == (key, shorter)
+    every_other_row = buffer[:, :, :37:2]
+    assert whole_buffers(every_other_row, every_other_row)[0] is every_other_row
 
 
 def test_a_prompt_goes_through_transformers_sdpa() -> None:

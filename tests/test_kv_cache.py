@@ -36,8 +36,9 @@ def test_a_decode_step_writes_in_place_until_the_buffer_is_full(model) -> None:
     with torch.inference_mode():
         out = model(input_ids=prompt, cache=cache, use_cache=True)
         layer = out.cache.layers[0]
-        # grows by half the filled length, at least BLOCK_TOKENS
-        assert layer.capacity() == 300 + max(150, kv_cache.BLOCK_TOKENS)
+        # room for BLOCK_TOKENS more, zero-filled (bfloat16 attention reads it, weighted 0)
+        assert layer.capacity() == 300 + kv_cache.BLOCK_TOKENS
+        assert not layer._key_buffer[:, :, 300:].any() and not layer._value_buffer[:, :, 300:].any()
         buffer = layer.keys.data_ptr()
         for position in range(300, layer.capacity()):
             out = model(input_ids=torch.tensor([[5]]), cache=out.cache, use_cache=True)

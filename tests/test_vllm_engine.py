@@ -543,10 +543,11 @@ def test_an_unreadable_checkpoint_at_start_names_the_setting(
     monkeypatch.setattr(vllm_engine, "served_model", lambda url, setting: "tiny")  # FAKE: a server answers
     monkeypatch.setenv("BAYOU_VLLM_URL_800M", "http://vllm:8000")
     monkeypatch.setenv("BAYOU_MODEL_800M", str(tmp_path))
-    with pytest.raises(ConfigurationError) as raised:
-        check(MODELS["h2ovl-800m"], Settings())
-    assert raised.value.message.startswith(f"BAYOU_MODEL_800M={tmp_path}: ")
-    assert "\n" not in raised.value.message
+    for start in (check, VLLMEngine.from_settings):  # a pool process builds its engine by from_settings
+        with pytest.raises(ConfigurationError) as raised:
+            start(MODELS["h2ovl-800m"], Settings())
+        assert raised.value.message.startswith(f"BAYOU_MODEL_800M={tmp_path}: ")
+        assert "\n" not in raised.value.message
 
 
 def test_unreachable_server_at_start_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,14 @@ in place: the other order made torch copy every layer's keys each step) and `pro
 the cache's dtype, with the softmax in float32: 9.1 ms a step in either dtype. Prompts (more than one query
 token), the vision tower and GPUs keep transformers' SDPA path unchanged.
 
+In bfloat16 both products go to oneDNN, which takes only dense operands: handed the cache's views (each
+head's rows a part of a longer buffer row block) it copied the keys, the values and the query before every
+product (the 0.8B in bfloat16 on a 2-core AMX Xeon: 16 ms of an 86 ms step). So a view that is
+the head of a larger buffer, as extractor/kv_cache.py's are, is read whole, spare rows included, and their
+scores are set to -inf before the softmax: their weights are exactly 0, and the cache keeps its spare rows
+zero-filled, so the output is the same (a step there: 79 → 76 ms for one receipt, 143 → 118 for eight;
+docs/benchmarks.md, session 12). float32 products (MKL) take the views as they lie.
+
 Registered with transformers' AttentionInterface as `ATTENTION`, the extension point transformers offers
 for an attention function, with SDPA's mask function.
 """
@@ -53,18 +61,50 @@ def one_query_attention(
     """One query token per document: (batch, heads, 1, dim) -> (batch, 1, heads, dim). The products run in
     the cache's dtype, the softmax in float32."""
     batch, heads, _, dim = query.shape
-    kv_heads = key.shape[1]
+    kv_heads, keys = key.shape[1], key.shape[2]
     scale = dim**-0.5 if scaling is None else scaling
+    if key.dtype != torch.float32:  # oneDNN's products: dense operands only (the module docstring says why)
+        key, value = whole_buffers(key, value)
     # heads that share a key/value head become that head's columns: (batch, kv heads, dim, heads per kv head)
     grouped = query.reshape(batch, kv_heads, heads // kv_heads, dim).to(key.dtype).transpose(-1, -2)
     scores = torch.matmul(key, grouped).transpose(-1, -2).float().mul_(scale)
+    scores[..., keys:] = float("-inf")  # a buffer's spare rows, when read whole
     if attention_mask is not None:  # (batch, 1, 1, keys): the same for every head
+        filled = scores[..., :keys]
         if attention_mask.dtype == torch.bool:
-            scores.masked_fill_(~attention_mask, float("-inf"))
+            filled.masked_fill_(~attention_mask, float("-inf"))
         else:
-            scores.add_(attention_mask.float())
+            filled.add_(attention_mask.float())
     output = torch.matmul(torch.softmax(scores, dim=-1).to(value.dtype), value)
     return output.reshape(batch, 1, heads, dim).to(query.dtype)
+
+
+def whole_buffers(key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`key` and `value` (batch, kv heads, keys, dim) widened to every row of the buffers they are the head
+    of, when both are such views with the same room (a GrowingLayer's); otherwise as they are."""
+    widened = _buffer_rows(key), _buffer_rows(value)
+    if widened[0] is None or widened[1] is None or widened[0].shape != widened[1].shape:
+        return key, value
+    return widened[0], widened[1]
+
+
+def _buffer_rows(view: torch.Tensor) -> torch.Tensor | None:
+    """The whole (batch, heads, capacity, dim) buffer whose first rows `view` is, or None if it is not one:
+    rows of `dim` contiguous values, heads `capacity` rows apart, documents `heads` such blocks apart. The
+    rows past the view's are read but weigh nothing, so any finite values there give the same output."""
+    batch, heads, rows, dim = view.shape
+    head_stride = view.stride(1)
+    if view.stride(3) != 1 or view.stride(2) != dim or head_stride % dim or head_stride // dim <= rows:
+        return None
+    if batch > 1 and view.stride(0) != heads * head_stride:
+        return None
+    if (
+        view.storage_offset() + batch * heads * head_stride
+    ) * view.element_size() > view.untyped_storage().nbytes():
+        return None
+    return view.as_strided(
+        (batch, heads, head_stride // dim, dim), (heads * head_stride, head_stride, dim, 1)
+    )
 
 
 def register() -> str:
