@@ -278,7 +278,7 @@ def serve_variant(name: str, precision: str, args: argparse.Namespace, reference
 
 
 def measure(model, raw: dict, name: str, precision: str, args: argparse.Namespace, reference: Path) -> dict:
-    """One document read by one variant, its timings and its logits against float32's."""
+    """One read by one variant (`--batch` documents together), its timings and its logits against float32's."""
     forced = torch.load(reference)["tokens"] if precision != "float32" else None
     result = run(
         model, raw, args.prompt_text_tokens, args.max_tiles, forced, args.new_tokens, args.cache, args.batch
