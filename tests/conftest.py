@@ -322,13 +322,19 @@ def redis_broker_url() -> Iterator[str]:
     import redis
 
     base = os.environ.get("BAYOU_TEST_REDIS", "redis://127.0.0.1:6379")
-    # the last databases of the default 16, chosen at random so parallel sessions rarely meet
-    url = f"{base}/{secrets.choice(range(10, 16))}"
-    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    server = redis.Redis.from_url(base, socket_connect_timeout=3)
     try:
-        client.ping()
+        connected = {int(entry["db"]) for entry in server.client_list()}
     except redis.exceptions.ConnectionError as exc:
         pytest.skip(f"Redis unreachable at {base}: {exc}")
+    finally:
+        server.close()
+    # the last databases of the default 16, one no client is connected to if any: a worker of an earlier
+    # test (or of a parallel session) still stopping, blocked in BRPOP on its queue, would take this test's
+    # messages (seen: a message sent here gone before the test read its queue)
+    candidates = [db for db in range(10, 16) if db not in connected] or list(range(10, 16))
+    url = f"{base}/{secrets.choice(candidates)}"
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
     client.flushdb()
     yield url
     client.flushdb()
