@@ -90,7 +90,7 @@ def test_keys_and_values_read_in_place_from_a_larger_buffer(dtype, padded) -> No
         torch.testing.assert_close(viewed, reference, rtol=2e-2, atol=2e-2)
 
 
-def test_a_growing_cache_view_is_widened_to_its_whole_buffer() -> None:
+def test_a_view_heading_a_larger_buffer_is_widened_to_it() -> None:
     buffer = torch.zeros(2, 2, 64, 16, dtype=torch.bfloat16)
     key, value = buffer[:, :, :37], buffer.clone()[:, :, :37]
     widened_key, widened_value = whole_buffers(key, value)
@@ -127,6 +127,21 @@ def test_cpus_get_the_decoding_step_gpus_sdpa(monkeypatch) -> None:
     assert attention_implementation(torch.device("cpu")) == ATTENTION
     monkeypatch.setitem(sys.modules, "flash_attn", None)  # no flash-attn installed
     assert attention_implementation(torch.device("cuda")) == "sdpa"
+
+
+def test_the_caches_own_views_are_read_whole(config) -> None:
+    """GrowingLayer's views are the kind whole_buffers widens: were the cache laid out otherwise, bfloat16
+    decoding would silently copy the cache again before every product."""
+    torch.manual_seed(0)
+    model = LlamaForCausalLM._from_config(config, attn_implementation=ATTENTION).eval().to(torch.bfloat16)
+    with torch.inference_mode():
+        cache = model(
+            input_ids=torch.randint(3, 97, (2, 9)), cache=GrowingCache(config), use_cache=True
+        ).cache
+    layer = cache.layers[0]
+    key, value = whole_buffers(layer.keys, layer.values)
+    assert key.shape[2] == value.shape[2] == layer.capacity() > layer.get_seq_length() == 9
+    assert key.data_ptr() == layer.keys.data_ptr()
 
 
 @pytest.fixture(scope="module")
