@@ -32,6 +32,9 @@ def _inputs(batch=2, heads=8, kv_heads=2, keys=37, dim=16, seed=0):
     return query, key, value
 
 
+CPU = torch.device("cpu")
+
+
 def test_one_query_matches_sdpa_with_grouped_heads() -> None:
     query, key, value = _inputs()
     got = one_query_attention(query, key, value, None)
@@ -133,7 +136,8 @@ def test_the_caches_own_views_are_read_whole(config) -> None:
     """GrowingLayer's views are the kind whole_buffers widens: were the cache laid out otherwise, bfloat16
     decoding would silently copy the cache again before every product."""
     torch.manual_seed(0)
-    model = LlamaForCausalLM._from_config(config, attn_implementation=ATTENTION).eval().to(torch.bfloat16)
+    model = LlamaForCausalLM._from_config(config, attn_implementation=attention_implementation(CPU))
+    model = model.eval().to(torch.bfloat16)
     with torch.inference_mode():
         cache = model(
             input_ids=torch.randint(3, 97, (2, 9)), cache=GrowingCache(config), use_cache=True
@@ -142,6 +146,34 @@ def test_the_caches_own_views_are_read_whole(config) -> None:
     key, value = whole_buffers(layer.keys, layer.values)
     assert key.shape[2] == value.shape[2] == layer.capacity() > layer.get_seq_length() == 9
     assert key.data_ptr() == layer.keys.data_ptr()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_decoding_step_reads_the_cache_without_copying_it(config, dtype) -> None:
+    """Both products read the cache's buffers as they lie: a copy of the keys or values before a product
+    (torch makes one for operands its kernel cannot take) would stream the whole cache twice a step. (In
+    bfloat16 the probabilities, a row per query head, are made contiguous: as small as one key. The copies
+    of the cache showed in bfloat16 on CPUs with it in hardware; on an Ice Lake Xeon, without, torch's
+    bfloat16 products took the views as they were.)"""
+    torch.manual_seed(0)
+    model = LlamaForCausalLM._from_config(config, attn_implementation=attention_implementation(CPU))
+    model = model.eval().to(dtype)
+    with torch.inference_mode():
+        cache = model(
+            input_ids=torch.randint(3, 97, (2, 9)), cache=GrowingCache(config), use_cache=True
+        ).cache
+    layer = cache.layers[0]
+    heads, dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads
+    query = torch.randn(2, heads, 1, dim, dtype=dtype)
+    with torch.profiler.profile(record_shapes=True) as profiled:
+        one_query_attention(query, layer.keys, layer.values, None)
+    copied = [
+        shapes[0]
+        for event in profiled.key_averages(group_by_input_shape=True)
+        if event.key in ("aten::clone", "aten::contiguous", "aten::copy_")
+        for shapes in [event.input_shapes]
+    ]
+    assert not [shape for shape in copied if shape and shape[-1] == dim]  # keys, values or query: none
 
 
 @pytest.fixture(scope="module")

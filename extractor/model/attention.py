@@ -5,10 +5,15 @@ the query with `enable_gqa` (no padding mask) or the query heads packed against 
 one), and torch's CPU flash kernel does the first poorly: on a 2-core AVX-512 BF16 CPU, the 0.8B's 16 layers
 behind a receipt prompt (16 query heads on 8 key/value heads, ~1,450 keys of 96 dims) took 38.8 ms a step
 in bfloat16 and 11.8 in float32 (bench/decode_cache.py --compare attention measures it in the model). Here
-the step is two plain products over the cache as it lies, `keys @ queryᵀ` (the cache's buffer rows read
-in place: the other order made torch copy every layer's keys each step) and `probabilities @ values`, in
-the cache's dtype, with the softmax in float32: 9.1 ms a step in either dtype. Prompts (more than one query
+the step is two plain products over the cache as it lies, scores and `probabilities @ values`, in the
+cache's dtype, with the softmax in float32: 9.1 ms a step in either dtype. Prompts (more than one query
 token), the vision tower and GPUs keep transformers' SDPA path unchanged.
+
+In float32 the scores are `query @ keysᵀ`: MKL reads the transposed keys in place, and faster than it
+computes `keys @ queryᵀ`, a product two columns wide (on a 2-core Ice Lake Xeon, 0.38 against 0.61 ms a
+layer for one receipt's ~1,400 keys; eight receipts' int8-dynamic decoding step 160 → 132 ms,
+docs/benchmarks.md, session 13). In bfloat16 they are `keys @ queryᵀ`, the order measured on CPUs with
+bfloat16 in hardware.
 
 In bfloat16 both products go to oneDNN, which takes only dense operands: handed the cache's views (each
 head's rows a part of a longer buffer row block) it copied the keys, the values and the query before every
@@ -63,11 +68,14 @@ def one_query_attention(
     batch, heads, _, dim = query.shape
     kv_heads, keys = key.shape[1], key.shape[2]
     scale = dim**-0.5 if scaling is None else scaling
-    if key.dtype != torch.float32:  # oneDNN's products: dense operands only (the module docstring says why)
+    # heads that share a key/value head become rows of one product: (batch, kv heads, heads per kv head, dim)
+    grouped = query.reshape(batch, kv_heads, heads // kv_heads, dim).to(key.dtype)
+    if key.dtype == torch.float32:
+        scores = torch.matmul(grouped, key.transpose(-1, -2))
+    else:  # oneDNN's products: dense operands only (the module docstring says why)
         key, value = whole_buffers(key, value)
-    # heads that share a key/value head become that head's columns: (batch, kv heads, dim, heads per kv head)
-    grouped = query.reshape(batch, kv_heads, heads // kv_heads, dim).to(key.dtype).transpose(-1, -2)
-    scores = torch.matmul(key, grouped).transpose(-1, -2).float().mul_(scale)
+        scores = torch.matmul(key, grouped.transpose(-1, -2)).transpose(-1, -2)
+    scores = scores.float().mul_(scale)
     scores[..., keys:] = float("-inf")  # a buffer's spare rows, when read whole
     if attention_mask is not None:  # (batch, 1, 1, keys): the same for every head
         filled = scores[..., :keys]
