@@ -132,17 +132,22 @@ def test_cpus_get_the_decoding_step_gpus_sdpa(monkeypatch) -> None:
     assert attention_implementation(torch.device("cuda")) == "sdpa"
 
 
-def test_the_caches_own_views_are_read_whole(config) -> None:
-    """GrowingLayer's views are the kind whole_buffers widens: were the cache laid out otherwise, bfloat16
-    decoding would silently copy the cache again before every product."""
+def _prefilled_layer(config: LlamaConfig, dtype: torch.dtype):
+    """The first layer of a GrowingCache after a small model in `dtype` read two 9-token prompts."""
     torch.manual_seed(0)
     model = LlamaForCausalLM._from_config(config, attn_implementation=attention_implementation(CPU))
-    model = model.eval().to(torch.bfloat16)
+    model = model.eval().to(dtype)
     with torch.inference_mode():
         cache = model(
             input_ids=torch.randint(3, 97, (2, 9)), cache=GrowingCache(config), use_cache=True
         ).cache
-    layer = cache.layers[0]
+    return cache.layers[0]
+
+
+def test_the_caches_own_views_are_read_whole(config) -> None:
+    """GrowingLayer's views are the kind whole_buffers widens: were the cache laid out otherwise, bfloat16
+    decoding would silently copy the cache again before every product."""
+    layer = _prefilled_layer(config, torch.bfloat16)
     key, value = whole_buffers(layer.keys, layer.values)
     assert key.shape[2] == value.shape[2] == layer.capacity() > layer.get_seq_length() == 9
     assert key.data_ptr() == layer.keys.data_ptr()
@@ -155,16 +160,9 @@ def test_a_decoding_step_reads_the_cache_without_copying_it(config, dtype) -> No
     bfloat16 the probabilities, a row per query head, are made contiguous: as small as one key. The copies
     of the cache showed in bfloat16 on CPUs with it in hardware; on an Ice Lake Xeon, without, torch's
     bfloat16 products took the views as they were.)"""
-    torch.manual_seed(0)
-    model = LlamaForCausalLM._from_config(config, attn_implementation=attention_implementation(CPU))
-    model = model.eval().to(dtype)
-    with torch.inference_mode():
-        cache = model(
-            input_ids=torch.randint(3, 97, (2, 9)), cache=GrowingCache(config), use_cache=True
-        ).cache
-    layer = cache.layers[0]
-    heads, dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads
-    query = torch.randn(2, heads, 1, dim, dtype=dtype)
+    layer = _prefilled_layer(config, dtype)
+    dim = config.head_dim
+    query = torch.randn(2, config.num_attention_heads, 1, dim, dtype=dtype)
     with torch.profiler.profile(record_shapes=True) as profiled:
         one_query_attention(query, layer.keys, layer.values, None)
     copied = [

@@ -12,16 +12,16 @@ token), the vision tower and GPUs keep transformers' SDPA path unchanged.
 In float32 the scores are `query @ keysᵀ`: MKL reads the transposed keys in place, and faster than it
 computes `keys @ queryᵀ`, a product two columns wide (on a 2-core Ice Lake Xeon, 0.38 against 0.61 ms a
 layer for one receipt's ~1,400 keys; eight receipts' int8-dynamic decoding step 160 → 132 ms,
-docs/benchmarks.md, session 13). In bfloat16 they are `keys @ queryᵀ`, the order measured on CPUs with
-bfloat16 in hardware.
+docs/benchmarks.md, session 13).
 
-In bfloat16 both products go to oneDNN, which takes only dense operands: handed the cache's views (each
+In bfloat16 the scores are `keys @ queryᵀ`, the order measured on CPUs with bfloat16 in hardware, and both
+products go to oneDNN, which takes only dense operands: handed the cache's views (each
 head's rows a part of a longer buffer row block) it copied the keys, the values and the query before every
 product (the 0.8B in bfloat16 on a 2-core AMX Xeon: 16 ms of an 86 ms step). So a view that is
 the head of a larger buffer, as extractor/kv_cache.py's are, is read whole, spare rows included, and their
 scores are set to -inf before the softmax: their weights are exactly 0, and the cache keeps its spare rows
 zero-filled, so the output is the same (a step there: 79 → 76 ms for one receipt, 143 → 118 for eight;
-docs/benchmarks.md, session 12). float32 products (MKL) take the views as they lie.
+docs/benchmarks.md, session 12).
 
 Registered with transformers' AttentionInterface as `ATTENTION`, the extension point transformers offers
 for an attention function, with SDPA's mask function.
@@ -71,12 +71,11 @@ def one_query_attention(
     # heads that share a key/value head become rows of one product: (batch, kv heads, heads per kv head, dim)
     grouped = query.reshape(batch, kv_heads, heads // kv_heads, dim).to(key.dtype)
     if key.dtype == torch.float32:
-        scores = torch.matmul(grouped, key.transpose(-1, -2))
+        scores = torch.matmul(grouped, key.transpose(-1, -2)).mul_(scale)
     else:  # oneDNN's products: dense operands only (the module docstring says why)
         key, value = whole_buffers(key, value)
-        scores = torch.matmul(key, grouped.transpose(-1, -2)).transpose(-1, -2)
-    scores = scores.float().mul_(scale)
-    scores[..., keys:] = float("-inf")  # a buffer's spare rows, when read whole
+        scores = torch.matmul(key, grouped.transpose(-1, -2)).transpose(-1, -2).float().mul_(scale)
+        scores[..., keys:] = float("-inf")  # the buffers' spare rows, read whole: they weigh nothing
     if attention_mask is not None:  # (batch, 1, 1, keys): the same for every head
         filled = scores[..., :keys]
         if attention_mask.dtype == torch.bool:
@@ -90,10 +89,10 @@ def one_query_attention(
 def whole_buffers(key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`key` and `value` (batch, kv heads, keys, dim) widened to every row of the buffers they are the head
     of, when both are such views with the same room (a GrowingLayer's); otherwise as they are."""
-    widened = _buffer_rows(key), _buffer_rows(value)
-    if widened[0] is None or widened[1] is None or widened[0].shape != widened[1].shape:
+    whole_key, whole_value = _buffer_rows(key), _buffer_rows(value)
+    if whole_key is None or whole_value is None or whole_key.shape != whole_value.shape:
         return key, value
-    return widened[0], widened[1]
+    return whole_key, whole_value
 
 
 def _buffer_rows(view: torch.Tensor) -> torch.Tensor | None:
