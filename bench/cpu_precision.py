@@ -35,14 +35,15 @@ Usage: python bench/cpu_precision.py [--models h2ovl-800m,h2ovl-2b]
 
 Precisions: float32, bfloat16, int8, int8-dynamic (as BAYOU_QUANTIZE does them: int8 in bfloat16 on a CPU
 with bfloat16 in hardware, as BAYOU_DTYPE=auto loads it there), and, to compare, int8-dynamic-towers
-(int8-dynamic with the language model's head left in float32, to see what quantising the head gives) and
+(int8-dynamic with the language model's head left in float32, to see what quantising the head gives),
+int8-dynamic-per-tensor (torch's `quantize_dynamic`, one scale per weight matrix and per input, as
+int8-dynamic was before extractor/model/int8_dynamic.py) and
 int8-torchao (int8 run by torchao's own CPU path, not extractor/model/cpu_linear.py's Int8WeightLinear).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import platform
@@ -51,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -68,9 +70,8 @@ from tokenization import forward_steps, published_grammars, sample_rows  # noqa:
 
 from extractor.context import tiling_of  # noqa: E402
 from extractor.kv_cache import GrowingCache  # noqa: E402
-from extractor.model import cpu_linear  # noqa: E402
 from extractor.model.config import model_settings, to_internvl_config  # noqa: E402
-from extractor.model.cpu_linear import PackedLinear, pack_linears  # noqa: E402
+from extractor.model.cpu_linear import pack_linears  # noqa: E402
 from extractor.model.device import (  # noqa: E402
     configure_cpu_runtime,
     cpu_flags,
@@ -103,8 +104,7 @@ def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, 
             model.to(torch.bfloat16)
         quantize(model, "int8")
         if precision == "int8-torchao":  # torchao's own CPU path, as the engine ran int8 before session 11
-            with _torchao_layers_kept():
-                pack_linears(model)
+            pack_linears(model, int8_kernel=False)
             return model, raw
     elif precision == "int8-dynamic":
         quantize(model, precision)
@@ -112,24 +112,26 @@ def build(name: str, precision: str) -> tuple[InternVLForConditionalGeneration, 
         head = model.lm_head
         quantize(model, "int8-dynamic")
         model.lm_head = head
+    elif precision == "int8-dynamic-per-tensor":  # as int8-dynamic was before session 14
+        for name in ("language_model", "vision_tower"):
+            setattr(model.model, name, _per_tensor_int8(getattr(model.model, name)))
+        model.lm_head = _per_tensor_int8(model.lm_head)
     pack_linears(model)  # as the engine does on a CPU: the bfloat16 layers left, if any
     return model, raw
 
 
-@contextlib.contextmanager
-def _torchao_layers_kept():
-    """pack_linears leaves torchao's int8 layers as they are (only the bfloat16 ones are packed)."""
-    convertible = cpu_linear._int8_weight_only
-    cpu_linear._int8_weight_only = lambda weight: False
-    try:
-        yield
-    finally:
-        cpu_linear._int8_weight_only = convertible
+def _per_tensor_int8(module: torch.nn.Module) -> torch.nn.Module:
+    """torch's `quantize_dynamic` of `module`'s Linear layers: one scale per weight and per input."""
+    holder = torch.nn.Sequential(module) if isinstance(module, torch.nn.Linear) else module
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        torch.ao.quantization.quantize_dynamic(holder, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    return holder[0] if holder is not module else holder
 
 
 def weights_mib(model: torch.nn.Module) -> float:
     """Memory of the model's state: float tensors, torchao's int8 weights, torch's packed int8 weights, and
-    the bfloat16 weights packed for oneDNN (not part of the state)."""
+    the weights held packed outside the state (bfloat16 for oneDNN, int8-dynamic's int8)."""
 
     def size(value) -> int:
         if isinstance(value, (tuple, list)):
@@ -140,7 +142,7 @@ def weights_mib(model: torch.nn.Module) -> float:
             return size(value.qdata) + size(value.scale)
         return value.numel() * value.element_size()
 
-    packed = sum(m.weight_bytes() for m in model.modules() if isinstance(m, PackedLinear))
+    packed = sum(m.weight_bytes() for m in model.modules() if hasattr(m, "weight_bytes"))
     return (sum(size(v) for v in model.state_dict().values()) + packed) / 2**20
 
 

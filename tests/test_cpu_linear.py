@@ -62,7 +62,7 @@ def test_float32_and_int8_dynamic_layers_are_left_alone(tiny_checkpoint: Path) -
 
     model = load_model(tiny_checkpoint, dtype="float32").model
     assert pack_linears(model) == 0
-    quantize(model, "int8-dynamic")  # torch's own int8 modules, float32 in and out
+    quantize(model, "int8-dynamic")  # bayou's int8 modules, float32 in and out
     assert pack_linears(model) == 0
 
 
@@ -131,6 +131,22 @@ def test_int8_weights_go_to_the_kernel_and_the_layers_left_in_bfloat16_are_packe
     assert torch.equal(got, expected)  # 24 rows: torchao's arithmetic, bit for bit
     scale = torchao_step.abs().max().item()
     assert (step.float() - torchao_step.float()).abs().max().item() <= 0.05 * scale
+
+
+@needs_bf16_onednn
+def test_without_the_int8_kernel_torchaos_layers_stay_as_they_are(tiny_checkpoint: Path) -> None:
+    from extractor.model.quantize import quantize
+
+    pytest.importorskip("torchao", reason="BAYOU_QUANTIZE=int8 needs torchao (the cpu-int8 extra)")
+    model = load_model(tiny_checkpoint, dtype="bfloat16").model
+    towers = quantize(model, "int8")
+    projector = sum(type(m) is torch.nn.Linear for m in model.model.multi_modal_projector.modules())
+    # only the bfloat16 layers (head and projector) are packed; the bench's int8-torchao variant
+    assert pack_linears(model, int8_kernel=False) == 1 + projector
+    assert not any(isinstance(m, Int8WeightLinear) for m in model.modules())
+    for tower in (model.model.language_model, model.model.vision_tower):
+        towers -= sum(type(m) is torch.nn.Linear for m in tower.modules())
+    assert towers == 0  # every quantised layer is still torchao's
 
 
 @needs_bf16_onednn

@@ -14,6 +14,7 @@ import torch
 from extractor.errors import BayouError, ConfigurationError
 from extractor.model import device as device_module
 from extractor.model.device import available_cores, configure_threads, cpu_flags, resolve_dtype
+from extractor.model.int8_dynamic import Int8DynamicLinear
 
 CPUINFO = """processor\t: 0
 vendor_id\t: {vendor}
@@ -128,7 +129,7 @@ def _towers_linear(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 def _is_linear(module: torch.nn.Module) -> bool:
-    return isinstance(module, torch.nn.Linear) or type(module).__name__ == "Linear"
+    return isinstance(module, (torch.nn.Linear, Int8DynamicLinear))
 
 
 def _logits(model: torch.nn.Module) -> torch.Tensor:
@@ -152,11 +153,11 @@ def test_int8_quantises_the_towers_and_int8_dynamic_the_head_too(tiny_checkpoint
         assert quantize(model, mode) == linear_layers > 0
         assert all(type(m.weight).__name__ == "Int8Tensor" for m in _towers_linear(model))
         assert type(model.lm_head.weight) is torch.nn.Parameter
-    else:  # torch's dynamically quantised Linear modules in their place, the head's too
+    else:  # bayou's int8-dynamic Linear modules in their place, the head's too
         assert quantize(model, mode) == linear_layers + 1 > 1
         assert not any(isinstance(m, torch.nn.Linear) for m in _towers_linear(model))
         assert len(_towers_linear(model)) == linear_layers
-        assert type(model.lm_head).__module__.startswith("torch.ao.nn.quantized.dynamic")
+        assert isinstance(model.lm_head, Int8DynamicLinear)
         assert model.lm_head.out_features == vocabulary  # what the generator sizes its grammar masks by
     after = _logits(model)
     # int8 weights (and activations): close to float32, not equal to it
@@ -205,7 +206,7 @@ def test_the_transformers_builder_applies_threads_and_int8(tiny_checkpoint: Path
         assert os.environ[name] == str(device_module.ONEDNN_CACHE_ENTRIES)
     assert engine.loaded.dtype is torch.float32
     down = engine.loaded.model.model.language_model.layers[0].mlp.down_proj
-    assert type(down).__module__.startswith("torch.ao.nn.quantized.dynamic")
+    assert isinstance(down, Int8DynamicLinear)
     assert engine.name == "h2ovl-800m"
     # the quantised towers and head read a page and write schema-valid JSON
     from PIL import Image

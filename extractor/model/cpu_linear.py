@@ -93,11 +93,11 @@ def can_pack(device: torch.device) -> bool:
     return device.type == "cpu" and torch.backends.mkldnn.is_available() and _mkldnn_bf16()
 
 
-def pack_linears(model: torch.nn.Module) -> int:
+def pack_linears(model: torch.nn.Module, int8_kernel: bool = True) -> int:
     """Replace every bfloat16 CPU `nn.Linear` in `model` with a PackedLinear, and every one with torchao's
-    weight-only int8 weights and bfloat16 inputs with an Int8WeightLinear; returns how many. A layer whose
-    weight an embedding shares (a head tied to the input embeddings) is left as it is: packed, the weight
-    would be held twice."""
+    weight-only int8 weights and bfloat16 inputs with an Int8WeightLinear (unless `int8_kernel` is False:
+    torchao's own path, to compare with); returns how many. A layer whose weight an embedding shares (a head
+    tied to the input embeddings) is left as it is: packed, the weight would be held twice."""
     if not can_pack(torch.device("cpu")):
         return 0
     shared = {m.weight.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Embedding)}
@@ -106,7 +106,7 @@ def pack_linears(model: torch.nn.Module) -> int:
         for name, child in list(module.named_children()):
             if type(child) is not torch.nn.Linear:
                 continue
-            if _int8_weight_only(child.weight):
+            if int8_kernel and _int8_weight_only(child.weight):
                 setattr(module, name, Int8WeightLinear(child))
                 packed += 1
             elif _packable(child.weight) and child.weight.data_ptr() not in shared:

@@ -17,6 +17,7 @@ import logging
 import torch
 
 from extractor.errors import ConfigurationError
+from extractor.model.int8_dynamic import int8_dynamic
 from extractor.precisions import QUANTIZE_MODES
 
 
@@ -73,10 +74,11 @@ def quantize_int8(model: torch.nn.Module) -> int:
 
 
 def quantize_int8_dynamic(model: torch.nn.Module) -> int:
-    """int8 weights and per-token int8 activations (torch's own x86/fbgemm kernels, float32 in and out),
-    in the towers and the language model's head: decoding reads the head's weights once per token, and in
-    float32 they were a quarter of what the 0.8B's decode step reads. Its logits move by about as much as
-    the towers' quantisation moves them already (bench/cpu_precision.py measures both)."""
+    """int8 weights per channel and int8 activations per token (extractor/model/int8_dynamic.py: torch's
+    own x86 kernel, float32 in and out), in the towers and the language model's head: decoding reads the
+    head's weights once per token, and in float32 they were a quarter of what the 0.8B's decode step reads.
+    Its logits move by about as much as the towers' quantisation moves them already (bench/cpu_precision.py
+    measures both)."""
     inner = model.model
     count = 0
     for name in ("language_model", "vision_tower"):
@@ -85,21 +87,6 @@ def quantize_int8_dynamic(model: torch.nn.Module) -> int:
         setattr(inner, name, int8_dynamic(part))
     model.lm_head = int8_dynamic(model.lm_head)
     return count + 1
-
-
-def int8_dynamic(module: torch.nn.Module) -> torch.nn.Module:
-    """`module` with its Linear layers (or itself, a Linear) made torch's dynamically quantised int8 ones,
-    converted in place: a copy would hold a float32 tower twice meanwhile (the 2B: ~8 GB more)."""
-    import warnings
-
-    from torch.ao.quantization import quantize_dynamic
-
-    # quantize_dynamic swaps a module's children, never the module it is given: a lone Linear goes in a holder
-    holder = torch.nn.Sequential(module) if isinstance(module, torch.nn.Linear) else module
-    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
-        warnings.simplefilter("ignore")
-        quantize_dynamic(holder.float(), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-    return holder[0] if holder is not module else holder
 
 
 def _torchao():

@@ -1,0 +1,109 @@
+"""int8 Linear layers for BAYOU_QUANTIZE=int8-dynamic: int8 weights with one scale per output channel, and
+each input row (a token) quantised to int8 on its own scale at run time; float32 in and out, through torch's
+own x86 int8 kernel (fbgemm's `quantized::linear_dynamic`).
+
+Why not torch's `quantize_dynamic`, which drives the same kernel: its default quantises each weight with
+one scale for the whole matrix, and the kernel quantises its whole input with one scale too. One input is
+every token of a prompt, every tile of a batch's pages, every document of a batch. One large token (language
+models carry a few tokens whose activations are tens to thousands of times the rest's) then coarsens every
+other token's steps, and a document's answer depends on which documents shared its batch: through a
+1,536 × 4,096 layer, one token 30× the others moved the other tokens' outputs by ~1.0–1.5 on a scale of
+~3 with one scale for all, by ~0.05 with a scale per token (docs/benchmarks.md, session 14).
+
+So each row is first divided by its largest magnitude (every row then lies in [-1, 1]), one extra row
+holding -1 and +1 pins the kernel's tensor-wide range to exactly [-1, 1] whatever the other rows are, and
+the kernel's output rows are multiplied back by their scales. A row's result is then a function of that row
+alone, bit for bit. Rows go through in blocks of `BLOCK_ROWS`, so that the divided rows and the rescaled
+output stay in the CPU's cache. A single row (one document's decoding step) needs none of it: the kernel's
+tensor-wide scale is that row's own.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+# rows per kernel call: a block's divided inputs (≤ 4 MB at 4,096 wide) stay in the cache between passes
+BLOCK_ROWS = 256
+# the smallest row scale: a row of zeros is divided by this (and stays zeros), never by 0
+_TINY = torch.finfo(torch.float32).tiny
+# torch's x86 int8 kernel multiplies unsigned 8-bit inputs in pairs into 16-bit sums: inputs on 7 bits
+# (reduce_range) keep those sums from saturating on CPUs without VNNI
+_REDUCE_RANGE = True
+
+
+class Int8DynamicLinear(torch.nn.Module):
+    """A Linear layer with int8 weights (a scale per output channel, packed for the kernel) and per-row
+    dynamic int8 inputs; float32 in and out, CPU only."""
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        weight = linear.weight.detach().float()
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        scales = (weight.abs().amax(dim=1) / 127).clamp_min(_TINY)
+        zero_points = torch.zeros(self.out_features, dtype=torch.long)
+        with warnings.catch_warnings():  # torch announces its quantized tensors' move to torchao
+            warnings.simplefilter("ignore")
+            qweight = torch.quantize_per_channel(weight, scales.double(), zero_points, 0, torch.qint8)
+        # packed without the bias: rescaled rows take it after the kernel
+        self._packed = torch.ops.quantized.linear_prepack(qweight, None)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
+        bound = torch.zeros(1, self.in_features)
+        bound[0, 0], bound[0, -1] = -1.0, 1.0
+        self.register_buffer("_bound", bound, persistent=False)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        flat = inputs.reshape(-1, self.in_features).float()
+        rows = flat.shape[0]
+        if rows == 1:
+            output = torch.ops.quantized.linear_dynamic(flat, self._packed, _REDUCE_RANGE)
+            if self.bias is not None:
+                output.add_(self.bias)
+        else:
+            output = torch.empty(rows, self.out_features)
+            scaled = torch.empty(min(rows, BLOCK_ROWS) + 1, self.in_features)
+            for start in range(0, rows, BLOCK_ROWS):
+                self._block(flat[start : start + BLOCK_ROWS], scaled, output[start : start + BLOCK_ROWS])
+        return output.reshape(*inputs.shape[:-1], self.out_features)
+
+    def _block(self, block: torch.Tensor, scaled: torch.Tensor, output: torch.Tensor) -> None:
+        rows = block.shape[0]
+        row_scale = _largest_magnitudes(block)
+        torch.div(block, row_scale, out=scaled[:rows])
+        scaled[rows : rows + 1] = self._bound
+        product = torch.ops.quantized.linear_dynamic(scaled[: rows + 1], self._packed, _REDUCE_RANGE)[:rows]
+        if self.bias is None:
+            torch.mul(product, row_scale, out=output)
+        else:
+            torch.addcmul(self.bias, product, row_scale, out=output)
+
+    def weight_bytes(self) -> int:
+        """The int8 weight and its per-channel scales (held packed, outside the state dict)."""
+        return self.in_features * self.out_features + self.out_features * 8
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            "int8 weights per channel, int8 inputs per row"
+        )
+
+
+def _largest_magnitudes(rows: torch.Tensor) -> torch.Tensor:
+    """Each row's largest magnitude, (rows, 1), at least _TINY. From its largest and smallest values: torch's
+    amax and amin are vectorised, `vector_norm(ord=inf)` and `aminmax` took 8–10× as long (1,401 × 1,536)."""
+    largest = rows.amax(dim=1, keepdim=True)
+    return torch.maximum(largest, rows.amin(dim=1, keepdim=True).neg_(), out=largest).clamp_min_(_TINY)
+
+
+def int8_dynamic(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` with its Linear layers (or itself, a Linear) made Int8DynamicLinear, in place: each layer's
+    float32 weight is let go as soon as its int8 one is packed (a copy of the 2B's towers: ~8 GB more)."""
+    if type(module) is torch.nn.Linear:
+        return Int8DynamicLinear(module)
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.Linear:
+                setattr(parent, name, Int8DynamicLinear(child))
+    return module
