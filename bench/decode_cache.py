@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_precision import CACHES, build  # noqa: E402
 
 from extractor.model.device import configure_cpu_runtime  # noqa: E402
-from extractor.model.loader import attention_implementation  # noqa: E402
 from extractor.model.int8_dynamic import int8_dynamic  # noqa: E402
+from extractor.model.loader import attention_implementation  # noqa: E402
 
 PROMPT_TOKENS = 1401  # the 3-tile receipt's prompt (bench/cpu_precision.py)
 
