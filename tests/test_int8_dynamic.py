@@ -63,11 +63,12 @@ def test_a_single_row_zero_rows_and_shapes() -> None:
     rows[3] = 0
     many = quantised(rows)
     assert torch.equal(many[3], layer.bias)  # a row of zeros: exactly the bias, no division by zero
-    single = quantised(rows[5:6].reshape(1, 1, 256))  # a decoding step: the kernel's own scale is the row's
+    single = quantised(rows[5:6].reshape(1, 1, 256))  # one document's decoding step
     assert single.shape == (1, 1, 192)
     scale = layer(rows[5]).abs().max().item()
     assert (single.reshape(-1) - layer(rows[5])).abs().max().item() < 0.03 * scale
-    assert (single.reshape(-1) - many[5]).abs().max().item() < 0.03 * scale
+    # decoded alone or in a batch, the same row reads the same
+    assert torch.equal(single.reshape(-1), many[5])
 
 
 def test_int8_dynamic_replaces_every_linear_in_place() -> None:

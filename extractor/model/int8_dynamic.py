@@ -1,21 +1,23 @@
 """int8 Linear layers for BAYOU_QUANTIZE=int8-dynamic: int8 weights with one scale per output channel, and
 each input row (a token) quantised to int8 on its own scale at run time; float32 in and out, through torch's
-own x86 int8 kernel (fbgemm's `quantized::linear_dynamic`).
+own x86 int8 kernel (fbgemm's).
 
 Why not torch's `quantize_dynamic`, which drives the same kernel: its default quantises each weight with
-one scale for the whole matrix, and the kernel quantises its whole input with one scale too. One input is
-every token of a prompt, every tile of a batch's pages, every document of a batch. One large token (language
-models carry a few tokens whose activations are tens to thousands of times the rest's) then coarsens every
-other token's steps, and a document's answer depends on which documents shared its batch: through a
-1,536 × 4,096 layer, one token 30× the others moved the other tokens' outputs by ~1.0–1.5 on a scale of
-~3 with one scale for all, by ~0.05 with a scale per token (docs/benchmarks.md, session 14).
+one scale for the whole matrix, and its kernel (`quantized::linear_dynamic`) quantises its whole input with
+one scale too. One input is every token of a prompt, every tile of a batch's pages, every document of a
+batch. One large token (language models carry a few tokens whose activations are tens to thousands of times
+the rest's) then coarsens every other token's steps, and a document's answer depends on which documents
+shared its batch: through a 1,536 × 4,096 layer, one token 30× the others moved the other tokens' outputs
+by ~1.0–1.5 on a scale of ~3 with one scale for all, by ~0.05 with a scale per token (docs/benchmarks.md,
+session 14).
 
-So each row is first divided by its largest magnitude (every row then lies in [-1, 1]), one extra row
-holding -1 and +1 pins the kernel's tensor-wide range to exactly [-1, 1] whatever the other rows are, and
-the kernel's output rows are multiplied back by their scales. A row's result is then a function of that row
-alone, bit for bit. Rows go through in blocks of `BLOCK_ROWS`, so that the divided rows and the rescaled
-output stay in the CPU's cache. A single row (one document's decoding step) needs none of it: the kernel's
-tensor-wide scale is that row's own.
+So each row is first divided by its largest magnitude (every row then lies in [-1, 1]), quantised by the
+kernel with fixed parameters for [-1, 1], and the kernel's output rows are multiplied back by their scales.
+A row's result is then a function of that row alone, bit for bit, whether it comes alone (one document's
+decoding step) or with others (a batch's step, a prompt, a page's tiles). Leaving a lone row to the
+kernel's own dynamic quantisation (its range is the row's) was 0.02–0.07 ms a layer faster, but a document
+decoded alone then read differently from the same document in a batch. Rows go through in blocks of
+`BLOCK_ROWS`, so that the divided rows stay in the CPU's cache.
 """
 
 from __future__ import annotations
@@ -28,9 +30,13 @@ import torch
 BLOCK_ROWS = 256
 # the smallest row scale: a row of zeros is divided by this (and stays zeros), never by 0
 _TINY = torch.finfo(torch.float32).tiny
-# torch's x86 int8 kernel multiplies unsigned 8-bit inputs in pairs into 16-bit sums: inputs on 7 bits
-# (reduce_range) keep those sums from saturating on CPUs without VNNI
-_REDUCE_RANGE = True
+# every divided row lies in [-1, 1]: the kernel quantises it with these fixed parameters, onto 0..128. Seven
+# bits: torch's x86 int8 kernel multiplies unsigned 8-bit inputs by the int8 weights (-127..127) in pairs
+# into 16-bit sums, and 2 × 128 × 127 is the most that cannot saturate them on CPUs without VNNI
+_INPUT_SCALE = 2 / 127
+_INPUT_ZERO_POINT = 64
+# fbgemm's product of float32 inputs quantised with given parameters, int8 weights, float32 out
+_PRODUCT = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32
 
 
 class Int8DynamicLinear(torch.nn.Module):
@@ -47,37 +53,25 @@ class Int8DynamicLinear(torch.nn.Module):
         with warnings.catch_warnings():  # torch announces its quantized tensors' move to torchao
             warnings.simplefilter("ignore")
             qweight = torch.quantize_per_channel(weight, scales.double(), zero_points, 0, torch.qint8)
-        # packed without the bias: rescaled rows take it after the kernel
+        # packed without the bias: the rows' products are scaled back before it is added
         self._packed = torch.ops.quantized.linear_prepack(qweight, None)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
-        bound = torch.zeros(1, self.in_features)
-        bound[0, 0], bound[0, -1] = -1.0, 1.0
-        self.register_buffer("_bound", bound, persistent=False)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         flat = inputs.reshape(-1, self.in_features).float()
-        rows = flat.shape[0]
-        if rows == 1:
-            output = torch.ops.quantized.linear_dynamic(flat, self._packed, _REDUCE_RANGE)
-            if self.bias is not None:
-                output.add_(self.bias)
-        else:
-            output = torch.empty(rows, self.out_features)
-            scaled = torch.empty(min(rows, BLOCK_ROWS) + 1, self.in_features)
-            for start in range(0, rows, BLOCK_ROWS):
-                self._block(flat[start : start + BLOCK_ROWS], scaled, output[start : start + BLOCK_ROWS])
+        output = torch.empty(flat.shape[0], self.out_features)
+        for start in range(0, flat.shape[0], BLOCK_ROWS):
+            self._rows(flat[start : start + BLOCK_ROWS], output[start : start + BLOCK_ROWS])
         return output.reshape(*inputs.shape[:-1], self.out_features)
 
-    def _block(self, block: torch.Tensor, scaled: torch.Tensor, output: torch.Tensor) -> None:
-        rows = block.shape[0]
-        row_scale = _largest_magnitudes(block)
-        torch.div(block, row_scale, out=scaled[:rows])
-        scaled[rows : rows + 1] = self._bound
-        product = torch.ops.quantized.linear_dynamic(scaled[: rows + 1], self._packed, _REDUCE_RANGE)[:rows]
-        if self.bias is None:
-            torch.mul(product, row_scale, out=output)
-        else:
-            torch.addcmul(self.bias, product, row_scale, out=output)
+    def _rows(self, rows: torch.Tensor, output: torch.Tensor) -> None:
+        """`output` = this layer of `rows`, each quantised on its own scale; the same steps for every
+        number of rows, so a row's result is the same bit for bit however many rows it comes with."""
+        scale = _largest_magnitudes(rows)
+        product = _PRODUCT(rows / scale, _INPUT_SCALE, _INPUT_ZERO_POINT, self._packed)
+        torch.mul(product, scale, out=output)
+        if self.bias is not None:
+            output.add_(self.bias)
 
     def weight_bytes(self) -> int:
         """The int8 weight and its per-channel scales (held packed, outside the state dict)."""
