@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+from collections.abc import Callable
 
 import torch
 
@@ -101,20 +102,32 @@ def pack_linears(model: torch.nn.Module, int8_kernel: bool = True) -> int:
     if not can_pack(torch.device("cpu")):
         return 0
     shared = {m.weight.data_ptr() for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    packed = 0
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if type(child) is not torch.nn.Linear:
-                continue
-            if int8_kernel and _int8_weight_only(child.weight):
-                setattr(module, name, Int8WeightLinear(child))
-                packed += 1
-            elif _packable(child.weight) and child.weight.data_ptr() not in shared:
-                setattr(module, name, PackedLinear(child))
-                packed += 1
+
+    def packed_form(layer: torch.nn.Linear) -> torch.nn.Module | None:
+        if int8_kernel and _int8_weight_only(layer.weight):
+            return Int8WeightLinear(layer)
+        if _packable(layer.weight) and layer.weight.data_ptr() not in shared:
+            return PackedLinear(layer)
+        return None
+
+    packed = replace_linears(model, packed_form)
     if packed:
         _return_freed_memory()
     return packed
+
+
+def replace_linears(
+    model: torch.nn.Module, convert: Callable[[torch.nn.Linear], torch.nn.Module | None]
+) -> int:
+    """Put `convert(layer)` in the place of every plain `nn.Linear` inside `model` for which it returns a
+    module (None: the layer stays); returns how many were replaced."""
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.Linear and (converted := convert(child)) is not None:
+                setattr(parent, name, converted)
+                replaced += 1
+    return replaced
 
 
 def _return_freed_memory() -> None:

@@ -26,6 +26,8 @@ import warnings
 
 import torch
 
+from extractor.model.cpu_linear import replace_linears
+
 # rows per kernel call: a block's divided inputs (≤ 4 MB at 4,096 wide) stay in the cache between passes
 BLOCK_ROWS = 256
 # the smallest row scale: a row of zeros is divided by this (and stays zeros), never by 0
@@ -96,8 +98,5 @@ def int8_dynamic(module: torch.nn.Module) -> torch.nn.Module:
     float32 weight is let go as soon as its int8 one is packed (a copy of the 2B's towers: ~8 GB more)."""
     if type(module) is torch.nn.Linear:
         return Int8DynamicLinear(module)
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is torch.nn.Linear:
-                setattr(parent, name, Int8DynamicLinear(child))
+    replace_linears(module, Int8DynamicLinear)
     return module
