@@ -11,12 +11,12 @@ shared its batch: through a 1,536 × 4,096 layer, one token 30× the others move
 by ~1.0–1.5 on a scale of ~3 with one scale for all, by ~0.05 with a scale per token (docs/benchmarks.md,
 session 14).
 
-So each row is first scaled by the reciprocal of its largest magnitude (every row then lies in [-1, 1]), quantised by the
-kernel with fixed parameters for [-1, 1], and the kernel's output rows are multiplied back by their scales.
-A row's result is then a function of that row alone, bit for bit, whether it comes alone (one document's
-decoding step) or with others (a batch's step, a prompt, a page's tiles). Leaving a lone row to the
-kernel's own dynamic quantisation (its range is the row's) was 0.02–0.07 ms a layer faster, but a document
-decoded alone then read differently from the same document in a batch. Rows go through in blocks of
+So each row is first scaled by the reciprocal of its largest magnitude (every row then lies in [-1, 1]),
+quantised by the kernel with fixed parameters for [-1, 1], and the kernel's output rows are multiplied back
+by their scales. A row's result is then a function of that row alone, bit for bit, whether it comes alone
+(one document's decoding step) or with others (a batch's step, a prompt, a page's tiles). Leaving a lone row
+to the kernel's own dynamic quantisation (its range is the row's) was 0.02–0.07 ms a layer faster, but a
+document decoded alone then read differently from the same document in a batch. Rows go through in blocks of
 `BLOCK_ROWS`.
 """
 
